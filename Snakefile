@@ -1,0 +1,44 @@
+# kdtransfer: what does knowledge distillation really transfer? See README.md.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/analysis.smk"
+include: "workflow/rules/figures.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        rules.figures.output,
+        rules.tables.output,
+
+
+rule teachers:
+    input:
+        teacher_outputs,
+
+
+rule students:
+    input:
+        student_outputs,
+
+
+rule predictions:
+    input:
+        prediction_outputs,
+
+
+rule analysis:
+    input:
+        rules.tests.output,

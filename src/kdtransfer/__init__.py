@@ -1,0 +1,13 @@
+"""kdtransfer: what does knowledge distillation really transfer?
+
+The package holds the science as plain functions. Importing it (or `kdtransfer.config`,
+`kdtransfer.data`, the analysis modules) never imports torch, so the Snakefile parses fast.
+"""
+
+__version__ = "0.1.0"
+
+# Bump when a change to the package alters trained models (training revision) or analysis
+# outputs (analysis revision). The rules pass these as params, so a bump re-runs exactly the
+# affected jobs; refactors that change no result do not cost GPU hours.
+TRAINING_REVISION = 1
+ANALYSIS_REVISION = 1

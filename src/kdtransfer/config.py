@@ -1,0 +1,124 @@
+"""Config validation with messages that name the offending key and the valid choices.
+
+Runs at Snakefile parse time, before any job: schema (unknown keys rejected, defaults filled),
+then cross-references (setups name existing datasets, models and recipes; loaders and model
+architectures exist). torch is imported only if a `timm:` model must be checked.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+
+import jsonschema
+import yaml
+
+from kdtransfer.catalog import BUILTIN_MODELS, TIMM_PREFIX
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _path(parts) -> str:
+    return ".".join(str(p) for p in parts) or "<top level>"
+
+
+def _allowed_keys(schema: dict) -> list[str]:
+    return sorted(schema.get("properties", {}))
+
+
+def _hint(value: str, choices) -> str:
+    close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _format_error(err: jsonschema.ValidationError) -> str:
+    where = _path(err.absolute_path)
+    if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+        allowed = _allowed_keys(err.schema)
+        extra = [k for k in err.instance if k not in allowed]
+        if allowed:
+            key = extra[0] if extra else "?"
+            return (f"unknown config key {_path([*err.absolute_path, key])!r}{_hint(key, allowed)}; "
+                    f"valid keys at {where}: {', '.join(allowed)}")
+    if err.validator == "enum":
+        return (f"config value {err.instance!r} at {where} is not allowed{_hint(err.instance, err.validator_value)}; "
+                f"valid choices: {', '.join(map(str, err.validator_value))}")
+    if err.validator == "required":
+        return f"config at {where} is missing a required key: {err.message}"
+    if err.validator == "propertyNames":
+        return f"config key {err.instance!r} under {where} is not a valid name: use letters, digits and _ (start with a letter)"
+    return f"config at {where}: {err.message}"
+
+
+def _with_defaults(validator_class):
+    """A validator that also fills in `default`s, like snakemake.utils.validate(set_default=True)."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, sub in properties.items():
+                if "default" in sub and name not in instance:
+                    instance[name] = copy.deepcopy(sub["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+def validate_config(config: dict, schema_path: str) -> dict:
+    """Return a validated copy of `config` with defaults filled; raise ConfigError otherwise."""
+    with open(schema_path) as fh:
+        schema = yaml.safe_load(fh)
+    config = copy.deepcopy(dict(config))
+    validator = _with_defaults(jsonschema.Draft7Validator)(schema)
+    # Two passes: defaults inserted in the first (e.g. `kd: {}`) get their own defaults next.
+    for _ in range(2):
+        errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), str(e.absolute_path)))
+        if errors:
+            best = jsonschema.exceptions.best_match(errors)
+            # Prefer the most specific message for unknown keys and enums.
+            for e in errors:
+                if e.validator in ("additionalProperties", "enum"):
+                    best = e
+                    break
+            raise ConfigError(_format_error(best))
+    _check_references(config)
+    return config
+
+
+def _check_references(config: dict) -> None:
+    from kdtransfer.data import DATASETS
+
+    for name, ds in config["datasets"].items():
+        if ds["loader"] not in DATASETS:
+            raise ConfigError(
+                f"unknown dataset {ds['loader']!r} at datasets.{name}.loader{_hint(ds['loader'], DATASETS)}; "
+                f"valid choices: {', '.join(sorted(DATASETS))}"
+            )
+    timm_names = []
+    for name, model in config["models"].items():
+        arch = model["arch"]
+        if arch.startswith(TIMM_PREFIX):
+            timm_names.append((name, arch))
+        elif arch not in BUILTIN_MODELS:
+            raise ConfigError(
+                f"unknown model {arch!r} at models.{name}.arch{_hint(arch, BUILTIN_MODELS)}; valid choices: "
+                f"{', '.join(BUILTIN_MODELS)}, or any timm model as 'timm:<name>' (e.g. timm:resnet18)"
+            )
+    if timm_names:
+        import timm  # only now: it imports torch
+
+        for name, arch in timm_names:
+            if not timm.is_model(arch[len(TIMM_PREFIX):]):
+                raise ConfigError(
+                    f"unknown timm model {arch!r} at models.{name}.arch"
+                    f"{_hint(arch[len(TIMM_PREFIX):], timm.list_models())}; see timm.list_models()"
+                )
+    for key, section in (("dataset", "datasets"), ("teacher", "models"), ("student", "models"), ("recipe", "recipes")):
+        for setup_name, setup in config["setups"].items():
+            if key in setup and setup[key] not in config[section]:
+                raise ConfigError(
+                    f"setups.{setup_name}.{key} names {setup[key]!r}, which is not defined under `{section}`"
+                    f"{_hint(setup[key], config[section])}; defined: {', '.join(sorted(config[section]))}"
+                )

@@ -1,0 +1,178 @@
+"""The predictions contract: one Parquet file per run and split, one row per sample.
+
+Training writes these; analysis reads only these. The schema is fixed and checked on read, so
+a truncated, foreign or misaligned file is an error that names the file, never a silent wrong
+number.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from kdtransfer import __version__
+
+IDENTITY_COLUMNS = ("run_key", "condition", "seed", "split")
+
+
+def prediction_schema(num_classes: int) -> pa.Schema:
+    return pa.schema(
+        [
+            ("run_key", pa.string()),
+            ("condition", pa.string()),
+            ("seed", pa.int32()),
+            ("split", pa.string()),
+            ("sample_idx", pa.int32()),
+            ("label", pa.int16()),
+            ("pred", pa.int16()),
+            ("logits", pa.list_(pa.float32(), num_classes)),
+        ]
+    )
+
+
+class PredictionsError(ValueError):
+    """A predictions file is missing, unreadable or breaks the contract."""
+
+
+@dataclass
+class Predictions:
+    """Per-sample predictions of one run on one split, as numpy arrays."""
+
+    run_key: str
+    condition: str
+    seed: int
+    split: str
+    sample_idx: np.ndarray  # int32 [n]
+    label: np.ndarray  # int16 [n]
+    pred: np.ndarray  # int16 [n]
+    logits: np.ndarray | None  # float32 [n, C], None when not read
+    path: str = ""
+    metadata: dict = field(default_factory=dict)
+
+    @property
+    def num_samples(self) -> int:
+        return int(self.sample_idx.shape[0])
+
+
+def write_predictions(
+    path: str | os.PathLike,
+    *,
+    run_key: str,
+    condition: str,
+    seed: int,
+    split: str,
+    sample_idx: np.ndarray,
+    label: np.ndarray,
+    logits: np.ndarray,
+    extra_metadata: dict | None = None,
+) -> None:
+    """Write predictions atomically (temp file + rename): a reader never sees half a file."""
+    logits = np.ascontiguousarray(logits, dtype=np.float32)
+    n, num_classes = logits.shape
+    if not (len(sample_idx) == len(label) == n):
+        raise ValueError(f"sample_idx, label and logits disagree on length for {path}")
+    if not np.isfinite(logits).all():
+        raise PredictionsError(f"non-finite logits for run {run_key} seed {seed}; refusing to write {path}")
+    pred = logits.argmax(axis=1).astype(np.int16)
+    schema = prediction_schema(num_classes)
+    flat = pa.array(logits.reshape(-1), type=pa.float32())
+    table = pa.table(
+        {
+            "run_key": pa.array([run_key] * n, type=pa.string()),
+            "condition": pa.array([condition] * n, type=pa.string()),
+            "seed": pa.array(np.full(n, seed, dtype=np.int32)),
+            "split": pa.array([split] * n, type=pa.string()),
+            "sample_idx": pa.array(np.asarray(sample_idx, dtype=np.int32)),
+            "label": pa.array(np.asarray(label, dtype=np.int16)),
+            "pred": pa.array(pred),
+            "logits": pa.FixedSizeListArray.from_arrays(flat, num_classes),
+        },
+        schema=schema,
+    )
+    meta = {"kdtransfer_version": __version__, "num_classes": num_classes, **(extra_metadata or {})}
+    table = table.replace_schema_metadata({b"kdtransfer": json.dumps(meta).encode()})
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    pq.write_table(table, tmp, compression="zstd")
+    os.replace(tmp, path)
+
+
+def read_predictions(path: str | os.PathLike, *, logits: bool = True) -> Predictions:
+    """Read and check one predictions file. `logits=False` skips the widest column."""
+    path = str(path)
+    try:
+        pf = pq.ParquetFile(path)
+    except FileNotFoundError:
+        raise PredictionsError(f"predictions file {path} does not exist; re-run the training rule that makes it") from None
+    except Exception as exc:  # pyarrow raises several types for truncated/corrupt files
+        raise PredictionsError(
+            f"predictions file {path} is unreadable ({exc}); delete it and re-run the training rule that makes it "
+            f"(snakemake --forcerun {path})"
+        ) from None
+    schema = pf.schema_arrow
+    expected = [name for name in prediction_schema(1).names]
+    if schema.names != expected:
+        raise PredictionsError(f"predictions file {path} has columns {schema.names}, expected {expected}")
+    logits_type = schema.field("logits").type
+    if not pa.types.is_fixed_size_list(logits_type) or logits_type.value_type != pa.float32():
+        raise PredictionsError(f"predictions file {path}: column 'logits' must be fixed_size_list<float32>, got {logits_type}")
+    num_classes = logits_type.list_size
+    if not schema.equals(prediction_schema(num_classes)):
+        raise PredictionsError(f"predictions file {path} has schema {schema}, expected {prediction_schema(num_classes)}")
+    columns = list(expected) if logits else [c for c in expected if c != "logits"]
+    try:
+        table = pf.read(columns=columns)
+    except Exception as exc:
+        raise PredictionsError(f"predictions file {path} is unreadable ({exc}); delete it and re-run the training rule that makes it") from None
+    if table.num_rows == 0:
+        raise PredictionsError(f"predictions file {path} has no rows")
+    identity = {}
+    for name in IDENTITY_COLUMNS:
+        col = table.column(name)
+        values = col.unique()
+        if len(values) != 1:
+            raise PredictionsError(f"predictions file {path}: column {name!r} must hold one value, found {len(values)}")
+        identity[name] = values[0].as_py()
+    meta = {}
+    raw = (schema.metadata or {}).get(b"kdtransfer")
+    if raw:
+        meta = json.loads(raw)
+    logit_array = None
+    if logits:
+        flat = table.column("logits").combine_chunks().flatten().to_numpy(zero_copy_only=False)
+        logit_array = flat.reshape(table.num_rows, num_classes)
+    return Predictions(
+        run_key=identity["run_key"],
+        condition=identity["condition"],
+        seed=int(identity["seed"]),
+        split=identity["split"],
+        sample_idx=table.column("sample_idx").to_numpy(),
+        label=table.column("label").to_numpy(),
+        pred=table.column("pred").to_numpy(),
+        logits=logit_array,
+        path=path,
+        metadata=meta,
+    )
+
+
+def check_aligned(a: Predictions, b: Predictions) -> None:
+    """Two runs may be compared sample by sample only if they hold the same samples and labels."""
+    if a.split != b.split:
+        raise PredictionsError(f"{a.path} is split {a.split!r} but {b.path} is split {b.split!r}")
+    if a.num_samples != b.num_samples or not np.array_equal(a.sample_idx, b.sample_idx):
+        raise PredictionsError(
+            f"{a.path} and {b.path} hold different sample sets ({a.num_samples} vs {b.num_samples} rows); "
+            "they come from different data preparations: re-run the older one"
+        )
+    if not np.array_equal(a.label, b.label):
+        n_diff = int((a.label != b.label).sum())
+        raise PredictionsError(f"{a.path} and {b.path} disagree on the labels of {n_diff} samples")
+    if a.logits is not None and b.logits is not None and a.logits.shape[1] != b.logits.shape[1]:
+        raise PredictionsError(f"{a.path} has {a.logits.shape[1]} classes but {b.path} has {b.logits.shape[1]}")

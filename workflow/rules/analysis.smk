@@ -1,0 +1,34 @@
+# Analysis reads predictions only (never weights): it is cheap and runs locally, even under a
+# cluster profile, so no GPU job is queued for a table.
+
+
+rule metrics:
+    input:
+        setup_prediction_files,
+    output:
+        "results/analysis/metrics/{setup}.parquet",
+    params:
+        paths=setup_prediction_paths,
+        revision=kdtransfer.ANALYSIS_REVISION,
+    log:
+        "logs/metrics/{setup}.log",
+    localrule: True
+    script:
+        "../scripts/metrics.py"
+
+
+rule tests:
+    input:
+        expand("results/analysis/metrics/{setup}.parquet", setup=SETUPS),
+    output:
+        metrics="results/analysis/metrics.parquet",
+        tests="results/analysis/tests.parquet",
+        verdicts="results/analysis/verdicts.parquet",
+    params:
+        analysis=config["analysis"],
+        revision=kdtransfer.ANALYSIS_REVISION,
+    log:
+        "logs/tests/tests.log",
+    localrule: True
+    script:
+        "../scripts/tests.py"

@@ -1,0 +1,19 @@
+from kdtransfer.runlog import log_to
+
+log = log_to(snakemake.log[0])
+
+import pandas as pd
+
+from kdtransfer.stats import setup_tests, verdicts
+from kdtransfer.atomic import write_parquet
+
+a = snakemake.params.analysis
+metrics = pd.concat([pd.read_parquet(p) for p in snakemake.input], ignore_index=True)
+tests = setup_tests(metrics, alpha=a["alpha"], fdr_family=a["fdr_family"], asymmetry_primary=a["asymmetry_primary"],
+                    n_bootstrap=a["bootstrap"])
+summary = verdicts(tests, metrics, alpha=a["alpha"])
+log.info("tests:\n%s", tests.to_string())
+log.info("verdicts:\n%s", summary.to_string())
+write_parquet(metrics, snakemake.output.metrics)
+write_parquet(tests, snakemake.output.tests)
+write_parquet(summary, snakemake.output.verdicts)

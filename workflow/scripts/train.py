@@ -1,0 +1,27 @@
+import sys
+
+from kdtransfer.runlog import log_to
+
+log = log_to(snakemake.log[0])
+
+from kdtransfer.train import RunSpec, TrainingInterrupted, train_and_save
+
+spec = RunSpec.from_params(snakemake.params.spec)
+log.info("training %s seed %d (%s)", spec.run_key, spec.seed, spec.condition)
+teacher = snakemake.input.get("teacher", None)
+if not isinstance(teacher, str):  # an input function that returned [] (rcd) gives an empty list
+    teacher = teacher[0] if teacher else None
+try:
+    train_and_save(
+        spec,
+        snakemake.input.data,
+        weights_out=snakemake.output.weights,
+        predictions_out=dict(zip(snakemake.params.splits, snakemake.output.predictions)),
+        history_out=snakemake.output.history,
+        teacher_weights=teacher,
+        teacher_model=snakemake.params.get("teacher_model"),
+        threads=snakemake.threads,
+    )
+except TrainingInterrupted as exc:
+    log.warning("%s", exc)
+    sys.exit(143)
