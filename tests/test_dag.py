@@ -1,0 +1,49 @@
+"""DAG tests: the planned jobs, reuse of shared runs, and reruns after a param change."""
+
+import re
+from collections import Counter
+
+import yaml
+
+from conftest import REPO, snakemake
+
+
+def planned_jobs(stdout: str) -> list[tuple[str, dict]]:
+    """(rule, wildcards) of every job in a `snakemake -n` listing."""
+    jobs, rule = [], None
+    for line in stdout.splitlines():
+        m = re.match(r"^(?:local)?rule (\w+):$", line.strip())
+        if m:
+            rule = m.group(1)
+            jobs.append((rule, {}))
+            continue
+        m = re.match(r"^wildcards: (.*)$", line.strip())
+        if m and jobs:
+            jobs[-1] = (jobs[-1][0], dict(kv.split("=", 1) for kv in m.group(1).split(", ")))
+    return jobs
+
+
+def counts(stdout: str) -> Counter:
+    return Counter(rule for rule, _ in planned_jobs(stdout))
+
+
+def test_default_config_plans_every_run_once(workflow_copy):
+    out = snakemake(workflow_copy, "-n", "--cores", "2").stdout
+    c = counts(out)
+    # 3 setups + 2 extra temperatures; 10 seeds. Teachers and nokd controls are shared by the
+    # temperature sweep: 3 teacher keys and 3 nokd keys, 5 kd and 5 rcd setups.
+    assert c == Counter({"prepare_data": 3, "train_reference": 60, "train_distilled": 100, "metrics": 5,
+                         "tests": 1, "figures": 1, "tables": 1, "all": 1})
+
+
+def test_named_targets(workflow_copy):
+    assert counts(snakemake(workflow_copy, "-n", "teachers").stdout) == Counter(
+        {"prepare_data": 3, "train_reference": 30, "teachers": 1})
+    c = counts(snakemake(workflow_copy, "-n", "students").stdout)
+    assert c["train_reference"] == 60 and c["train_distilled"] == 100 and "metrics" not in c
+
+
+def test_tiny_config_plan(workflow_copy):
+    out = snakemake(workflow_copy, "-n", "--configfile", "tests/configs/tiny.yaml").stdout
+    c = counts(out)
+    assert c["train_reference"] == 16 and c["train_distilled"] == 24 and c["metrics"] == 3
