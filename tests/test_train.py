@@ -81,3 +81,23 @@ def test_different_seeds_give_different_models(tmp_path, digits_npz):
     _, a = run(tmp_path, "a", spec("teacher", seed=1), digits_npz)
     _, b = run(tmp_path, "b", spec("teacher", seed=2), digits_npz)
     assert not np.array_equal(a.logits, b.logits)
+
+
+@pytest.mark.parametrize("nesterov,weight_decay", [(False, 0.0), (False, 5e-4), (True, 5e-4)])
+def test_sgd_matches_torch_optim_sgd(nesterov, weight_decay):
+    from kdtransfer.optim import SGD
+
+    torch.manual_seed(0)
+    ref = torch.nn.Linear(5, 3)
+    ours = torch.nn.Linear(5, 3)
+    ours.load_state_dict(ref.state_dict())
+    opt_ref = torch.optim.SGD(ref.parameters(), lr=0.1, momentum=0.9, weight_decay=weight_decay, nesterov=nesterov)
+    opt_ours = SGD(ours.parameters(), lr=0.1, momentum=0.9, weight_decay=weight_decay, nesterov=nesterov)
+    x, y = torch.randn(8, 5), torch.randint(0, 3, (8,))
+    for _ in range(5):
+        for model, opt in ((ref, opt_ref), (ours, opt_ours)):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+    for a, b in zip(ref.parameters(), ours.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-7)

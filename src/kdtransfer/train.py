@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from kdtransfer.data import ArrayDataset
 from kdtransfer.losses import distillation_objective, random_control_logits
+from kdtransfer.optim import SGD, LRSchedule
 from kdtransfer.models import count_parameters, create_model, state_fingerprint
 from kdtransfer.seeding import derive_seed, run_roles
 
@@ -103,25 +104,15 @@ def augment_batch(x: torch.Tensor, augment: str, generator: torch.Generator) -> 
 
 def make_optimizer(model: torch.nn.Module, recipe: dict, steps_per_epoch: int):
     if recipe["optimizer"] == "sgd":
-        opt = torch.optim.SGD(model.parameters(), lr=recipe["lr"], momentum=recipe.get("momentum", 0.9),
-                              weight_decay=recipe.get("weight_decay", 0.0), nesterov=recipe.get("nesterov", False))
+        opt = SGD(model.parameters(), lr=recipe["lr"], momentum=recipe.get("momentum", 0.9),
+                  weight_decay=recipe.get("weight_decay", 0.0), nesterov=recipe.get("nesterov", False))
     elif recipe["optimizer"] == "adamw":
         opt = torch.optim.AdamW(model.parameters(), lr=recipe["lr"], weight_decay=recipe.get("weight_decay", 0.0))
     else:
         raise ValueError(f"unknown optimizer {recipe['optimizer']!r}; valid: sgd, adamw")
-    total = recipe["epochs"] * steps_per_epoch
-    warmup = int(recipe.get("warmup_epochs", 0) * steps_per_epoch)
-    schedule = recipe.get("schedule", "cosine")
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        if schedule == "constant":
-            return 1.0
-        progress = (step - warmup) / max(1, total - warmup)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    schedule = LRSchedule(opt, recipe["lr"], recipe["epochs"] * steps_per_epoch,
+                          int(recipe.get("warmup_epochs", 0) * steps_per_epoch), recipe.get("schedule", "cosine"))
+    return opt, schedule
 
 
 @torch.no_grad()
@@ -177,7 +168,11 @@ def train_run(
     the model: nothing is ever selected on the test split.
     """
     device = device or pick_device()
-    torch.use_deterministic_algorithms(spec.deterministic, warn_only=True)
+    if device.type == "cuda":
+        # CPU kernels are deterministic at a fixed thread count already; on CPU this call would
+        # also import torch._inductor (1.5 s per job, most of a small job's time).
+        torch.use_deterministic_algorithms(spec.deterministic, warn_only=True)
+        torch.backends.cudnn.benchmark = not spec.deterministic
     recipe = spec.recipe
     _, order_role = run_roles(spec.condition)
     order_seed = derive_seed(spec.seed, order_role)
