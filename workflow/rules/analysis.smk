@@ -10,6 +10,8 @@ rule metrics:
     params:
         paths=setup_prediction_paths,
         revision=kdtransfer.ANALYSIS_REVISION,
+    conda:
+        "../../envs/analysis.yaml"
     log:
         "logs/metrics/{setup}.log",
     localrule: True
@@ -27,6 +29,8 @@ rule tests:
     params:
         analysis=config["analysis"],
         revision=kdtransfer.ANALYSIS_REVISION,
+    conda:
+        "../../envs/analysis.yaml"
     log:
         "logs/tests/tests.log",
     localrule: True

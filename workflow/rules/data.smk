@@ -4,6 +4,8 @@ rule prepare_data:
     params:
         loader=dataset_loader,
         options=dataset_options,
+    conda:
+        "../../envs/train.yaml"
     log:
         "logs/prepare_data/{dataset}.log",
     benchmark:

@@ -27,6 +27,8 @@ rule figures:
     params:
         setups=setup_info_rows,
         revision=kdtransfer.ANALYSIS_REVISION,
+    conda:
+        "../../envs/analysis.yaml"
     log:
         "logs/figures/figures.log",
     localrule: True
@@ -48,6 +50,8 @@ rule tables:
     params:
         setups=setup_info_rows,
         revision=kdtransfer.ANALYSIS_REVISION,
+    conda:
+        "../../envs/analysis.yaml"
     log:
         "logs/tables/tables.log",
     localrule: True

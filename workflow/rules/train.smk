@@ -18,6 +18,8 @@ rule train_reference:
         spec=reference_spec,
         splits=SPLITS,
         revision=kdtransfer.TRAINING_REVISION,
+    conda:
+        "../../envs/train.yaml"
     log:
         "logs/train/{condition}/{dataset}/{model}/{recipe}/seed{seed}.log",
     benchmark:
@@ -48,6 +50,8 @@ rule train_distilled:
         teacher_model=distilled_teacher_model,
         splits=SPLITS,
         revision=kdtransfer.TRAINING_REVISION,
+    conda:
+        "../../envs/train.yaml"
     log:
         "logs/train/{condition}/{setup}/seed{seed}.log",
     benchmark:
