@@ -91,3 +91,12 @@ def test_run_keys_share_teachers_and_controls_across_a_sweep():
     spec_kd = plan.run_spec(cfg, "kd", "kd/digits_mlp_T16", 0)
     spec_nokd = plan.run_spec(cfg, "nokd", "nokd/digits/mlp/digits", 0)
     assert spec_kd["kd"]["temperature"] == 16 and "kd" not in spec_nokd
+
+
+def test_reordered_config_keys_give_identical_params():
+    cfg = validate_config(DEFAULT, SCHEMA)
+    reordered = copy.deepcopy(DEFAULT)
+    reordered["recipes"]["digits"] = dict(reversed(list(reordered["recipes"]["digits"].items())))
+    cfg2 = validate_config(reordered, SCHEMA)
+    key = "teacher/digits/mlp/digits"
+    assert repr(plan.run_spec(cfg, "teacher", key, 0)) == repr(plan.run_spec(cfg2, "teacher", key, 0))

@@ -23,6 +23,16 @@ class Run:
         return f"results/runs/{self.key}/seed{self.seed}"
 
 
+def canonical(obj):
+    """Dicts with sorted keys, recursively. Snakemake compares params by their repr, so a
+    config whose keys are merely reordered must give identical params (no spurious reruns)."""
+    if isinstance(obj, dict):
+        return {k: canonical(obj[k]) for k in sorted(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [canonical(v) for v in obj]
+    return obj
+
+
 def _temperature_tag(value: float) -> str:
     return ("T" + f"{value:g}").replace(".", "p").replace("-", "m")
 
@@ -107,7 +117,7 @@ def run_spec(config: dict, condition: str, key: str, seed: int) -> dict:
         spec["kd"] = {k: setup["kd"][k] for k in ("alpha", "temperature")}
     if condition == "rcd":
         spec["rcd"] = dict(setup["rcd"])
-    return spec
+    return canonical(spec)
 
 
 def _setup_for_key(setups: dict, condition: str, key: str) -> dict:
@@ -121,7 +131,7 @@ def teacher_of(config: dict, key: str) -> tuple[str, dict]:
     """For a kd run key: the teacher's run key and its model entry."""
     setups = expand_setups(config)
     setup = _setup_for_key(setups, "kd", key)
-    return teacher_key(setup), copy.deepcopy(config["models"][setup["teacher"]])
+    return teacher_key(setup), canonical(config["models"][setup["teacher"]])
 
 
 def dataset_of(config: dict, condition: str, key: str) -> str:
@@ -137,7 +147,7 @@ def setup_table(config: dict) -> list[dict]:
             "student": s["student"], "recipe": s["recipe"], "variant": s["kd"]["variant"],
             "alpha": s["kd"]["alpha"], "temperature": s["kd"]["temperature"], "sweep": s["sweep_group"],
         })
-    return rows
+    return canonical(rows)
 
 
 def setup_info_frame(rows: list[dict], dataset_modalities: dict[str, str] | None = None):

@@ -27,7 +27,7 @@ rule tests:
         tests="results/analysis/tests.parquet",
         verdicts="results/analysis/verdicts.parquet",
     params:
-        analysis=config["analysis"],
+        analysis=analysis_params,
         revision=kdtransfer.ANALYSIS_REVISION,
     conda:
         "../../envs/analysis.yaml"

@@ -93,7 +93,11 @@ def dataset_loader(wildcards):
 
 
 def dataset_options(wildcards):
-    return config["datasets"][wildcards.dataset]["options"]
+    return plan.canonical(config["datasets"][wildcards.dataset]["options"])
+
+
+def analysis_params(wildcards):
+    return plan.canonical(config["analysis"])
 
 
 def setup_info_rows(wildcards):

@@ -1,0 +1,395 @@
+"""Paired, per-setup hypothesis tests (PROTOCOL.md, "Tests"). Seeds are the unit of replication.
+
+Choices (documented here once):
+
+- Wilcoxon signed-rank via `scipy.stats.wilcoxon(d, zero_method="wilcox",
+  method=PermutationMethod(n_resamples=np.inf))`: the p-value is the *exact* permutation
+  (sign-flip) distribution of the signed-rank statistic over all 2^n sign assignments of the
+  non-zero differences, with mid-ranks for ties. scipy's `method="exact"` is not exact when
+  differences tie or are zero (agreement is a multiple of 1/n_test, so ties happen with 10
+  seeds); the exhaustive permutation is, and is cheap for n <= ~16. For n > 16 paired seeds the
+  cost doubles per seed, so we fall back to scipy's `method="auto"` (asymptotic with tie/zero
+  correction) and say so in the `method` column.
+- Zero differences are dropped (Wilcoxon's convention, `zero_method="wilcox"`); `n` is the
+  number of paired seeds, `n_nonzero` the number used by the rank test. If every difference is
+  zero, p = 1 (no evidence in either direction).
+- Differences are rounded to 12 decimals before ranking so that float noise (e.g. 0.9512-0.95 vs
+  0.9012-0.90) does not split true ties.
+- `statistic` is scipy's: R+ (sum of ranks of positive differences) for one-sided tests,
+  min(R+, R-) for two-sided ones. Differences are always condition_a - condition_b.
+- Effect size: matched-pairs rank-biserial correlation r = (R+ - R-) / (R+ + R-) over the
+  non-zero differences (sign: positive when condition_a > condition_b).
+- median_diff: median of the paired differences; ci_low/ci_high: 95% percentile bootstrap CI
+  (`scipy.stats.bootstrap`, method="percentile", seeded per test from `random_seed` and the
+  test's identity, so a row's CI does not depend on which other setups are in the table).
+- FDR: Benjamini-Yekutieli (`multipletests(method="fdr_by")`) over the family; secondary tests
+  (the non-primary asymmetry variant) are reported but not in the family (p_adjusted NaN).
+- Power: `min_p_adjusted_possible` = the smallest BY-adjusted p of the family if every test
+  reached its smallest exact p with its n (1/2^n one-sided, 2/2^n two-sided);
+  `seeds_needed` = the smallest common n for which that is <= alpha.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import zlib
+
+import numpy as np
+import pandas as pd
+import scipy.stats
+from statsmodels.stats.multitest import multipletests
+
+log = logging.getLogger(__name__)
+
+EXACT_MAX_N = 16
+
+TRANSFER_METRICS = (
+    ("agreement", "greater", ">"),
+    ("js", "less", "<"),
+    ("activation_distance", "less", "<"),
+    ("kl", "less", "<"),
+)
+
+TEST_COLUMNS = [
+    "setup",
+    "family",
+    "kind",
+    "test",
+    "metric",
+    "condition_a",
+    "condition_b",
+    "alternative",
+    "n",
+    "n_nonzero",
+    "statistic",
+    "p_value",
+    "p_adjusted",
+    "significant",
+    "method",
+    "effect_size",
+    "median_diff",
+    "ci_low",
+    "ci_high",
+    "primary",
+    "min_p_adjusted_possible",
+    "seeds_needed",
+    "note",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# Single paired test
+# --------------------------------------------------------------------------------------------
+
+
+def rank_biserial(d) -> float:
+    """Matched-pairs rank-biserial correlation of paired differences d (zeros dropped).
+
+    r = (R+ - R-) / (R+ + R-), ranks of |d| with mid-ranks for ties; NaN if no non-zero d.
+    """
+    d = np.asarray(d, dtype=np.float64)
+    d = d[d != 0]
+    if d.size == 0:
+        return math.nan
+    ranks = scipy.stats.rankdata(np.abs(d))
+    r_plus = ranks[d > 0].sum()
+    r_minus = ranks[d < 0].sum()
+    return float((r_plus - r_minus) / (r_plus + r_minus))
+
+
+def wilcoxon_test(d, alternative: str) -> tuple[float, float, str]:
+    """Signed-rank test of paired differences d: (statistic, p_value, method name)."""
+    d = np.round(np.asarray(d, dtype=np.float64), 12)
+    nz = int((d != 0).sum())
+    if nz == 0:
+        return 0.0, 1.0, "none: all differences zero"
+    if nz <= EXACT_MAX_N:
+        method = scipy.stats.PermutationMethod(n_resamples=np.inf)
+        name = "wilcoxon signed-rank, exact permutation"
+    else:
+        method = "auto"
+        name = "wilcoxon signed-rank, asymptotic (tie-corrected)"
+    res = scipy.stats.wilcoxon(d, zero_method="wilcox", alternative=alternative, method=method)
+    return float(res.statistic), float(res.pvalue), name
+
+
+def bootstrap_median_ci(d, *, n_bootstrap: int = 2000, seed=0, confidence: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap CI of the median of d (scipy.stats.bootstrap); (d, d) if constant."""
+    d = np.asarray(d, dtype=np.float64)
+    if d.size < 2:
+        return math.nan, math.nan
+    if np.all(d == d[0]):
+        return float(d[0]), float(d[0])
+    res = scipy.stats.bootstrap(
+        (d,),
+        np.median,
+        n_resamples=n_bootstrap,
+        confidence_level=confidence,
+        method="percentile",
+        vectorized=True,
+        axis=-1,
+        rng=np.random.default_rng(seed),
+    )
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def min_exact_p(n: int, alternative: str) -> float:
+    """Smallest p-value an exact signed-rank test can give with n non-zero paired differences."""
+    if n < 1:
+        return 1.0
+    p = 0.5**n
+    return min(1.0, 2 * p) if alternative == "two-sided" else p
+
+
+def _stable_seed(random_seed: int, *parts: str) -> list[int]:
+    return [int(random_seed), zlib.crc32("|".join(parts).encode())]
+
+
+def paired_test(d, alternative: str, *, n_bootstrap: int = 2000, seed=0) -> dict:
+    """Everything a test row reports about paired differences d (NaNs already removed)."""
+    d = np.asarray(d, dtype=np.float64)
+    n = int(d.size)
+    out = {"n": n, "n_nonzero": int((np.round(d, 12) != 0).sum()), "statistic": math.nan, "p_value": math.nan, "method": "", "effect_size": math.nan,
+           "median_diff": math.nan, "ci_low": math.nan, "ci_high": math.nan, "note": ""}
+    if n < 2:
+        out["note"] = f"only {n} paired seed(s); no test"
+        out["median_diff"] = float(np.median(d)) if n else math.nan
+        return out
+    stat, p, method = wilcoxon_test(d, alternative)
+    lo, hi = bootstrap_median_ci(d, n_bootstrap=n_bootstrap, seed=seed)
+    out.update(statistic=stat, p_value=p, method=method, effect_size=rank_biserial(np.round(d, 12)), median_diff=float(np.median(d)), ci_low=lo, ci_high=hi)
+    if out["n_nonzero"] == 0:
+        out["note"] = "all differences zero"
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Paired values from the metrics table
+# --------------------------------------------------------------------------------------------
+
+
+def paired_values(metrics: pd.DataFrame, setup: str, metric: str, cond_a: str, cond_b: str) -> pd.DataFrame:
+    """Per-seed values of `metric` for two conditions of one setup, seeds present in both (and
+    non-NaN in both). Columns: seed, a, b, diff (a - b)."""
+    m = metrics[metrics["setup"] == setup]
+    a = m[m["condition"] == cond_a].set_index("seed")[metric]
+    b = m[m["condition"] == cond_b].set_index("seed")[metric]
+    df = pd.concat({"a": a, "b": b}, axis=1, join="inner").dropna().sort_index()
+    df["diff"] = df["a"] - df["b"]
+    return df.reset_index()
+
+
+def asymmetry_gains(metrics: pd.DataFrame, setup: str, *, normalised: bool = False, treated: str = "kd", control: str = "nokd") -> pd.DataFrame:
+    """Per-seed gain_incorrect and gain_correct of `treated` over `control` for one setup.
+
+    gain_X = agreement_X(treated) - agreement_X(control); normalised: divided by the headroom
+    1 - agreement_X(control) (NaN where the headroom is 0). Columns: seed, gain_incorrect,
+    gain_correct, diff (= gain_incorrect - gain_correct); seeds with a NaN are dropped.
+    """
+    parts = {}
+    for which in ("incorrect", "correct"):
+        pv = paired_values(metrics, setup, f"agreement_{which}", treated, control)
+        gain = pv["diff"].to_numpy()
+        if normalised:
+            headroom = 1.0 - pv["b"].to_numpy()
+            with np.errstate(divide="ignore", invalid="ignore"):
+                gain = np.where(headroom > 0, gain / np.where(headroom > 0, headroom, 1.0), np.nan)
+        parts[f"gain_{which}"] = pd.Series(gain, index=pv["seed"].to_numpy())
+    df = pd.concat(parts, axis=1, join="inner").dropna().sort_index()
+    df["diff"] = df["gain_incorrect"] - df["gain_correct"]
+    df.index.name = "seed"
+    return df.reset_index()
+
+
+# --------------------------------------------------------------------------------------------
+# All tests
+# --------------------------------------------------------------------------------------------
+
+
+def _test_specs(conditions: set[str]):
+    """(kind, metric, cond_a, cond_b, alternative, test id, variant) for the available conditions."""
+    specs = []
+    for other in ("nokd", "rcd"):
+        if {"kd", other} <= conditions:
+            for metric, alt, sym in TRANSFER_METRICS:
+                specs.append(("transfer", metric, "kd", other, alt, f"{metric}: kd {sym} {other}", None))
+    for cond in ("kd", "rcd"):
+        if {cond, "nokd"} <= conditions:
+            specs.append(("regulariser", "accuracy", cond, "nokd", "two-sided", f"accuracy: {cond} vs nokd", None))
+    if {"kd", "nokd"} <= conditions:
+        specs.append(("asymmetry", "gain_incorrect - gain_correct", "kd", "nokd", "greater", "asymmetry (raw): gain_incorrect > gain_correct", "raw"))
+        specs.append(("asymmetry", "gain_incorrect - gain_correct (normalised)", "kd", "nokd", "greater",
+                      "asymmetry (normalised): gain_incorrect > gain_correct", "normalised"))
+    return specs
+
+
+def _min_adjusted(min_ps: list[float]) -> float:
+    if not min_ps:
+        return math.nan
+    return float(multipletests(np.asarray(min_ps), method="fdr_by")[1].min())
+
+
+def _seeds_needed(alternatives: list[str], alpha: float, max_n: int = 64) -> float:
+    if not alternatives:
+        return math.nan
+    for n in range(1, max_n + 1):
+        if _min_adjusted([min_exact_p(n, a) for a in alternatives]) <= alpha:
+            return n
+    return math.nan
+
+
+def setup_tests(
+    metrics: pd.DataFrame,
+    *,
+    alpha: float = 0.05,
+    fdr_family: str = "setup",
+    asymmetry_primary: str = "raw",
+    n_bootstrap: int = 2000,
+    random_seed: int = 0,
+) -> pd.DataFrame:
+    """All PROTOCOL tests for every setup in `metrics` (the setup_metrics tables, concatenated).
+
+    One row per test (columns TEST_COLUMNS). Tests needing a missing condition are omitted;
+    a test with < 2 paired seeds is a row with NaN p and a note. See the module docstring for
+    the methods. `fdr_family`: "setup" (BY within each setup) or "all" (BY over every primary
+    test of every setup). `asymmetry_primary`: "raw" or "normalised" (the other is secondary).
+    """
+    if fdr_family not in ("setup", "all"):
+        raise ValueError(f"fdr_family must be 'setup' or 'all', got {fdr_family!r}")
+    if asymmetry_primary not in ("raw", "normalised"):
+        raise ValueError(f"asymmetry_primary must be 'raw' or 'normalised', got {asymmetry_primary!r}")
+    rows = []
+    for setup in pd.unique(metrics["setup"]):
+        conditions = set(metrics.loc[metrics["setup"] == setup, "condition"])
+        for kind, metric, ca, cb, alt, test_id, variant in _test_specs(conditions):
+            if kind == "asymmetry":
+                d = asymmetry_gains(metrics, setup, normalised=(variant == "normalised"), treated=ca, control=cb)["diff"].to_numpy()
+                primary = variant == asymmetry_primary
+            else:
+                d = paired_values(metrics, setup, metric, ca, cb)["diff"].to_numpy()
+                primary = True
+            res = paired_test(d, alt, n_bootstrap=n_bootstrap, seed=_stable_seed(random_seed, str(setup), test_id))
+            if not primary:
+                res["note"] = "; ".join(x for x in (res["note"], "secondary: not in the FDR family") if x)
+            rows.append({"setup": setup, "family": str(setup) if fdr_family == "setup" else "all", "kind": kind, "test": test_id, "metric": metric,
+                         "condition_a": ca, "condition_b": cb, "alternative": alt, "primary": primary, **res})
+    df = pd.DataFrame(rows, columns=[c for c in TEST_COLUMNS if c not in ("p_adjusted", "significant", "min_p_adjusted_possible", "seeds_needed")])
+    df["p_adjusted"] = math.nan
+    df["significant"] = False
+    df["min_p_adjusted_possible"] = math.nan
+    df["seeds_needed"] = math.nan
+    if df.empty:
+        return df[TEST_COLUMNS]
+
+    for family, idx in df.groupby("family", sort=False).groups.items():
+        fam = df.loc[idx]
+        in_family = fam[fam["primary"] & fam["p_value"].notna()]
+        if len(in_family):
+            adj = multipletests(in_family["p_value"].to_numpy(), alpha=alpha, method="fdr_by")[1]
+            df.loc[in_family.index, "p_adjusted"] = adj
+            df.loc[in_family.index, "significant"] = adj <= alpha
+        members = fam[fam["primary"]]
+        min_ps = [min_exact_p(int(n), a) for n, a in zip(members["n"], members["alternative"])]
+        min_adj = _min_adjusted(min_ps)
+        needed = _seeds_needed(list(members["alternative"]), alpha)
+        df.loc[idx, "min_p_adjusted_possible"] = min_adj
+        df.loc[idx, "seeds_needed"] = needed
+        if not (min_adj <= alpha):
+            setups = ", ".join(str(s) for s in pd.unique(fam["setup"]))
+            log.warning(
+                "FDR family %s (setup %s): with n = %s paired seeds the smallest reachable BY-adjusted p is %.3g > alpha = %s; "
+                "no test can be significant. Seeds needed: %s",
+                family, setups, sorted(set(int(n) for n in members["n"])), min_adj, alpha,
+                "more than 64" if math.isnan(needed) else int(needed),
+            )
+    df["significant"] = df["significant"].astype(bool)
+    return df[TEST_COLUMNS].reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Verdicts
+# --------------------------------------------------------------------------------------------
+
+
+def _row(tests: pd.DataFrame, setup, test_id: str):
+    r = tests[(tests["setup"] == setup) & (tests["test"] == test_id)]
+    return None if r.empty else r.iloc[0]
+
+
+def _fmt_p(p) -> str:
+    return "n/a" if p is None or (isinstance(p, float) and math.isnan(p)) else f"{p:.3g}"
+
+
+def verdicts(tests: pd.DataFrame, metrics: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
+    """One row per setup answering the paper's three claims, with short text columns.
+
+    Columns: setup, n_seeds, transfer_kd_vs_nokd (bool), p_adj_transfer_kd_vs_nokd,
+    transfer_kd_vs_rcd (bool), p_adj_transfer_kd_vs_rcd, acc_gain_kd (mean over paired seeds of
+    kd - nokd accuracy, percentage points), acc_gain_rcd, rcd_fraction_of_kd_gain
+    (acc_gain_rcd / acc_gain_kd; NaN when the KD gain is 0), p_adj_acc_kd, p_adj_acc_rcd,
+    asymmetric_negative (bool: the primary asymmetry test significant), p_adj_asymmetry,
+    gain_incorrect / gain_correct (median raw gains, percentage points), and text columns
+    transfer, regulariser, asymmetry. A significance flag is False when the test is missing.
+    """
+    out = []
+    for setup in pd.unique(metrics["setup"]):
+        m = metrics[metrics["setup"] == setup]
+        n_seeds = int(m.loc[m["condition"] == "kd", "seed"].nunique())
+
+        def sig(test_id):
+            r = _row(tests, setup, test_id)
+            if r is None:
+                return False, math.nan
+            p = r["p_adjusted"]
+            return bool(pd.notna(p) and p <= alpha), (float(p) if pd.notna(p) else math.nan)
+
+        t_nokd, p_nokd = sig("agreement: kd > nokd")
+        t_rcd, p_rcd = sig("agreement: kd > rcd")
+        s_acc_kd, p_acc_kd = sig("accuracy: kd vs nokd")
+        s_acc_rcd, p_acc_rcd = sig("accuracy: rcd vs nokd")
+        gain_kd = paired_values(metrics, setup, "accuracy", "kd", "nokd")["diff"].mean() * 100 if {"kd", "nokd"} <= set(m["condition"]) else math.nan
+        gain_rcd = paired_values(metrics, setup, "accuracy", "rcd", "nokd")["diff"].mean() * 100 if {"rcd", "nokd"} <= set(m["condition"]) else math.nan
+        frac = gain_rcd / gain_kd if (pd.notna(gain_kd) and pd.notna(gain_rcd) and gain_kd != 0) else math.nan
+
+        asym_rows = tests[(tests["setup"] == setup) & (tests["kind"] == "asymmetry") & tests["primary"]]
+        if len(asym_rows):
+            a = asym_rows.iloc[0]
+            p_asym = float(a["p_adjusted"]) if pd.notna(a["p_adjusted"]) else math.nan
+            asym = bool(pd.notna(p_asym) and p_asym <= alpha)
+        else:
+            p_asym, asym = math.nan, False
+        gains = asymmetry_gains(metrics, setup) if {"kd", "nokd"} <= set(m["condition"]) else pd.DataFrame(columns=["gain_incorrect", "gain_correct"])
+        g_inc = float(gains["gain_incorrect"].median() * 100) if len(gains) else math.nan
+        g_cor = float(gains["gain_correct"].median() * 100) if len(gains) else math.nan
+
+        if math.isnan(p_nokd):
+            transfer = "not tested"
+        else:
+            transfer = ("significant" if t_nokd else "no significant") + f" functional transfer vs nokd (p_adj {_fmt_p(p_nokd)})"
+            if not math.isnan(p_rcd):
+                transfer += "; vs rcd " + ("significant" if t_rcd else "not significant") + f" (p_adj {_fmt_p(p_rcd)})"
+        if math.isnan(gain_kd):
+            regul = "not tested"
+        else:
+            regul = f"KD accuracy gain {gain_kd:+.2f} pp (p_adj {_fmt_p(p_acc_kd)})"
+            if not math.isnan(gain_rcd):
+                regul += f"; random control {gain_rcd:+.2f} pp (p_adj {_fmt_p(p_acc_rcd)})"
+                if not math.isnan(frac):
+                    regul += f" = {100 * frac:.0f}% of KD's gain"
+        if math.isnan(p_asym):
+            asym_text = "not tested"
+        elif asym:
+            asym_text = f"asymmetric and negative: errors copied more (gain_incorrect {g_inc:+.2f} pp vs gain_correct {g_cor:+.2f} pp, p_adj {_fmt_p(p_asym)})"
+        else:
+            asym_text = f"no significant asymmetry (gain_incorrect {g_inc:+.2f} pp vs gain_correct {g_cor:+.2f} pp, p_adj {_fmt_p(p_asym)})"
+        out.append({
+            "setup": setup, "n_seeds": n_seeds,
+            "transfer_kd_vs_nokd": t_nokd, "p_adj_transfer_kd_vs_nokd": p_nokd,
+            "transfer_kd_vs_rcd": t_rcd, "p_adj_transfer_kd_vs_rcd": p_rcd,
+            "acc_gain_kd": gain_kd, "acc_gain_rcd": gain_rcd, "rcd_fraction_of_kd_gain": frac,
+            "acc_kd_significant": s_acc_kd, "p_adj_acc_kd": p_acc_kd, "acc_rcd_significant": s_acc_rcd, "p_adj_acc_rcd": p_acc_rcd,
+            "asymmetric_negative": asym, "p_adj_asymmetry": p_asym, "gain_incorrect": g_inc, "gain_correct": g_cor,
+            "transfer": transfer, "regulariser": regul, "asymmetry": asym_text,
+        })
+    return pd.DataFrame(out)

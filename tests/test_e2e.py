@@ -1,0 +1,83 @@
+"""End to end on a shrunken default: run, nothing left to do, a param change reruns only what it
+should, and everything downstream of predictions regenerates without model weights."""
+
+import re
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import copy_workflow, snakemake
+from kdtransfer.predictions import read_predictions
+from test_dag import counts, planned_jobs
+
+pytestmark = pytest.mark.e2e
+TINY = ["--configfile", "tests/configs/tiny.yaml"]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    wf = copy_workflow(tmp_path_factory.mktemp("e2e"))
+    snakemake(wf, "--cores", "2", *TINY)
+    return wf
+
+
+def test_outputs_exist_and_trace_to_predictions(finished):
+    for name in ("agreement_by_condition", "asymmetric_payoff", "accuracy_by_condition", "tests_overview", "temperature", "scaling"):
+        assert (finished / "results" / "figures" / f"{name}.png").stat().st_size > 1000
+        assert (finished / "results" / "figures" / f"{name}.pdf").stat().st_size > 1000
+    for name in ("summary", "tests", "verdicts"):
+        assert (finished / "results" / "tables" / f"{name}.csv").stat().st_size > 0
+        assert "\\toprule" in (finished / "results" / "tables" / f"{name}.tex").read_text()
+    metrics = pd.read_parquet(finished / "results" / "analysis" / "metrics.parquet")
+    # Recompute one number from the Parquet predictions by hand.
+    row = metrics.query("setup == 'digits_mlp' and condition == 'kd' and seed == 1").iloc[0]
+    student = read_predictions(finished / "results/runs/kd/digits_mlp/seed1/predictions_test.parquet")
+    teacher = read_predictions(finished / "results/runs/teacher/digits/mlp/digits/seed1/predictions_test.parquet")
+    assert row["agreement"] == pytest.approx((student.pred == teacher.pred).mean())
+    assert row["accuracy"] == pytest.approx((student.pred == student.label).mean())
+    wrong = teacher.pred != teacher.label
+    assert row["agreement_incorrect"] == pytest.approx((student.pred[wrong] == teacher.pred[wrong]).mean())
+    tests = pd.read_parquet(finished / "results" / "analysis" / "tests.parquet")
+    assert {"agreement: kd > nokd", "agreement: kd > rcd"} <= set(tests["test"])
+
+
+def test_training_logs_one_line_per_epoch(finished):
+    log = (finished / "logs/train/teacher/digits/mlp/digits/seed0.log").read_text()
+    assert len(re.findall(r"epoch \d+/4 loss", log)) == 4
+
+
+def test_second_run_has_nothing_to_do(finished):
+    out = snakemake(finished, "-n", *TINY).stdout
+    assert "Nothing to be done" in out
+
+
+def test_temperature_change_reruns_only_that_setups_kd_and_rcd(finished, tmp_path):
+    cfg = yaml.safe_load((finished / "tests/configs/tiny.yaml").read_text())
+    cfg["setups"]["mnist1d_cnn"]["kd"]["temperature"] = 2
+    changed = finished / "tests/configs/tiny_t2.yaml"
+    changed.write_text(yaml.safe_dump(cfg))
+    out = snakemake(finished, "-n", "--configfile", str(changed)).stdout
+    jobs = planned_jobs(out)
+    trained = [(r, w) for r, w in jobs if r.startswith("train_")]
+    assert sorted((w["condition"], w["setup"], w["seed"]) for _, w in trained) == sorted(
+        (c, "mnist1d_cnn", str(s)) for c in ("kd", "rcd") for s in range(4))
+    assert all(r == "train_distilled" for r, _ in trained)
+    assert [w["setup"] for r, w in jobs if r == "metrics"] == ["mnist1d_cnn"]
+    assert counts(out) == Counter({"train_distilled": 8, "metrics": 1, "tests": 1, "figures": 1, "tables": 1, "all": 1})
+
+
+def test_figures_tables_report_regenerate_without_weights(finished):
+    weights = list((finished / "results" / "runs").rglob("model.pt"))
+    assert len(weights) == 40
+    for w in weights:
+        w.unlink()
+    assert "Nothing to be done" in snakemake(finished, "-n", *TINY).stdout
+    before = (finished / "results/tables/summary.csv").read_text()
+    out = snakemake(finished, "--cores", "2", "--forcerun", "metrics", "figures", "tables", *TINY).stdout
+    assert "train_" not in out
+    assert (finished / "results/tables/summary.csv").read_text() == before
+    snakemake(finished, "--report", "report.html", *TINY)
+    assert (finished / "report.html").stat().st_size > 10_000
