@@ -97,3 +97,31 @@ def test_truncated_predictions_name_the_file(tmp_path, uninterrupted):
     bad.write_bytes(raw[: len(raw) // 2])
     with pytest.raises(PredictionsError, match="predictions_test.parquet.*unreadable.*re-run the training rule"):
         read_predictions(bad)
+
+
+def test_nan_loss_stops_with_run_epoch_and_hint(tmp_path, data):
+    from kdtransfer.train import RunSpec, TrainingDiverged, train_and_save
+
+    spec = dict(SPEC, recipe=dict(SPEC["recipe"], lr=1e6, schedule="constant", epochs=3), condition="nokd",
+                run_key="nokd/boom")
+    spec.pop("rcd"), spec.pop("kd")
+    with pytest.raises(TrainingDiverged) as info:
+        train_and_save(RunSpec.from_params(spec), data, weights_out=str(tmp_path / "model.pt"),
+                       predictions_out={"test": str(tmp_path / "p.parquet")}, history_out=str(tmp_path / "h.parquet"))
+    msg = str(info.value)
+    assert "nokd/boom" in msg and "seed 3" in msg and "epoch" in msg and "lower recipe.lr" in msg
+    assert not (tmp_path / "p.parquet").exists() and not (tmp_path / "model.pt").exists()
+
+
+def test_stale_checkpoint_from_other_hyperparameters_is_not_resumed(tmp_path, data, uninterrupted, caplog):
+    from kdtransfer.data import load_arrays
+    from kdtransfer.train import RunSpec, train_and_save, train_run
+
+    # A 4-epoch run leaves a checkpoint (epoch 3); then the config changes to SPEC.
+    other = RunSpec.from_params(dict(SPEC, recipe=dict(SPEC["recipe"], epochs=4, lr=0.05)))
+    train_run(other, load_arrays(data), checkpoint_path=tmp_path / "checkpoint.pt")
+    assert (tmp_path / "checkpoint.pt").exists()
+    train_and_save(RunSpec.from_params(SPEC), data, weights_out=str(tmp_path / "model.pt"),
+                   predictions_out={"test": str(tmp_path / "p.parquet")}, history_out=str(tmp_path / "h.parquet"))
+    assert "different run specification" in caplog.text
+    assert read_predictions(tmp_path / "p.parquet").logits.tobytes() == uninterrupted.logits.tobytes()
