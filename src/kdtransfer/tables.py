@@ -8,11 +8,11 @@ Cell text is escaped for LaTeX (& % $ # _ { } ~ ^ \\), and "±" becomes $\\pm$.
 from __future__ import annotations
 
 import math
-import os
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from kdtransfer.atomic import atomic_path
 
 _LATEX_ESCAPES = {
     "\\": r"\textbackslash{}",
@@ -68,15 +68,8 @@ def to_booktabs(df: pd.DataFrame, *, caption: str = "", label: str = "") -> str:
 
 
 def _atomic_write_text(path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def write_table(df: pd.DataFrame, csv_path, tex_path, caption: str = "", label: str = "") -> None:
