@@ -142,3 +142,20 @@ def test_tests_table(tmp_path, data):
     assert (t["p_adj (BY)"] == "secondary").sum() == (~tests["primary"]).sum()
     TB.write_table(t, tmp_path / "tests.csv", tmp_path / "tests.tex", caption="Paired tests", label="tab:tests")
     assert r"\toprule" in (tmp_path / "tests.tex").read_text()
+
+
+def test_tests_table_says_when_seeds_cannot_reach_alpha():
+    from kdtransfer.tables import tests_table
+
+    tests = pd.DataFrame([
+        {"setup": "s", "kind": "transfer", "test": "agreement: kd > nokd", "metric": "agreement", "n": 3,
+         "statistic": 6.0, "p_value": 0.125, "p_adjusted": 0.25, "significant": False, "effect_size": 1.0,
+         "median_diff": 0.01, "ci_low": 0.0, "ci_high": 0.02, "primary": True,
+         "min_p_adjusted_possible": 0.25, "seeds_needed": 7.0},
+        {"setup": "s", "kind": "transfer", "test": "agreement: kd > rcd", "metric": "agreement", "n": 10,
+         "statistic": 55.0, "p_value": 0.001, "p_adjusted": 0.003, "significant": True, "effect_size": 1.0,
+         "median_diff": 0.01, "ci_low": 0.0, "ci_high": 0.02, "primary": True,
+         "min_p_adjusted_possible": 0.0036, "seeds_needed": 7.0},
+    ])
+    out = tests_table(tests, pd.DataFrame({"setup": ["s"], "label": ["S"]}), alpha=0.05)
+    assert out["power"].tolist() == ["cannot reach alpha=0.05; needs 7 seeds", "ok"]

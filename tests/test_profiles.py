@@ -1,30 +1,128 @@
-"""The SLURM profile as HPC users type it, planned without a cluster (dry run)."""
+"""The SLURM profile as HPC users type it (`snakemake --profile slurm`), without a cluster.
+
+(a) Installed with profiles/install-slurm-profile.sh into a temporary HOME, the literal command
+    plans the workflow (dry run).
+(b) The sbatch call the plugin builds for each training rule carries the GPU, CPU, memory, time,
+    partition and account settings of the profile. A real run is started against stub SLURM
+    commands placed first on PATH: the stub `sbatch` records its arguments and refuses the job,
+    so nothing runs; the plugin's own code builds the call (tests/test_slurm_cluster.py then runs
+    the same profile on a real cluster).
+"""
 
 import os
+import re
+import shlex
+import stat
 import subprocess
-import sys
+from pathlib import Path
 
+import pytest
 import yaml
 
 from conftest import REPO, SNAKEMAKE
 
+PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
+TINY = ["--configfile", "tests/configs/tiny.yaml"]
+TEACHER = "results/runs/teacher/digits/mlp/digits/seed0"
+STUDENT = "results/runs/kd/digits_mlp/seed0"
 
-def test_literal_profile_slurm_dry_run_after_install(workflow_copy, tmp_path):
-    home = tmp_path / "home"
+
+def installed_profile_env(workflow: Path, home: Path) -> dict:
     env = {**os.environ, "HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config")}
-    subprocess.run(["bash", str(workflow_copy / "profiles" / "install-slurm-profile.sh")], check=True, env=env)
-    assert (home / ".config" / "snakemake" / "slurm" / "config.yaml").exists()
-    proc = subprocess.run([*SNAKEMAKE, "--profile", "slurm", "-n", "teachers"], cwd=workflow_copy, env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = proc.stdout + proc.stderr
-    assert "train_reference" in out and "30" in out
+    subprocess.run(["bash", str(workflow / "profiles" / "install-slurm-profile.sh")], check=True, env=env,
+                   capture_output=True, text=True)
+    assert (home / ".config" / "snakemake" / "slurm" / "config.yaml").read_text() == PROFILE.read_text()
+    return env
 
 
-def test_gpu_rules_request_gpu_in_plugin_syntax():
-    profile = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
+def test_profile_shape():
+    profile = yaml.safe_load(PROFILE.read_text())
     assert profile["executor"] == "slurm"
+    assert profile["retries"] >= 1
+    assert "cpus_per_task" not in profile["default-resources"]  # it would override cpus_per_gpu
     for rule in ("train_reference", "train_distilled"):
         res = profile["set-resources"][rule]
-        assert res["gpu"] == 1 and res["runtime"] > 0 and res["mem_mb"] > 0 and res["cpus_per_gpu"] > 0
-    assert "slurm_extra" not in str(profile)  # GPU/mem/time there are refused by plugin 2.x
+        assert res["gpu"] == 1 and res["cpus_per_gpu"] > 0 and res["mem_mb"] > 0 and res["runtime"] > 0
+    # GPU/memory/time in slurm_extra are refused by plugin 2.x
+    assert all("slurm_extra" not in res for res in [profile["default-resources"], *profile["set-resources"].values()])
+    text = PROFILE.read_text()
+    assert text.count("PLACEHOLDER: your GPU partition") == 1 and text.count("PLACEHOLDER: your account") == 1
+
+
+def test_install_refuses_to_clobber_then_force_replaces(tmp_path):
+    env = {**os.environ, "HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / "xdg")}
+    script = REPO / "profiles" / "install-slurm-profile.sh"
+    subprocess.run(["bash", str(script)], check=True, env=env, capture_output=True)
+    again = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True)
+    assert again.returncode != 0 and "--force" in again.stderr
+    subprocess.run(["bash", str(script), "--force", "--link"], check=True, env=env, capture_output=True)
+    assert (tmp_path / "xdg" / "snakemake" / "slurm").resolve() == PROFILE.parent
+
+
+def test_literal_profile_slurm_dry_run_after_install(workflow_copy, tmp_path):
+    env = installed_profile_env(workflow_copy, tmp_path / "home")
+    proc = subprocess.run([*SNAKEMAKE, "--profile", "slurm", "-n"],
+                          cwd=workflow_copy, env=env, capture_output=True, text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    assert re.search(r"Using profiles? slurm", out), out[-2000:]
+    assert "train_reference" in out and "train_distilled" in out and "This was a dry-run" in out
+
+
+STUB = """#!/bin/sh
+# stub {name}: record the call, answer like a cluster with no accounting and no jobs
+printf '%s\\n' "$*" >> "{calls}/{name}.calls"
+case "{name}" in
+  sbatch) echo "sbatch: error: stub cluster refuses every job" >&2; exit 1 ;;
+  sinfo) echo "stubpart*"; exit 0 ;;
+  sacctmgr|sshare|squeue|sacct|scancel) exit 0 ;;
+  *) exit 1 ;;
+esac
+"""
+
+
+def fake_slurm(bindir: Path, calls: Path) -> None:
+    bindir.mkdir()
+    calls.mkdir()
+    for name in ("sbatch", "sinfo", "squeue", "sacct", "sacctmgr", "sshare", "scontrol", "scancel", "srun"):
+        path = bindir / name
+        path.write_text(STUB.format(name=name, calls=calls))
+        path.chmod(path.stat().st_mode | stat.S_IEXEC)
+
+
+def test_sbatch_call_for_training_rules_carries_the_profiles_request(workflow_copy, tmp_path):
+    env = installed_profile_env(workflow_copy, tmp_path / "home")
+    fake_slurm(tmp_path / "bin", tmp_path / "calls")
+    env["PATH"] = f"{tmp_path / 'bin'}{os.pathsep}{env['PATH']}"
+    # Inputs of one teacher and one kd student exist, so exactly these two jobs are submitted.
+    for path in ("results/data/digits.npz", f"{TEACHER}/model.pt", f"{TEACHER}/history.parquet",
+                 f"{TEACHER}/predictions_test.parquet"):
+        (workflow_copy / path).parent.mkdir(parents=True, exist_ok=True)
+        (workflow_copy / path).write_bytes(b"stub")
+    targets = [f"{TEACHER.replace('seed0', 'seed1')}/model.pt", f"{STUDENT}/model.pt"]
+    proc = subprocess.run([*SNAKEMAKE, "--profile", "slurm", *TINY, "--retries", "0", "--latency-wait", "1", *targets],
+                          cwd=workflow_copy, env=env, capture_output=True, text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, "the stub sbatch refuses jobs, so the run must fail"
+    calls = (tmp_path / "calls" / "sbatch.calls").read_text().splitlines()
+    by_rule = {}
+    for call in calls:
+        args = shlex.split(call)
+        comment = args[args.index("--comment") + 1]
+        by_rule[comment.split("_wildcards")[0].removeprefix("rule_")] = args
+    assert set(by_rule) == {"train_reference", "train_distilled"}, out[-4000:]
+    profile = yaml.safe_load(PROFILE.read_text())
+    site = profile["default-resources"]
+    for rule, args in by_rule.items():
+        want = profile["set-resources"][rule]
+        line = " ".join(args)
+        assert f"--gpus={want['gpu']}" in args, line
+        assert f"--cpus-per-gpu={want['cpus_per_gpu']}" in args, line
+        assert "--cpus-per-task" not in line, line
+        assert args[args.index("-t") + 1] == str(want["runtime"]), line
+        assert args[args.index("--mem") + 1] == str(want["mem_mb"]), line
+        assert args[args.index("-p") + 1] == site["slurm_partition"], line
+        assert args[args.index("-A") + 1] == site["slurm_account"], line
+        assert args[args.index("--output") + 1].startswith(f"{workflow_copy}/.snakemake/slurm_logs/rule_{rule}/"), line
+    # The plugin reports the refused call in full: what a user would see on a misconfigured site.
+    assert "SLURM sbatch failed" in out and "--gpus=1" in out

@@ -157,7 +157,17 @@ def _fmt_num(x, dec=3) -> str:
     return "--" if x is None or pd.isna(x) else f"{x:.{dec}f}"
 
 
-def tests_table(tests: pd.DataFrame, setup_info: pd.DataFrame) -> pd.DataFrame:
+def _power_note(r, alpha: float) -> str:
+    """Can this many seeds reach alpha at all? An exact test with n seeds has a p-value floor."""
+    floor, needed = r.get("min_p_adjusted_possible"), r.get("seeds_needed")
+    if floor is None or pd.isna(floor) or not bool(r.get("primary", True)):
+        return "--"
+    if floor <= alpha:
+        return "ok"
+    return f"cannot reach alpha={alpha:g}; needs {int(needed)} seeds" if not pd.isna(needed) else f"cannot reach alpha={alpha:g}"
+
+
+def tests_table(tests: pd.DataFrame, setup_info: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
     """The tests formatted for a paper: setup (display label), test, n, W (statistic), raw p,
     BY-adjusted p (with * when significant; "secondary" when not in the FDR family), rank-biserial
     r, median paired difference [95% bootstrap CI] (percentage points for agreement / accuracy /
@@ -165,7 +175,8 @@ def tests_table(tests: pd.DataFrame, setup_info: pd.DataFrame) -> pd.DataFrame:
     labels = _labels(setup_info)
     rows = []
     if tests is None or tests.empty:
-        return pd.DataFrame(columns=["setup", "test", "n", "W", "p", "p_adj (BY)", "r_rb", "median diff [95% CI]"])
+        return pd.DataFrame(columns=["setup", "test", "n", "W", "p", "p_adj (BY)", "r_rb", "median diff [95% CI]",
+                                     "min p_adj reachable", "power"])
     for setup in _setup_order(tests, setup_info):
         for _, r in tests[tests["setup"] == setup].iterrows():
             pct = str(r["metric"]).startswith(("agreement", "accuracy")) or (r["kind"] == "asymmetry" and "normalised" not in str(r["metric"]))
@@ -189,5 +200,8 @@ def tests_table(tests: pd.DataFrame, setup_info: pd.DataFrame) -> pd.DataFrame:
                 "p_adj (BY)": padj,
                 "r_rb": _fmt_num(r["effect_size"], 2),
                 "median diff [95% CI]": md,
+                # Power of the design: with n seeds an exact test cannot go below a floor.
+                "min p_adj reachable": _fmt_p(r.get("min_p_adjusted_possible")),
+                "power": _power_note(r, alpha),
             })
     return pd.DataFrame(rows)

@@ -49,6 +49,7 @@ rule tables:
         **{f"{name}_tex": f"results/tables/{name}.tex" for name in TABLES},
     params:
         setups=setup_info_rows,
+        alpha=config["analysis"]["alpha"],
         revision=kdtransfer.ANALYSIS_REVISION,
     conda:
         "../../envs/analysis.yaml"

@@ -16,7 +16,7 @@ CAPTIONS = {
 }
 frames = {
     "summary": tables.summary_table(metrics, setup_info),
-    "tests": tables.tests_table(pd.read_parquet(snakemake.input.tests), setup_info),
+    "tests": tables.tests_table(pd.read_parquet(snakemake.input.tests), setup_info, alpha=snakemake.params.alpha),
     "verdicts": pd.read_parquet(snakemake.input.verdicts),
 }
 for name, df in frames.items():
