@@ -100,3 +100,23 @@ def test_reordered_config_keys_give_identical_params():
     cfg2 = validate_config(reordered, SCHEMA)
     key = "teacher/digits/mlp/digits"
     assert repr(plan.run_spec(cfg, "teacher", key, 0)) == repr(plan.run_spec(cfg2, "teacher", key, 0))
+
+
+@pytest.mark.parametrize("mutate,needle", [
+    (lambda c: c.update(seeds=[]), "config at seeds"),
+    (lambda c: c.update(setups={}), "config at setups"),
+    (lambda c: c.update(seeds=0), "config at seeds"),
+])
+def test_configs_that_produce_no_runs_are_rejected(mutate, needle):
+    with pytest.raises(ConfigError, match=needle):
+        validate_config(bad(mutate), SCHEMA)
+
+
+def test_independent_condition_adds_fresh_reference_runs(workflow_copy):
+    from test_dag import counts
+
+    cfg = yaml.safe_load((workflow_copy / "config.yaml").read_text())
+    cfg["conditions"] = ["kd", "rcd", "nokd", "independent"]
+    (workflow_copy / "config.yaml").write_text(yaml.safe_dump(cfg))
+    c = counts(snakemake(workflow_copy, "-n").stdout)
+    assert c["train_reference"] == 90 and c["train_distilled"] == 100

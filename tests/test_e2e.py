@@ -81,3 +81,18 @@ def test_figures_tables_report_regenerate_without_weights(finished):
     assert (finished / "results/tables/summary.csv").read_text() == before
     snakemake(finished, "--report", "report.html", *TINY)
     assert (finished / "report.html").stat().st_size > 10_000
+
+
+def test_truncated_predictions_stop_analysis_naming_the_file_and_keep_other_results(finished):
+    victim = finished / "results/runs/kd/mnist1d_cnn/seed0/predictions_test.parquet"
+    raw = victim.read_bytes()
+    victim.write_bytes(raw[: len(raw) // 3])
+    summary_before = (finished / "results/tables/summary.csv").read_text()
+    proc = snakemake(finished, "--cores", "2", "--forcerun", "metrics", *TINY, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "results/runs/kd/mnist1d_cnn/seed0/predictions_test.parquet" in out and "unreadable" in out
+    # Work finished before the fault is untouched: other setups' metrics, all tables.
+    assert (finished / "results/analysis/metrics/digits_mlp.parquet").exists()
+    assert (finished / "results/tables/summary.csv").read_text() == summary_before
+    assert read_predictions(finished / "results/runs/rcd/mnist1d_cnn/seed0/predictions_test.parquet").num_samples > 0

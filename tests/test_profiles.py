@@ -100,7 +100,8 @@ def test_sbatch_call_for_training_rules_carries_the_profiles_request(workflow_co
         (workflow_copy / path).parent.mkdir(parents=True, exist_ok=True)
         (workflow_copy / path).write_bytes(b"stub")
     targets = [f"{TEACHER.replace('seed0', 'seed1')}/model.pt", f"{STUDENT}/model.pt"]
-    proc = subprocess.run([*SNAKEMAKE, "--profile", "slurm", *TINY, "--retries", "0", "--latency-wait", "1", *targets],
+    proc = subprocess.run([*SNAKEMAKE, "--profile", "slurm", *TINY, "--retries", "0", "--latency-wait", "1",
+                           "--slurm-init-seconds-before-status-checks", "1", *targets],
                           cwd=workflow_copy, env=env, capture_output=True, text=True, timeout=300)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0, "the stub sbatch refuses jobs, so the run must fail"
