@@ -128,31 +128,38 @@ def _condition_strip(ax, m: pd.DataFrame, column: str, scale: float = 100.0, ref
 # --------------------------------------------------------------------------------------------
 
 
-def plot_agreement_by_condition(metrics: pd.DataFrame, setup_info: pd.DataFrame, path):
-    """Figure 1: per setup (one panel each), top-1 agreement with the same-seed teacher by
-    condition; each seed a jittered point, the median a bar; the dashed line is the median
-    agreement of two independently trained teachers (teacher_other_seed) when present."""
-    m_all = metrics[metrics["condition"].isin(CONDITION_ORDER + ("teacher_other_seed",))]
+def _condition_panels(m_all: pd.DataFrame, setup_info, path, column: str, ylabel: str, reference: str,
+                      reference_label: str, empty_message: str):
+    """One panel per setup: `column` by condition, seeds as points, a dashed reference level."""
     setups = _setups(m_all, setup_info)
     if not setups:
-        return _placeholder(path, "no student runs in the metrics table")
+        return _placeholder(path, empty_message)
     labels = _labels(setup_info)
     fig, axes = _grid(len(setups))
     for ax, setup in zip(axes, setups):
-        _condition_strip(ax, m_all[m_all["setup"] == setup], "agreement", reference="teacher_other_seed")
+        _condition_strip(ax, m_all[m_all["setup"] == setup], column, reference=reference)
         ax.set_title(labels.get(setup, setup), fontsize=9)
-        ax.set_ylabel("agreement with teacher (%)", fontsize=8)
-    handles = _legend_handles(with_reference="teacher vs teacher of another seed (median)")
+        ax.set_ylabel(ylabel, fontsize=8)
+    handles = _legend_handles(set(m_all["condition"]), with_reference=reference_label)
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False, bbox_to_anchor=(0.5, -0.02))
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     return _save(fig, path)
 
 
-def _legend_handles(with_reference: str | None = None):
+def plot_agreement_by_condition(metrics: pd.DataFrame, setup_info: pd.DataFrame, path):
+    """Figure 1: per setup (one panel each), top-1 agreement with the same-seed teacher by
+    condition; each seed a jittered point, the median a bar; the dashed line is the median
+    agreement of two independently trained teachers (teacher_other_seed) when present."""
+    m_all = metrics[metrics["condition"].isin(CONDITION_ORDER + ("teacher_other_seed",))]
+    return _condition_panels(m_all, setup_info, path, "agreement", "agreement with teacher (%)", "teacher_other_seed",
+                             "teacher vs teacher of another seed (median)", "no student runs in the metrics table")
+
+
+def _legend_handles(present: set, with_reference: str | None = None):
     from matplotlib.lines import Line2D
 
     handles = [Line2D([], [], marker=CONDITION_STYLE[c][1], markerfacecolor=CONDITION_STYLE[c][2], markeredgecolor=CONDITION_STYLE[c][3],
-                      linestyle="", label=CONDITION_STYLE[c][0]) for c in CONDITION_ORDER]
+                      linestyle="", label=CONDITION_STYLE[c][0]) for c in CONDITION_ORDER if c in present]
     handles.append(Line2D([], [], color="black", linewidth=2, label="median over seeds"))
     if with_reference:
         handles.append(Line2D([], [], color="0.35", linestyle="--", label=with_reference))
@@ -163,19 +170,8 @@ def plot_accuracy_by_condition(metrics: pd.DataFrame, setup_info: pd.DataFrame, 
     """Figure 3: per setup, test accuracy by condition (KD vs random control vs control: the
     regulariser view); each seed a point, the dashed line the teachers' median accuracy."""
     m_all = metrics[metrics["condition"].isin(CONDITION_ORDER + ("teacher",))]
-    setups = _setups(m_all, setup_info)
-    if not setups:
-        return _placeholder(path, "no runs in the metrics table")
-    labels = _labels(setup_info)
-    fig, axes = _grid(len(setups))
-    for ax, setup in zip(axes, setups):
-        _condition_strip(ax, m_all[m_all["setup"] == setup], "accuracy", reference="teacher")
-        ax.set_title(labels.get(setup, setup), fontsize=9)
-        ax.set_ylabel("test accuracy (%)", fontsize=8)
-    handles = _legend_handles(with_reference="teacher (median)")
-    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False, bbox_to_anchor=(0.5, -0.02))
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
-    return _save(fig, path)
+    return _condition_panels(m_all, setup_info, path, "accuracy", "test accuracy (%)", "teacher", "teacher (median)",
+                             "no runs in the metrics table")
 
 
 def plot_asymmetric_payoff(metrics: pd.DataFrame, setup_info: pd.DataFrame, path, *, normalised: bool = False, n_bootstrap: int = 2000, random_seed: int = 0):
