@@ -1,3 +1,11 @@
+from kdtransfer.data import DOWNLOAD_NAMES
+
+# Downloads the config's datasets need (values of download_dataset's {name}).
+CONFIG_DOWNLOADS = sorted(
+    {DOWNLOAD_NAMES[d["loader"]] for d in config["datasets"].values() if d["loader"] in DOWNLOAD_NAMES}
+)
+
+
 rule prepare_data:
     output:
         "results/data/{dataset}.npz",
@@ -12,3 +20,29 @@ rule prepare_data:
         "benchmarks/prepare_data/{dataset}.tsv"
     script:
         "../scripts/prepare_data.py"
+
+
+# Run by hand where there is internet (a login node), never as a dependency: no ordinary run
+# downloads anything, and prepare_data fails with the command to run when data is missing.
+# Fills the loaders' default roots below the marker's folder (resources/data); the marker
+# records URL and checksums.
+rule download_dataset:
+    output:
+        "resources/data/{name}.done",
+    wildcard_constraints:
+        name="|".join(sorted(DOWNLOAD_NAMES.values())),
+    conda:
+        "../../envs/train.yaml"
+    log:
+        "logs/download_dataset/{name}.log",
+    localrule: True
+    script:
+        "../scripts/download_data.py"
+
+
+# Named target: every download the config's datasets need, e.g.
+# `snakemake --cores 1 download_data --configfile experiments/paper.yaml`.
+rule download_data:
+    input:
+        expand("resources/data/{name}.done", name=CONFIG_DOWNLOADS),
+    localrule: True
