@@ -21,12 +21,18 @@ SPEC = {
     "kd": {"alpha": 0.9, "temperature": 4}, "rcd": {"noise": "gaussian", "resample": "step"},
     "checkpoint_every": 1,
 }
+# rcd of the hint variant: a learned regressor and noise feature maps, both of which a resumed
+# run must restore exactly (the regressor's weights and momentum, the feature-noise generator).
+HINT_SPEC = dict(SPEC, run_key="rcd/hint", recipe=dict(SPEC["recipe"], epochs=6),
+                 kd=dict(SPEC["kd"], variant="hint", feature_weight=0.5, layers=["features.1"], teacher_layers=["features.1"]))
+HINT_TEACHER = {"arch": "mlp", "options": {"hidden": [48]}}
 RUNNER = """
 import json, sys
 from kdtransfer.train import RunSpec, TrainingInterrupted, train_and_save
 spec, data, out = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
+teacher_model = json.loads(sys.argv[4]) if len(sys.argv) > 4 else None
 try:
-    train_and_save(RunSpec.from_params(spec), data, weights_out=out + "/model.pt",
+    train_and_save(RunSpec.from_params(spec), data, weights_out=out + "/model.pt", teacher_model=teacher_model,
                    predictions_out={"test": out + "/predictions_test.parquet"}, history_out=out + "/history.parquet")
 except TrainingInterrupted:
     sys.exit(143)
@@ -40,8 +46,9 @@ def data(tmp_path_factory):
     return str(path)
 
 
-def start(data, out):
-    return subprocess.Popen([sys.executable, "-c", RUNNER, json.dumps(SPEC), data, str(out)])
+def start(data, out, spec=SPEC, teacher_model=None):
+    extra = [json.dumps(teacher_model)] if teacher_model else []
+    return subprocess.Popen([sys.executable, "-c", RUNNER, json.dumps(spec), data, str(out), *extra])
 
 
 def checkpoint_epoch(path: Path) -> int:
@@ -58,9 +65,9 @@ def uninterrupted(tmp_path_factory, data):
     return read_predictions(out / "predictions_test.parquet")
 
 
-@pytest.mark.parametrize("sig,at_epoch", [(signal.SIGKILL, 3), (signal.SIGKILL, 17), (signal.SIGTERM, 5), (signal.SIGTERM, 21)])
-def test_killed_run_resumes_bit_identical(tmp_path, data, uninterrupted, sig, at_epoch):
-    proc = start(data, tmp_path)
+def kill_and_resume(tmp_path, data, sig, at_epoch, **run):
+    """Kill a run once its checkpoint reaches `at_epoch`, rerun it, return the resumed predictions."""
+    proc = start(data, tmp_path, **run)
     ckpt = tmp_path / "checkpoint.pt"
     deadline = time.time() + 120
     while checkpoint_epoch(ckpt) < at_epoch:
@@ -75,10 +82,28 @@ def test_killed_run_resumes_bit_identical(tmp_path, data, uninterrupted, sig, at
     state = torch.load(ckpt, weights_only=True)
     if sig == signal.SIGTERM:
         assert code == 143 and state["batch"] > 0  # saved mid-epoch on SIGTERM
-    assert start(data, tmp_path).wait(timeout=300) == 0
-    resumed = read_predictions(tmp_path / "predictions_test.parquet")
-    assert resumed.logits.tobytes() == uninterrupted.logits.tobytes()
+    assert start(data, tmp_path, **run).wait(timeout=300) == 0
     assert not ckpt.exists()
+    return read_predictions(tmp_path / "predictions_test.parquet")
+
+
+@pytest.mark.parametrize("sig,at_epoch", [(signal.SIGKILL, 3), (signal.SIGKILL, 17), (signal.SIGTERM, 5), (signal.SIGTERM, 21)])
+def test_killed_run_resumes_bit_identical(tmp_path, data, uninterrupted, sig, at_epoch):
+    resumed = kill_and_resume(tmp_path, data, sig, at_epoch)
+    assert resumed.logits.tobytes() == uninterrupted.logits.tobytes()
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_hint(tmp_path_factory, data):
+    out = tmp_path_factory.mktemp("clean_hint")
+    assert start(data, out, HINT_SPEC, HINT_TEACHER).wait(timeout=300) == 0
+    return read_predictions(out / "predictions_test.parquet")
+
+
+@pytest.mark.parametrize("sig,at_epoch", [(signal.SIGKILL, 2), (signal.SIGTERM, 3)])
+def test_killed_feature_kd_run_resumes_bit_identical(tmp_path, data, uninterrupted_hint, sig, at_epoch):
+    resumed = kill_and_resume(tmp_path, data, sig, at_epoch, spec=HINT_SPEC, teacher_model=HINT_TEACHER)
+    assert resumed.logits.tobytes() == uninterrupted_hint.logits.tobytes()
 
 
 def test_corrupt_checkpoint_is_discarded_and_training_restarts(tmp_path, data, uninterrupted, caplog):
@@ -91,12 +116,46 @@ def test_corrupt_checkpoint_is_discarded_and_training_restarts(tmp_path, data, u
     assert read_predictions(tmp_path / "p.parquet").logits.tobytes() == uninterrupted.logits.tobytes()
 
 
+def test_corrupt_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, data, uninterrupted, caplog):
+    from kdtransfer.train import RunSpec, previous_checkpoint_path, train_and_save
+
+    caplog.set_level("INFO", logger="kdtransfer")
+    proc = start(data, tmp_path)
+    ckpt = tmp_path / "checkpoint.pt"
+    deadline = time.time() + 120
+    while checkpoint_epoch(ckpt) < 6 or not previous_checkpoint_path(ckpt).exists():
+        assert proc.poll() is None and time.time() < deadline
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    if not ckpt.exists():  # killed between moving the newest aside and writing its successor
+        ckpt.write_bytes(b"")
+    previous_epoch = checkpoint_epoch(previous_checkpoint_path(ckpt))
+    assert previous_epoch >= 5
+    raw = ckpt.read_bytes()
+    ckpt.write_bytes(raw[: len(raw) // 2])  # a checkpoint cut short
+    train_and_save(RunSpec.from_params(SPEC), data, weights_out=str(tmp_path / "model.pt"),
+                   predictions_out={"test": str(tmp_path / "p.parquet")}, history_out=str(tmp_path / "h.parquet"))
+    assert "checkpoint.pt is unreadable" in caplog.text and "resuming from the previous checkpoint" in caplog.text
+    assert f"at epoch {previous_epoch + 1} batch" in caplog.text
+    assert read_predictions(tmp_path / "p.parquet").logits.tobytes() == uninterrupted.logits.tobytes()
+    assert not ckpt.exists() and not previous_checkpoint_path(ckpt).exists()
+
+
 def test_truncated_predictions_name_the_file(tmp_path, uninterrupted):
     raw = Path(uninterrupted.path).read_bytes()
     bad = tmp_path / "predictions_test.parquet"
     bad.write_bytes(raw[: len(raw) // 2])
     with pytest.raises(PredictionsError, match="predictions_test.parquet.*unreadable.*re-run the training rule"):
         read_predictions(bad)
+    # Under the workflow's layout the message names the rule that makes the file.
+    for condition, rule in (("kd", "train_distilled"), ("rcd", "train_distilled"), ("nokd", "train_reference"),
+                            ("teacher", "train_reference")):
+        run_dir = tmp_path / "results" / "runs" / condition / "digits_mlp" / "seed0"
+        run_dir.mkdir(parents=True)
+        (run_dir / "predictions_test.parquet").write_bytes(raw[: len(raw) // 2])
+        with pytest.raises(PredictionsError, match=f"unreadable.*re-run rule {rule}, which makes it"):
+            read_predictions(run_dir / "predictions_test.parquet")
 
 
 def test_nan_loss_stops_with_run_epoch_and_hint(tmp_path, data):

@@ -1,12 +1,17 @@
 """Training: reproducible bit for bit on CPU; kd/rcd/nokd share init and batch order."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
+from scipy import stats
 
-from kdtransfer.data import load_dataset, save_arrays
+from kdtransfer.data import ArrayDataset, load_dataset, save_arrays
+from kdtransfer.models import ModelError, count_parameters, create_model
 from kdtransfer.predictions import read_predictions
-from kdtransfer.train import RunSpec, epoch_permutation, train_and_save
+from kdtransfer.batches import BatchInputs, predict_logits
+from kdtransfer.targets import NoiseTargets, TeacherError, build_regressor, teacher_shapes_without_weights
+from kdtransfer.train import RunSpec, divergence_message, epoch_permutation, spec_fingerprint, train_and_save, train_run
 from kdtransfer.seeding import derive_seed, run_roles
 
 RECIPE = {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4, "epochs": 2, "batch_size": 64}
@@ -101,3 +106,215 @@ def test_sgd_matches_torch_optim_sgd(nesterov, weight_decay):
             opt.step()
     for a, b in zip(ref.parameters(), ours.parameters()):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-7)
+
+
+# --- The paper's architectures, feature-map KD, uint8 images and token inputs -------------------
+
+TEACHER_NET = {"arch": "resnet_cifar", "options": {"width": 8}}
+STUDENT_NET = {"arch": "resnet_cifar", "options": {"width": 4}}
+IMAGE_RECIPE = {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4, "epochs": 1, "batch_size": 32}
+
+
+def image_arrays(seed=0, n_train=96, n_test=48, classes=3, size=16):
+    """uint8 RGB images whose class is the brightest quadrant, plus noise."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, classes, n_train + n_test)
+    x = rng.integers(0, 120, (n_train + n_test, 3, size, size))
+    half = size // 2
+    for i, c in enumerate(y):
+        x[i, :, (c // 2) * half:(c // 2 + 1) * half, (c % 2) * half:(c % 2 + 1) * half] += 120
+    return x.astype(np.uint8), y.astype(np.int64), n_train, classes
+
+
+def uint8_images(**kw) -> ArrayDataset:
+    x, y, n, classes = image_arrays(**kw)
+    mean = (x[:n].reshape(n, 3, -1).mean((0, 2)) / 255).astype(np.float32)
+    std = (x[:n].reshape(n, 3, -1).std((0, 2)) / 255).astype(np.float32)
+    return ArrayDataset(x[:n], y[:n], x[n:], y[n:], classes, "image", mean=mean, std=std)
+
+
+def standardised(ds: ArrayDataset) -> ArrayDataset:
+    """The float32 arrays a uint8 dataset stands for: x/255, then per-channel (x - mean) / std."""
+    def f(x):
+        return (x.astype(np.float32) / np.float32(255) - ds.mean[:, None, None]) / ds.std[:, None, None]
+    return ArrayDataset(f(ds.x_train), ds.y_train, f(ds.x_test), ds.y_test, ds.num_classes, "image")
+
+
+def feature_spec(condition, variant, layers, teacher_layers=None, model=STUDENT_NET, recipe=IMAGE_RECIPE, **kw):
+    kd = {"alpha": 0.9, "temperature": 4, "variant": variant, "feature_weight": 0.0 if variant == "logit" else 1.0,
+          "layers": layers, "teacher_layers": teacher_layers or layers}
+    extra = {"rcd": {"noise": "gaussian", "resample": "step"}} if condition == "rcd" else {}
+    return RunSpec(run_key=f"{condition}/{variant}", condition=condition, seed=0, model=model, recipe=recipe,
+                   kd=kd if condition in ("kd", "rcd") else {}, **{**extra, **kw})
+
+
+@pytest.fixture(scope="module")
+def images():
+    return standardised(uint8_images())
+
+
+@pytest.fixture(scope="module")
+def image_npz(tmp_path_factory, images):
+    path = tmp_path_factory.mktemp("images") / "images.npz"
+    save_arrays(images, path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def image_teacher(tmp_path_factory, image_npz):
+    d = tmp_path_factory.mktemp("image_teacher")
+    s = RunSpec(run_key="teacher/img", condition="teacher", seed=0, model=TEACHER_NET, recipe=IMAGE_RECIPE)
+    train_and_save(s, image_npz, weights_out=str(d / "model.pt"), predictions_out={}, history_out=str(d / "h.parquet"))
+    return str(d / "model.pt")
+
+
+@pytest.mark.parametrize("variant,layers", [("hint", ["layer2"]), ("attention", ["layer1", "layer3"])])
+def test_kd_feature_variant_trains_and_saves_only_the_student(tmp_path, image_npz, image_teacher, variant, layers):
+    s = feature_spec("kd", variant, layers)
+    info = train_and_save(s, image_npz, weights_out=str(tmp_path / "model.pt"), predictions_out={"test": str(tmp_path / "p.parquet")},
+                          history_out=str(tmp_path / "h.parquet"), teacher_weights=image_teacher, teacher_model=TEACHER_NET)
+    history = pd.read_parquet(tmp_path / "h.parquet")
+    assert history["feature"].iloc[0] > 0 and np.isfinite(history["loss"]).all()
+    student = create_model("resnet_cifar", (3, 16, 16), 3, width=4)
+    saved = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert set(saved) == set(student.state_dict())  # no regressor weights in model.pt
+    assert info["num_parameters"] == count_parameters(student)
+    assert len(read_predictions(tmp_path / "p.parquet").logits) == 48
+
+
+def test_hint_regressor_is_trained_and_checkpointed_but_not_part_of_the_student(tmp_path, images, image_teacher):
+    # Student layer2: 8 channels at 8x8; the teacher's layer3: 32 channels at 4x4 (pooled to match).
+    s = feature_spec("kd", "hint", ["layer2"], ["layer3"], recipe=dict(IMAGE_RECIPE, epochs=2))
+    train_run(s, images, teacher_weights=image_teacher, teacher_model=TEACHER_NET, checkpoint_path=tmp_path / "ckpt.pt")
+    state = torch.load(tmp_path / "ckpt.pt", weights_only=True)  # left after epoch 1 of 2
+    initial = build_regressor(s, [(8, 8, 8)], [(32, 4, 4)]).state_dict()
+    assert set(state["regressor"]) == set(initial) == {"maps.0.weight", "maps.0.bias"}
+    assert state["regressor"]["maps.0.weight"].shape == (32, 8, 1, 1)
+    assert not torch.equal(state["regressor"]["maps.0.weight"], initial["maps.0.weight"])  # it was trained
+    assert not any(k.startswith("maps.") for k in state["model"])
+
+
+def test_feature_setup_leaves_the_global_rng_alone(images):
+    s = feature_spec("rcd", "hint", ["layer2"])
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    first = build_regressor(s, [(8, 8, 8)], [(16, 8, 8)])
+    shapes = teacher_shapes_without_weights(s, images, TEACHER_NET, ("layer2",), torch.zeros(2, 3, 16, 16))
+    assert torch.equal(torch.get_rng_state(), before)
+    assert shapes == [(16, 8, 8)]
+    assert torch.equal(first.maps[0].weight, build_regressor(s, [(8, 8, 8)], [(16, 8, 8)]).maps[0].weight)
+
+
+def test_feature_runs_share_init_and_batch_order_with_the_control(tmp_path, images, image_teacher):
+    infos = {}
+    for condition in ("nokd", "kd", "rcd"):
+        s = feature_spec(condition, "hint", ["layer2"])
+        _, _, infos[condition] = train_run(s, images, teacher_weights=image_teacher if condition == "kd" else None,
+                                           teacher_model=TEACHER_NET, checkpoint_path=tmp_path / condition / "c.pt")
+    assert len({i["init_fingerprint"] for i in infos.values()}) == 1
+    assert len({i["order_fingerprint"] for i in infos.values()}) == 1
+
+
+@pytest.mark.parametrize("variant,resample", [("hint", "step"), ("attention", "fixed")])
+def test_rcd_feature_variant_needs_the_teacher_architecture_only(tmp_path, images, variant, resample):
+    s = feature_spec("rcd", variant, ["layer2"])
+    s.rcd["resample"] = resample
+    _, history, _ = train_run(s, images, teacher_weights=None, teacher_model=TEACHER_NET, checkpoint_path=tmp_path / "c.pt")
+    assert history[0]["feature"] > 0 and np.isfinite(history[0]["loss"])
+    with pytest.raises(ValueError, match="needs the teacher's model entry"):
+        train_run(s, images, teacher_model=None, checkpoint_path=tmp_path / "c2.pt")
+
+
+@pytest.mark.parametrize("noise", ["uniform", "gaussian"])
+def test_rcd_noise_replaces_every_teacher_map_in_its_shape(noise):
+    s = feature_spec("rcd", "hint", ["layer2"])
+    s.rcd["noise"] = noise
+    targets = NoiseTargets(s, 3, 96, [(16, 8, 8), (32, 4, 4)], torch.device("cpu"))
+    targets.start_epoch(0)
+    logits, maps = targets(torch.arange(40), None)
+    assert logits.shape == (40, 3) and [m.shape for m in maps] == [(40, 16, 8, 8), (40, 32, 4, 4)]
+    values = maps[0].numpy().ravel()
+    dist = stats.uniform(0, 1) if noise == "uniform" else stats.norm(0, 1)
+    assert stats.kstest(values[:5000], dist.cdf).pvalue > 0.01
+    _, again = targets(torch.arange(40), None)
+    assert not torch.equal(maps[0], again[0])  # resampled every step
+
+
+def test_rcd_fixed_noise_maps_are_one_draw_per_example():
+    s = feature_spec("rcd", "attention", ["layer2"])
+    s.rcd["resample"] = "fixed"
+    targets = NoiseTargets(s, 3, 96, [(4, 2, 2)], torch.device("cpu"))
+    targets.start_epoch(0)
+    logits_a, (a,) = targets(torch.tensor([5, 9]), None)
+    targets.start_epoch(1)
+    logits_b, (b,) = targets(torch.tensor([9, 1, 5]), None)
+    assert torch.equal(a[0], b[2]) and torch.equal(a[1], b[0]) and torch.equal(logits_a[0], logits_b[2])
+
+
+def test_uint8_images_are_standardised_per_batch_exactly_like_floats(tmp_path):
+    raw = uint8_images()
+    floats = standardised(raw)
+    inputs = BatchInputs(raw, torch.device("cpu"))
+    assert torch.equal(inputs(torch.from_numpy(raw.x_test)), torch.from_numpy(floats.x_test))
+    recipe = dict(IMAGE_RECIPE, augment="flip_crop")
+    s = RunSpec(run_key="teacher/u8", condition="teacher", seed=0, model=STUDENT_NET, recipe=recipe)
+    a, _, _ = train_run(s, raw, checkpoint_path=tmp_path / "a.pt")
+    b, _, _ = train_run(s, floats, checkpoint_path=tmp_path / "b.pt")
+    logits_a = predict_logits(a, torch.from_numpy(raw.x_test), inputs=inputs)
+    assert torch.equal(logits_a, predict_logits(b, torch.from_numpy(floats.x_test)))
+
+
+def token_data(seed=0, n_train=90, n_test=30, length=10, vocab=12, classes=3) -> ArrayDataset:
+    """Right-padded token rows of random length whose class is set by their first token."""
+    rng = np.random.default_rng(seed)
+    n = n_train + n_test
+    y = rng.integers(0, classes, n)
+    x = np.zeros((n, length), np.int64)
+    for i in range(n):
+        k = rng.integers(2, length + 1)
+        x[i, :k] = rng.integers(1 + classes, vocab, k)
+        x[i, 0] = 1 + y[i]
+    return ArrayDataset(x[:n_train], y[:n_train], x[n_train:], y[n_train:], classes, "text", vocab_size=vocab)
+
+
+def test_token_inputs_train_char_gru_teacher_and_hint_student(tmp_path):
+    data = token_data()
+    net = {"arch": "char_gru", "options": {"embed_dim": 8, "hidden": 16}}
+    recipe = dict(IMAGE_RECIPE, epochs=3, batch_size=30)
+    teacher, history, _ = train_run(RunSpec(run_key="teacher/tok", condition="teacher", seed=0, model=net, recipe=recipe),
+                                    data, checkpoint_path=tmp_path / "t.pt")
+    assert history[-1]["train_accuracy"] > 1 / 3  # it learns from the tokens
+    torch.save(teacher.state_dict(), tmp_path / "teacher.pt")
+    s = feature_spec("kd", "hint", ["encoder"], model=net, recipe=recipe)
+    _, history, _ = train_run(s, data, teacher_weights=str(tmp_path / "teacher.pt"), teacher_model=net,
+                              checkpoint_path=tmp_path / "s.pt")
+    assert all(np.isfinite(h["loss"]) and h["feature"] > 0 for h in history)
+
+
+def test_teacher_from_another_dataset_is_named(tmp_path, images):
+    torch.save(create_model("resnet_cifar", (3, 16, 16), 100, width=8).state_dict(), tmp_path / "model.pt")
+    s = feature_spec("kd", "logit", [])
+    with pytest.raises(TeacherError, match=r"teacher .*model\.pt \(for run kd/logit seed 0\) has 100 output classes but "
+                                           r"dataset has 3: the teacher was trained on another dataset"):
+        train_run(s, images, teacher_weights=str(tmp_path / "model.pt"), teacher_model=TEACHER_NET, checkpoint_path=tmp_path / "c.pt")
+    torch.save(create_model("resnet_cifar", (3, 16, 16), 3, width=4).state_dict(), tmp_path / "small.pt")
+    with pytest.raises(TeacherError, match=r"small\.pt .*does not fit teacher model 'resnet_cifar' \{'width': 8\}: size mismatch"):
+        train_run(s, images, teacher_weights=str(tmp_path / "small.pt"), teacher_model=TEACHER_NET, checkpoint_path=tmp_path / "c.pt")
+
+
+def test_unknown_feature_layer_is_named_with_valid_choices(tmp_path, images, image_teacher):
+    s = feature_spec("kd", "attention", ["layer9"], ["layer1"])
+    with pytest.raises(ModelError, match=r"student has no module named 'layer9'.*layer1, .*layer4"):
+        train_run(s, images, teacher_weights=image_teacher, teacher_model=TEACHER_NET, checkpoint_path=tmp_path / "c.pt")
+
+
+def test_divergence_hint_names_the_bf16_switch_only_when_bf16_was_on():
+    s = spec("nokd")
+    assert "training.bf16: false" in divergence_message(s, float("nan"), 0, 3, bf16_active=True)
+    cpu = divergence_message(s, float("nan"), 0, 3, bf16_active=False)
+    assert "lower recipe.lr" in cpu and "bf16" not in cpu
+
+
+def test_checkpoint_frequency_is_not_part_of_the_run_identity():
+    assert spec_fingerprint(spec("kd", checkpoint_every=1)) == spec_fingerprint(spec("kd", checkpoint_every=5))
+    assert spec_fingerprint(spec("kd")) != spec_fingerprint(spec("kd", bf16=False))

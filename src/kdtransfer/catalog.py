@@ -1,6 +1,21 @@
 """Names the config may use, known without importing torch (the Snakefile checks them at parse)."""
 
-BUILTIN_MODELS = ("mlp", "cnn1d", "cnn2d")
+# Built-in architectures and the options each accepts (kdtransfer.models checks that its
+# builders take exactly these), so a config can be checked before any job imports torch.
+MODEL_OPTIONS = {
+    "mlp": ("hidden", "dropout"),
+    "cnn1d": ("channels", "pooled"),
+    "cnn2d": ("channels", "pooled"),
+    "resnet_cifar": ("depth", "width"),
+    "vgg_cifar": ("depth", "width"),
+    "vit": ("patch_size", "dim", "depth", "heads", "mlp_ratio", "dropout", "pool"),
+    "char_gru": ("embed_dim", "hidden", "layers", "bidirectional", "dropout"),
+    "char_transformer": ("dim", "depth", "heads", "mlp_ratio", "dropout"),
+}
+BUILTIN_MODELS = tuple(MODEL_OPTIONS)
+# These read int64 tokens [n, L] (0 = padding) and take their vocabulary size from the dataset.
+TOKEN_MODELS = ("char_gru", "char_transformer")
 TIMM_PREFIX = "timm:"
+KD_VARIANTS = ("logit", "hint", "attention")
 CONDITIONS = ("teacher", "kd", "rcd", "nokd", "independent")
 STUDENT_CONDITIONS = ("kd", "rcd", "nokd", "independent")

@@ -1,9 +1,30 @@
-"""Logging for rule scripts: one file per job (the rule's `log:`), line-buffered for `tail -f`."""
+"""Logging for rule scripts: one file per job (the rule's `log:`), line-buffered for `tail -f`.
+
+An exception that ends the job is written to that log too (Snakemake prints the log of a failed
+job), so the reason for a failure is where the user looks. kdtransfer's own errors (bad config,
+missing data, corrupt predictions, diverged training) carry a message that names the problem
+and the fix: they are logged without a traceback. Anything else keeps its traceback.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
+
+
+def _is_explained(exc: BaseException) -> bool:
+    return type(exc).__module__.startswith("kdtransfer")
+
+
+def _log_uncaught(exc_type, exc, tb) -> None:
+    log = logging.getLogger("kdtransfer")
+    if issubclass(exc_type, KeyboardInterrupt):
+        sys.__excepthook__(exc_type, exc, tb)
+        return
+    if _is_explained(exc):
+        log.error("%s: %s", exc_type.__name__, exc)
+    else:
+        log.error("job failed", exc_info=(exc_type, exc, tb))
 
 
 def log_to(path: str, level: int = logging.INFO) -> logging.Logger:
@@ -13,4 +34,5 @@ def log_to(path: str, level: int = logging.INFO) -> logging.Logger:
     root.handlers[:] = [handler, logging.StreamHandler(sys.stderr)]
     root.setLevel(level)
     logging.captureWarnings(True)
+    sys.excepthook = _log_uncaught
     return logging.getLogger("kdtransfer")

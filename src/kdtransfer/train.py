@@ -1,30 +1,38 @@
 """One training loop for every condition; the condition only selects the target.
 
-Data sits in memory as tensors (on the GPU when there is one); batches are index slices of a
+Data sits in memory as tensors (on the GPU when there is one; uint8 images stay uint8 there,
+4x smaller, and are scaled and standardised per batch); batches are index slices of a
 per-epoch permutation drawn from a generator seeded by (seed, order role, epoch), so the batch
 order is a pure function of the seed and a resumed run sees exactly the batches it would have.
+
+On CUDA: bf16 autocast (RunSpec.bf16), channels_last for image batches, optional torch.compile
+of the student (RunSpec.compile), and the determinism switch. None of these apply on CPU, where
+runs are bit-identical at a fixed thread count already and the switches would import
+torch._dynamo/_inductor (1.4-1.5 s per job, most of a small job's time).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import math
 import os
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from kdtransfer.batches import BatchInputs, autocast_context, predict_logits
 from kdtransfer.data import ArrayDataset
-from kdtransfer.losses import distillation_objective, random_control_logits
+from kdtransfer.losses import distillation_objective, feature_loss
+from kdtransfer.models import FeatureTap, count_parameters, create_model_for, feature_shapes, state_fingerprint
 from kdtransfer.optim import SGD, LRSchedule
-from kdtransfer.models import count_parameters, create_model, state_fingerprint
 from kdtransfer.seeding import derive_seed, run_roles
+from kdtransfer.targets import build_regressor, build_targets, feature_kd_of
 
 log = logging.getLogger("kdtransfer.train")
 
@@ -44,10 +52,14 @@ class RunSpec:
     seed: int
     model: dict  # {"arch": str, "options": dict}
     recipe: dict
-    kd: dict = field(default_factory=dict)  # {"alpha", "temperature"} for kd and rcd
-    rcd: dict = field(default_factory=dict)  # {"noise", "resample"} for rcd
+    # kd and rcd: {"alpha", "temperature", "variant": "logit"|"hint"|"attention", "feature_weight",
+    # "layers": student module names, "teacher_layers": teacher module names} (layers empty for logit)
+    kd: dict = field(default_factory=dict)
+    rcd: dict = field(default_factory=dict)  # {"noise": "uniform"|"gaussian", "resample": "step"|"fixed"} for rcd
     checkpoint_every: int = 1
     deterministic: bool = True
+    bf16: bool = True  # bfloat16 autocast, on CUDA only
+    compile: bool = False  # torch.compile the student, on CUDA only
 
     @classmethod
     def from_params(cls, params: dict) -> "RunSpec":
@@ -55,11 +67,13 @@ class RunSpec:
 
 
 def spec_fingerprint(spec: RunSpec) -> str:
-    """Identifies what a checkpoint was trained for, so a stale one is never resumed."""
+    """Identifies what a checkpoint was trained for, so a stale one is never resumed.
+    `checkpoint_every` is left out: how often a run saves does not change what it trains."""
     import json
-    from dataclasses import asdict
 
-    return hashlib.sha256(json.dumps(asdict(spec), sort_keys=True, default=str).encode()).hexdigest()[:16]
+    fields = asdict(spec)
+    fields.pop("checkpoint_every")
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def pick_device() -> torch.device:
@@ -81,33 +95,16 @@ def order_fingerprint(order_seed: int, n: int, epochs: int) -> str:
 def build_initial_model(spec: RunSpec, data: ArrayDataset) -> torch.nn.Module:
     init_role, _ = run_roles(spec.condition)
     torch.manual_seed(derive_seed(spec.seed, init_role))
-    return create_model(spec.model["arch"], data.input_shape, data.num_classes, **spec.model.get("options", {}))
+    return create_model_for(spec.model, data)
 
 
-def augment_batch(x: torch.Tensor, augment: str, generator: torch.Generator) -> torch.Tensor:
-    """Batched augmentation on the device: `flip_crop` = random 4-px-padded crop + horizontal flip."""
-    if augment == "none":
-        return x
-    if augment != "flip_crop" or x.dim() != 4:
-        raise ValueError(f"augment {augment!r} needs image batches [n, c, h, w]; valid: none, flip_crop")
-    n, _, h, w = x.shape
-    pad = 4
-    padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
-    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(x.device)
-    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(x.device)
-    rows = (dy[:, None] + torch.arange(h, device=x.device)[None, :])  # [n, h]
-    cols = (dx[:, None] + torch.arange(w, device=x.device)[None, :])  # [n, w]
-    out = padded[torch.arange(n, device=x.device)[:, None, None, None], torch.arange(x.shape[1], device=x.device)[None, :, None, None], rows[:, None, :, None], cols[:, None, None, :]]
-    flip = torch.rand(n, generator=generator).to(x.device) < 0.5
-    return torch.where(flip[:, None, None, None], out.flip(3), out)
-
-
-def make_optimizer(model: torch.nn.Module, recipe: dict, steps_per_epoch: int):
+def make_optimizer(params, recipe: dict, steps_per_epoch: int):
+    params = list(params)
     if recipe["optimizer"] == "sgd":
-        opt = SGD(model.parameters(), lr=recipe["lr"], momentum=recipe.get("momentum", 0.9),
+        opt = SGD(params, lr=recipe["lr"], momentum=recipe.get("momentum", 0.9),
                   weight_decay=recipe.get("weight_decay", 0.0), nesterov=recipe.get("nesterov", False))
-    elif recipe["optimizer"] == "adamw":
-        opt = torch.optim.AdamW(model.parameters(), lr=recipe["lr"], weight_decay=recipe.get("weight_decay", 0.0))
+    elif recipe["optimizer"] == "adamw":  # torch.optim imports torch._dynamo: only when asked for
+        opt = torch.optim.AdamW(params, lr=recipe["lr"], weight_decay=recipe.get("weight_decay", 0.0))
     else:
         raise ValueError(f"unknown optimizer {recipe['optimizer']!r}; valid: sgd, adamw")
     schedule = LRSchedule(opt, recipe["lr"], recipe["epochs"] * steps_per_epoch,
@@ -115,24 +112,9 @@ def make_optimizer(model: torch.nn.Module, recipe: dict, steps_per_epoch: int):
     return opt, schedule
 
 
-@torch.no_grad()
-def predict_logits(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-    model.eval()
-    device = next(model.parameters()).device
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else _nullcontext()
-    outs = []
-    with autocast:
-        for i in range(0, x.shape[0], batch_size):
-            outs.append(model(x[i:i + batch_size]).float())
-    return torch.cat(outs)
-
-
-class _nullcontext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
+def divergence_message(spec: RunSpec, loss: float, epoch: int, batch: int, bf16_active: bool) -> str:
+    fix = "lower recipe.lr" + (" or disable bf16 autocast (training.bf16: false)" if bf16_active else "")
+    return f"run {spec.run_key} ({spec.condition}) seed {spec.seed}: loss is {loss} at epoch {epoch + 1} batch {batch}; {fix}"
 
 
 def _atomic_save(obj, path: Path) -> None:
@@ -141,16 +123,101 @@ def _atomic_save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def load_checkpoint(path: Path) -> dict | None:
-    """A checkpoint that cannot be read is discarded with a warning (training restarts)."""
+def previous_checkpoint_path(path: Path) -> Path:
+    return path.with_name(f"{path.stem}.prev{path.suffix}")
+
+
+def save_checkpoint_file(state: dict, path: Path) -> None:
+    """Write a checkpoint atomically, keeping the one before as a fallback: should the newest
+    ever be unreadable (a bad disk block, a copy cut short), training resumes from the previous
+    one instead of from scratch."""
+    if path.exists():
+        os.replace(path, previous_checkpoint_path(path))
+    _atomic_save(state, path)
+
+
+def _read_checkpoint(path: Path) -> dict | None:
     if not path.exists():
         return None
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        log.warning("checkpoint %s is unreadable (%s); discarding it and starting from scratch", path, exc)
+        log.warning("checkpoint %s is unreadable (%s); discarding it", path, exc)
         path.unlink(missing_ok=True)
         return None
+
+
+def load_checkpoint(path: Path, spec_digest: str | None = None) -> dict | None:
+    """The newest readable checkpoint of this run specification, else None (start from scratch).
+
+    An unreadable checkpoint is discarded with a warning and the previous one is tried; one left
+    by another specification (the config changed since) is never resumed.
+    """
+    for candidate in (path, previous_checkpoint_path(path)):
+        state = _read_checkpoint(candidate)
+        if state is None:
+            continue
+        if spec_digest is not None and state.get("spec") != spec_digest:
+            log.warning("checkpoint %s belongs to a different run specification; discarding it", candidate)
+            candidate.unlink(missing_ok=True)
+            continue
+        if candidate != path:
+            log.warning("resuming from the previous checkpoint %s", candidate)
+        return state
+    return None
+
+
+def remove_checkpoints(path: Path) -> None:
+    path.unlink(missing_ok=True)
+    previous_checkpoint_path(path).unlink(missing_ok=True)
+
+
+class EpochStats:
+    """Per-epoch sums of the loss terms and of correct predictions, kept on the device: reading
+    them every step would stall a GPU on a host sync each batch."""
+
+    FIELDS = ("loss", "ce", "kd", "feature", "correct")
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.sums = torch.zeros(len(self.FIELDS), dtype=torch.float64, device=device)
+        self.zero = torch.zeros((), device=device)
+        self.seen, self.seconds = 0, 0.0
+
+    def add(self, loss: torch.Tensor, parts: dict, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        k = labels.shape[0]
+        terms = [loss.detach(), parts["ce"], parts.get("kd", self.zero), parts.get("feature", self.zero),
+                 (logits.argmax(1) == labels).sum()]
+        self.sums += torch.stack([t.to(torch.float64) for t in terms]) * torch.tensor([k, k, k, k, 1], dtype=torch.float64,
+                                                                                      device=self.device)
+        self.seen += k
+
+    def loss_is_finite(self) -> bool:
+        return bool(torch.isfinite(self.sums[0]))
+
+    def means(self) -> dict:
+        seen = max(1, self.seen)
+        values = (self.sums / seen).tolist()
+        out = dict(zip(self.FIELDS, values))
+        out["train_accuracy"] = out.pop("correct")
+        return out
+
+    def state_dict(self) -> dict:
+        return {"sums": self.sums.cpu(), "seen": self.seen, "seconds": self.seconds}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sums = state["sums"].to(self.device)
+        self.seen, self.seconds = state["seen"], state["seconds"]
+
+
+def configure_device(spec: RunSpec, device: torch.device) -> None:
+    if device.type == "cuda":
+        if spec.deterministic:  # deterministic cuBLAS; read when CUDA first creates its handle
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        # CPU kernels are deterministic at a fixed thread count already; on CPU this call would
+        # also import torch._inductor (1.5 s per job, most of a small job's time).
+        torch.use_deterministic_algorithms(spec.deterministic, warn_only=True)
+        torch.backends.cudnn.benchmark = not spec.deterministic
 
 
 def train_run(
@@ -164,23 +231,23 @@ def train_run(
 ) -> tuple[torch.nn.Module, list[dict], dict]:
     """Train one run; returns (final model, per-epoch history, run info).
 
-    `teacher_weights`/`teacher_model` are needed for `kd` only. The final epoch's weights are
-    the model: nothing is ever selected on the test split.
+    `kd` needs `teacher_weights` and `teacher_model` (its model entry); `rcd` of a feature
+    variant needs `teacher_model` only (the shapes its noise maps take). The final epoch's
+    weights are the model: nothing is ever selected on the test split.
     """
     device = device or pick_device()
-    if device.type == "cuda":
-        # CPU kernels are deterministic at a fixed thread count already; on CPU this call would
-        # also import torch._inductor (1.5 s per job, most of a small job's time).
-        torch.use_deterministic_algorithms(spec.deterministic, warn_only=True)
-        torch.backends.cudnn.benchmark = not spec.deterministic
+    configure_device(spec, device)
     recipe = spec.recipe
     _, order_role = run_roles(spec.condition)
     order_seed = derive_seed(spec.seed, order_role)
+    features = feature_kd_of(spec)
+    bf16_active = device.type == "cuda" and spec.bf16
 
     x_train = torch.from_numpy(data.x_train).to(device)
     y_train = torch.from_numpy(data.y_train).to(device)
     x_test = torch.from_numpy(data.x_test).to(device)
     y_test = torch.from_numpy(data.y_test).to(device)
+    inputs = BatchInputs(data, device)
     n, batch_size, epochs = x_train.shape[0], recipe["batch_size"], recipe["epochs"]
     steps_per_epoch = math.ceil(n / batch_size) if not recipe.get("drop_last", False) else n // batch_size
     augment = recipe.get("augment", "none")
@@ -192,47 +259,42 @@ def train_run(
         "num_parameters": count_parameters(model),
         "device": str(device),
     }
-    if device.type == "cuda" and x_train.dim() == 4:
+    if inputs.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    opt, sched = make_optimizer(model, recipe, steps_per_epoch)
 
-    teacher = None
-    teacher_train_logits = None
-    if spec.condition == "kd":
-        if teacher_weights is None or teacher_model is None:
-            raise ValueError(f"run {spec.run_key} seed {spec.seed}: kd needs the teacher's weights")
-        teacher = create_model(teacher_model["arch"], data.input_shape, data.num_classes, **teacher_model.get("options", {}))
-        teacher.load_state_dict(torch.load(teacher_weights, map_location="cpu", weights_only=True))
-        teacher.to(device).eval()
-        if augment == "none":  # the student sees fixed inputs: teacher logits once, not every step
-            teacher_train_logits = predict_logits(teacher, x_train)
-    fixed_noise = None
-    if spec.condition == "rcd" and spec.rcd.get("resample", "step") == "fixed":
-        g = torch.Generator().manual_seed(derive_seed(spec.seed, "noise", "fixed"))
-        fixed_noise = random_control_logits((n, data.num_classes), spec.rcd["noise"], g).to(device)
+    targets = build_targets(spec, data, features, teacher_weights, teacher_model, x_train, inputs, device)
+    student_tap = regressor = None
+    if features is not None:
+        student_shapes = feature_shapes(model, list(features.layers), inputs(x_train[:2]), "student")
+        student_tap = FeatureTap(model, list(features.layers), "student")
+        if features.variant == "hint":
+            regressor = build_regressor(spec, student_shapes, targets.feature_shapes).to(device)
+    # The regressor is trained with the student, but is not part of it: not in model.pt, not counted.
+    trained = [*model.parameters(), *(regressor.parameters() if regressor is not None else [])]
+    opt, sched = make_optimizer(trained, recipe, steps_per_epoch)
 
     ckpt_path = Path(checkpoint_path)
     ckpt_path.parent.mkdir(parents=True, exist_ok=True)
     history: list[dict] = []
     start_epoch, start_batch = 0, 0
-    running = {"loss": 0.0, "ce": 0.0, "kd": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
-    noise_gen = torch.Generator()
+    stats = EpochStats(device)
     aug_gen = torch.Generator()
     spec_digest = spec_fingerprint(spec)
-    state = load_checkpoint(ckpt_path)
-    if state is not None and state.get("spec") != spec_digest:
-        # Left by a run with other hyper-parameters (the config changed since): not ours to resume.
-        log.warning("checkpoint %s belongs to a different run specification; discarding it", ckpt_path)
-        ckpt_path.unlink(missing_ok=True)
-        state = None
+    state = load_checkpoint(ckpt_path, spec_digest)
     if state is not None:
         model.load_state_dict(state["model"])
+        if regressor is not None:
+            regressor.load_state_dict(state["regressor"])
+        if targets is not None:
+            targets.load_state_dict(state["targets"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"])
-        noise_gen.set_state(state["noise_rng"])
+        if device.type == "cuda" and state.get("cuda_rng") is not None:  # dropout draws on the GPU
+            torch.cuda.set_rng_state(state["cuda_rng"])
         aug_gen.set_state(state["aug_rng"])
-        history, running = state["history"], state["running"]
+        stats.load_state_dict(state["stats"])
+        history = state["history"]
         start_epoch, start_batch = state["epoch"], state["batch"]
         log.info("resumed %s seed %d from %s at epoch %d batch %d", spec.run_key, spec.seed, ckpt_path, start_epoch + 1, start_batch)
     else:
@@ -241,11 +303,22 @@ def train_run(
         torch.manual_seed(derive_seed(spec.seed, "dropout"))
 
     def save_checkpoint(epoch: int, batch: int) -> None:
-        _atomic_save({
+        save_checkpoint_file({
             "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-            "torch_rng": torch.get_rng_state(), "noise_rng": noise_gen.get_state(), "aug_rng": aug_gen.get_state(),
-            "history": history, "running": running, "epoch": epoch, "batch": batch, "spec": spec_digest,
+            "regressor": regressor.state_dict() if regressor is not None else None,
+            "targets": targets.state_dict() if targets is not None else None,
+            "torch_rng": torch.get_rng_state(), "aug_rng": aug_gen.get_state(),
+            "cuda_rng": torch.cuda.get_rng_state() if device.type == "cuda" else None,
+            "history": history, "stats": stats.state_dict(), "epoch": epoch, "batch": batch, "spec": spec_digest,
         }, ckpt_path)
+
+    def check_finite(epoch: int, batch: int) -> None:
+        if not stats.loss_is_finite():
+            raise TrainingDiverged(divergence_message(spec, stats.sums[0].item(), epoch, batch, bf16_active))
+
+    # On the CPU a per-step check is free; on a GPU it is a host sync, so every few steps (and
+    # always before a checkpoint is written, so no checkpoint ever holds a diverged model).
+    check_every = 1 if device.type == "cpu" else 25
 
     interrupted = {"flag": False}
     previous_handler = None
@@ -255,70 +328,68 @@ def train_run(
         except ValueError:  # not in the main thread
             previous_handler = None
 
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else _nullcontext()
+    forward = model
+    if spec.compile and device.type == "cuda":  # after the hooks are registered, so they are traced
+        forward = torch.compile(model)
     alpha, temperature = spec.kd.get("alpha", 0.0), spec.kd.get("temperature", 1.0)
     try:
         for epoch in range(start_epoch, epochs):
             perm = epoch_permutation(order_seed, epoch, n, device)
             if start_batch == 0:
                 # Fresh per-epoch generators, so a resume mid-run reproduces the same draws.
-                noise_gen.manual_seed(derive_seed(spec.seed, "noise", epoch))
+                if targets is not None:
+                    targets.start_epoch(epoch)
                 aug_gen.manual_seed(derive_seed(spec.seed, "augment", spec.condition, epoch))
             model.train()
             t0 = time.perf_counter()
             for b in range(start_batch, steps_per_epoch):
                 idx = perm[b * batch_size:(b + 1) * batch_size]
-                xb = augment_batch(x_train[idx], augment, aug_gen)
+                xb = inputs(x_train[idx], augment, aug_gen)
                 yb = y_train[idx]
-                target_logits = None
-                if spec.condition == "kd":
-                    target_logits = teacher_train_logits[idx] if teacher_train_logits is not None else predict_logits(teacher, xb)
-                    model.train()
-                elif spec.condition == "rcd":
-                    target_logits = fixed_noise[idx] if fixed_noise is not None else \
-                        random_control_logits((len(idx), data.num_classes), spec.rcd["noise"], noise_gen).to(device)
-                with autocast:
-                    logits = model(xb)
-                loss, parts = distillation_objective(logits.float(), yb, target_logits, alpha=alpha, temperature=temperature)
-                if not torch.isfinite(loss):
-                    raise TrainingDiverged(
-                        f"run {spec.run_key} ({spec.condition}) seed {spec.seed}: loss is {loss.item()} at epoch {epoch + 1}"
-                        f" batch {b}; lower recipe.lr or disable bf16 (recipe.bf16: false)"
-                    )
+                target_logits, target_maps = targets(idx, xb) if targets is not None else (None, None)
+                with autocast_context(device, spec.bf16), (student_tap or contextlib.nullcontext()):
+                    logits = forward(xb)
+                feature_term = None
+                if features is not None:
+                    feature_term = feature_loss(features.variant, student_tap.take(), target_maps, regressor)
+                loss, parts = distillation_objective(logits.float(), yb, target_logits, alpha=alpha, temperature=temperature,
+                                                     feature_term=feature_term,
+                                                     feature_weight=features.weight if features is not None else 0.0)
+                if device.type == "cpu" and not torch.isfinite(loss):  # before the step spoils the weights
+                    raise TrainingDiverged(divergence_message(spec, loss.item(), epoch, b, bf16_active))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 sched.step()
-                k = len(idx)
-                running["loss"] += loss.item() * k
-                running["ce"] += parts["ce"] * k
-                running["kd"] += parts.get("kd", 0.0) * k
-                running["correct"] += int((logits.argmax(1) == yb).sum())
-                running["seen"] += k
+                stats.add(loss, parts, logits, yb)
+                if (b + 1) % check_every == 0:
+                    check_finite(epoch, b)
                 if interrupted["flag"]:
-                    running["seconds"] += time.perf_counter() - t0
+                    stats.seconds += time.perf_counter() - t0
+                    check_finite(epoch, b)
                     save_checkpoint(epoch, b + 1)
                     raise TrainingInterrupted(
                         f"SIGTERM during {spec.run_key} seed {spec.seed} epoch {epoch + 1}: checkpoint saved to {ckpt_path}; rerun to resume"
                     )
             start_batch = 0
-            seconds = running["seconds"] + time.perf_counter() - t0
-            test_acc = float((predict_logits(model, x_test).argmax(1) == y_test).float().mean())
-            seen = max(1, running["seen"])
-            row = {
-                "epoch": epoch + 1, "loss": running["loss"] / seen, "ce": running["ce"] / seen, "kd": running["kd"] / seen,
-                "train_accuracy": running["correct"] / seen, "test_accuracy": test_acc,
-                "lr": opt.param_groups[0]["lr"], "seconds": seconds,
-            }
+            check_finite(epoch, steps_per_epoch - 1)
+            seconds = stats.seconds + time.perf_counter() - t0
+            test_acc = float((predict_logits(model, x_test, inputs=inputs, bf16=spec.bf16).argmax(1) == y_test).float().mean())
+            row = {"epoch": epoch + 1, **stats.means(), "test_accuracy": test_acc, "lr": opt.param_groups[0]["lr"],
+                   "seconds": seconds}
             history.append(row)
-            log.info("epoch %d/%d loss %.4f ce %.4f kd %.4f train_acc %.4f test_acc %.4f lr %.4g time %.2fs",
-                     row["epoch"], epochs, row["loss"], row["ce"], row["kd"], row["train_accuracy"], test_acc, row["lr"], seconds)
-            running = {"loss": 0.0, "ce": 0.0, "kd": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
+            log.info("epoch %d/%d loss %.4f ce %.4f kd %.4f feature %.4f train_acc %.4f test_acc %.4f lr %.4g time %.2fs",
+                     row["epoch"], epochs, row["loss"], row["ce"], row["kd"], row["feature"], row["train_accuracy"], test_acc,
+                     row["lr"], seconds)
+            stats = EpochStats(device)
             if (epoch + 1) % spec.checkpoint_every == 0 and epoch + 1 < epochs:
                 save_checkpoint(epoch + 1, 0)
     finally:
         if previous_handler is not None:
             signal.signal(signal.SIGTERM, previous_handler)
+        for tap in (student_tap, getattr(targets, "tap", None)):
+            if tap is not None:
+                tap.remove()
     return model, history, info
 
 
@@ -346,10 +417,11 @@ def train_and_save(
     model, history, info = train_run(spec, data, teacher_weights=teacher_weights, teacher_model=teacher_model,
                                      checkpoint_path=checkpoint)
     device = next(model.parameters()).device
+    inputs = BatchInputs(data, device)
     for split, path in predictions_out.items():
         x = data.x_test if split == "test" else data.x_train
         y = data.y_test if split == "test" else data.y_train
-        logits = predict_logits(model, torch.from_numpy(x).to(device)).cpu().numpy()
+        logits = predict_logits(model, torch.from_numpy(x).to(device), inputs=inputs, bf16=spec.bf16).cpu().numpy()
         write_predictions(path, run_key=spec.run_key, condition=spec.condition, seed=spec.seed, split=split,
                           sample_idx=np.arange(len(y)), label=y, logits=logits, extra_metadata=info)
     hist = pd.DataFrame(history)
@@ -360,7 +432,7 @@ def train_and_save(
     os.replace(tmp, history_out)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     _atomic_save(state, Path(weights_out))
-    checkpoint.unlink(missing_ok=True)  # the run is complete; the checkpoint would only waste disk
+    remove_checkpoints(checkpoint)  # the run is complete; checkpoints would only waste disk
     log.info("done %s seed %d: test accuracy %.4f, %d parameters", spec.run_key, spec.seed,
              history[-1]["test_accuracy"], info["num_parameters"])
     return info

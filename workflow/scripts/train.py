@@ -6,7 +6,9 @@ log = log_to(snakemake.log[0])
 
 from kdtransfer.train import RunSpec, TrainingInterrupted, train_and_save
 
-spec = RunSpec.from_params(snakemake.params.spec)
+# checkpoint_every comes from the config, not from params: it never changes a result (resuming
+# is bit-identical), so changing it must not re-run finished jobs.
+spec = RunSpec.from_params({**snakemake.params.spec, "checkpoint_every": snakemake.config["training"]["checkpoint_every"]})
 log.info("training %s seed %d (%s)", spec.run_key, spec.seed, spec.condition)
 teacher = snakemake.input.get("teacher", None)
 if not isinstance(teacher, str):  # an input function that returned [] (rcd) gives an empty list

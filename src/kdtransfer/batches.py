@@ -1,0 +1,83 @@
+"""From resident arrays to model inputs and outputs, one batch at a time on the device.
+
+uint8 images stay uint8 where they are held (4x smaller on the GPU) and are scaled and
+standardised per batch; then the batched augmentation; channels_last for image batches on CUDA;
+bf16 autocast on CUDA when asked for. Used alike by training, the teacher's targets and the
+final predictions, so every model sees its inputs prepared one way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from kdtransfer.data import ArrayDataset
+
+
+def autocast_context(device: torch.device, bf16: bool):
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and bf16 else contextlib.nullcontext()
+
+
+def augment_batch(x: torch.Tensor, augment: str, generator: torch.Generator) -> torch.Tensor:
+    """Batched augmentation on the device: `flip_crop` = random 4-px-padded crop + horizontal flip.
+
+    Works on the float batch as the model sees it (scaled and standardised): reflect padding,
+    cropping and flipping commute with a per-channel affine map, so this equals augmenting the
+    raw image first. The draws come from `generator` (CPU), so they are the same on any device.
+    """
+    if augment == "none":
+        return x
+    if augment != "flip_crop" or x.dim() != 4:
+        raise ValueError(f"augment {augment!r} needs image batches [n, c, h, w]; valid: none, flip_crop")
+    n, _, h, w = x.shape
+    pad = 4
+    padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(x.device)
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(x.device)
+    rows = (dy[:, None] + torch.arange(h, device=x.device)[None, :])  # [n, h]
+    cols = (dx[:, None] + torch.arange(w, device=x.device)[None, :])  # [n, w]
+    out = padded[torch.arange(n, device=x.device)[:, None, None, None], torch.arange(x.shape[1], device=x.device)[None, :, None, None], rows[:, None, :, None], cols[:, None, None, :]]
+    flip = torch.rand(n, generator=generator).to(x.device) < 0.5
+    return torch.where(flip[:, None, None, None], out.flip(3), out)
+
+
+class BatchInputs:
+    """Resident arrays to model inputs, one batch at a time on the device.
+
+    uint8 images: x.float()/255, then (x - mean[c]) / std[c] when the dataset gives mean/std.
+    float32 (already standardised) and int64 tokens pass through. Then the augmentation, and
+    channels_last for image batches on CUDA.
+    """
+
+    def __init__(self, data: ArrayDataset, device: torch.device):
+        self.mean = self.std = None
+        if data.x_train.dtype == np.uint8 and data.mean is not None:
+            channels = data.x_train.shape[1]
+            shape = (1, channels) + (1,) * (data.x_train.ndim - 2)
+            self.mean = torch.as_tensor(np.asarray(data.mean, np.float32)).reshape(shape).to(device)
+            self.std = torch.as_tensor(np.asarray(data.std, np.float32)).reshape(shape).to(device)
+        self.channels_last = device.type == "cuda" and data.x_train.ndim == 4
+
+    def __call__(self, x: torch.Tensor, augment: str = "none", generator: torch.Generator | None = None) -> torch.Tensor:
+        if x.dtype == torch.uint8:
+            x = x.float() / 255
+            if self.mean is not None:
+                x = (x - self.mean) / self.std
+        x = augment_batch(x, augment, generator)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+
+@torch.no_grad()
+def predict_logits(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 1024, *,
+                   inputs: BatchInputs | None = None, bf16: bool = True) -> torch.Tensor:
+    model.eval()
+    device = next(model.parameters()).device
+    outs = []
+    with autocast_context(device, bf16):
+        for i in range(0, x.shape[0], batch_size):
+            xb = x[i:i + batch_size]
+            outs.append(model(inputs(xb) if inputs is not None else xb).float())
+    return torch.cat(outs)

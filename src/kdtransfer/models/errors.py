@@ -1,0 +1,2 @@
+class ModelError(ValueError):
+    """A model cannot be built or used as configured; the message names the fix."""
