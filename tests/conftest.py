@@ -19,7 +19,7 @@ def snakemake(workdir: Path, *args: str, check: bool = True, timeout: float = 12
 
 def copy_workflow(dest: Path) -> Path:
     """A private copy of the workflow (not results/), so tests never touch the checkout's runs."""
-    for name in ("Snakefile", "config.yaml", "workflow", "profiles", "envs"):
+    for name in ("Snakefile", "config.yaml", "workflow", "profiles", "envs", "experiments"):
         src = REPO / name
         if src.is_dir():
             shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))

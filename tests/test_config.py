@@ -24,7 +24,7 @@ CASES = {
     "unknown top-level key": (lambda c: c.update(epochs=3), ["unknown config key 'epochs'", "valid keys", "setups"]),
     "unknown nested key": (
         lambda c: c["setups"]["digits_mlp"]["kd"].update(temprature=2),
-        ["setups.digits_mlp.kd.temprature", "did you mean 'temperature'", "alpha, temperature, variant"],
+        ["setups.digits_mlp.kd.temprature", "did you mean 'temperature'", "alpha, feature_weight, layers, teacher_layers, temperature, variant"],
     ),
     "unknown model": (
         lambda c: c["models"]["mlp"].update(arch="resnet9000"),
@@ -41,6 +41,22 @@ CASES = {
     "undefined dataset reference": (
         lambda c: c["setups"]["digits_mlp"].update(dataset="digitz"),
         ["setups.digits_mlp.dataset", "'digitz'", "did you mean 'digits'"],
+    ),
+    "unknown model option": (
+        lambda c: c["models"]["cnn1d"]["options"].update(chanels=[4]),
+        ["unknown option 'chanels' at models.cnn1d.options", "did you mean 'channels'", "options of cnn1d: channels, pooled"],
+    ),
+    "model option the dataset decides": (
+        lambda c: c["models"]["mlp"]["options"].update(num_classes=100),
+        ["models.mlp.options.num_classes", "come from the setup's dataset", "teacher and student must agree"],
+    ),
+    "feature variant without layers": (
+        lambda c: c["setups"]["digits_mlp"]["kd"].update(variant="hint"),
+        ["setups.digits_mlp.kd.variant is 'hint', which needs `layers`"],
+    ),
+    "unknown model in a size sweep": (
+        lambda c: c["setups"]["digits_mlp"].update(sweep={"model": ["mpl"]}),
+        ["setups.digits_mlp.sweep.model names 'mpl'", "did you mean 'mlp'"],
     ),
     "bad enum": (
         lambda c: c["setups"]["digits_mlp"]["rcd"].update(noise="laplace"),
@@ -103,9 +119,9 @@ def test_reordered_config_keys_give_identical_params():
 
 
 @pytest.mark.parametrize("mutate,needle", [
-    (lambda c: c.update(seeds=[]), "config at seeds"),
-    (lambda c: c.update(setups={}), "config at setups"),
-    (lambda c: c.update(seeds=0), "config at seeds"),
+    (lambda c: c.update(seeds=[]), "config at seeds.*would produce no runs.*seeds: 10"),
+    (lambda c: c.update(setups={}), "config at setups.*would produce no runs.*define at least one setup"),
+    (lambda c: c.update(seeds=0), "config at seeds.*would produce no runs"),
 ])
 def test_configs_that_produce_no_runs_are_rejected(mutate, needle):
     with pytest.raises(ConfigError, match=needle):

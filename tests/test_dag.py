@@ -47,3 +47,21 @@ def test_tiny_config_plan(workflow_copy):
     out = snakemake(workflow_copy, "-n", "--configfile", "tests/configs/tiny.yaml").stdout
     c = counts(out)
     assert c["train_reference"] == 16 and c["train_distilled"] == 24 and c["metrics"] == 3
+
+
+def test_paper_experiment_plans_the_whole_study_with_shared_runs_once(workflow_copy):
+    out = snakemake(workflow_copy, "-n", "--configfile", "experiments/paper.yaml").stdout
+    jobs = planned_jobs(out)
+    c = counts(out)
+    # 19 setups after expanding the CIFAR-10 ResNet-18 sweeps (T in {1,2,8,16}: 4 more; widths
+    # 8/16/32: 3 more). 13 distinct teachers and 12 distinct nokd controls (the temperature
+    # sweep, both feature variants and ResNet-34 -> ResNet-18 reuse the ResNet-18 ones), 10 seeds.
+    assert c == Counter({"prepare_data": 5, "train_reference": 250, "train_distilled": 380, "metrics": 19,
+                         "tests": 1, "figures": 1, "tables": 1, "all": 1})
+    reference = Counter((w["condition"], w["dataset"], w["model"], w["recipe"]) for r, w in jobs if r == "train_reference")
+    assert all(n == 10 for n in reference.values())  # every shared run once per seed
+    assert reference[("teacher", "cifar10", "resnet18", "cifar_sgd")] == 10
+    assert reference[("nokd", "cifar10", "resnet18", "cifar_sgd")] == 10
+    distilled = {w["setup"] for r, w in jobs if r == "train_distilled"}
+    assert {"cifar10_resnet18_T1", "cifar10_resnet18_T16", "cifar10_resnet18_resnet18_w8", "cifar10_resnet18_hint",
+            "cifar10_resnet34_to_resnet18", "speech_vit", "names_gru", "tiny_imagenet_resnet18"} <= distilled

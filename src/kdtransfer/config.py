@@ -13,7 +13,7 @@ import difflib
 import jsonschema
 import yaml
 
-from kdtransfer.catalog import BUILTIN_MODELS, TIMM_PREFIX
+from kdtransfer.catalog import BUILTIN_MODELS, MODEL_OPTIONS, TIMM_PREFIX
 
 
 class ConfigError(ValueError):
@@ -49,7 +49,19 @@ def _format_error(err: jsonschema.ValidationError) -> str:
         return f"config at {where} is missing a required key: {err.message}"
     if err.validator == "propertyNames":
         return f"config key {err.instance!r} under {where} is not a valid name: use letters, digits and _ (start with a letter)"
+    if where in NO_RUN_HINTS:
+        return f"config at {where}: {err.message}; {NO_RUN_HINTS[where]}"
     return f"config at {where}: {err.message}"
+
+
+# Keys that, when empty, leave nothing to train: say so, and what to write instead.
+NO_RUN_HINTS = {
+    "seeds": "this config would produce no runs: set `seeds` to a count >= 1 (e.g. seeds: 10) or a list (seeds: [0, 1, 2])",
+    "setups": "this config would produce no runs: define at least one setup (dataset, teacher, recipe)",
+    "datasets": "define at least one dataset (e.g. digits: {loader: digits})",
+    "models": "define at least one model (e.g. mlp: {arch: mlp})",
+    "recipes": "define at least one recipe (lr, epochs, batch_size)",
+}
 
 
 def _with_defaults(validator_class):
@@ -106,6 +118,13 @@ def _check_references(config: dict) -> None:
                 f"unknown model {arch!r} at models.{name}.arch{_hint(arch, BUILTIN_MODELS)}; valid choices: "
                 f"{', '.join(BUILTIN_MODELS)}, or any timm model as 'timm:<name>' (e.g. timm:resnet18)"
             )
+        else:
+            unknown = sorted(set(model.get("options", {})) - set(MODEL_OPTIONS[arch]) - DATASET_DERIVED_OPTIONS)
+            if unknown:
+                raise ConfigError(
+                    f"unknown option {unknown[0]!r} at models.{name}.options{_hint(unknown[0], MODEL_OPTIONS[arch])}; "
+                    f"options of {arch}: {', '.join(MODEL_OPTIONS[arch])}"
+                )
     if timm_names:
         import timm  # only now: it imports torch
 
@@ -121,4 +140,48 @@ def _check_references(config: dict) -> None:
                 raise ConfigError(
                     f"setups.{setup_name}.{key} names {setup[key]!r}, which is not defined under `{section}`"
                     f"{_hint(setup[key], config[section])}; defined: {', '.join(sorted(config[section]))}"
+                )
+    for name, model in config["models"].items():
+        derived = sorted(set(model.get("options", {})) & DATASET_DERIVED_OPTIONS)
+        if derived:
+            # Teacher and student take these from the setup's dataset, so they always agree.
+            raise ConfigError(
+                f"models.{name}.options.{derived[0]}: the number of classes, input channels and vocabulary size "
+                f"come from the setup's dataset (teacher and student must agree on them); remove the option"
+            )
+    for setup_name, setup in config["setups"].items():
+        _check_setup(setup_name, setup, config)
+    from kdtransfer.plan import expand_setups
+
+    try:
+        expand_setups(config)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+DATASET_DERIVED_OPTIONS = {"num_classes", "in_chans", "in_channels", "in_features", "vocab_size"}
+
+
+def _check_setup(name: str, setup: dict, config: dict) -> None:
+    kd = setup["kd"]
+    if kd["variant"] != "logit":
+        if not kd.get("layers"):
+            raise ConfigError(
+                f"setups.{name}.kd.variant is {kd['variant']!r}, which needs `layers`: the student modules whose "
+                f"feature maps are matched, e.g. layers: [layer3] for resnet_cifar"
+            )
+        teacher_layers = kd.get("teacher_layers") or kd["layers"]
+        if len(teacher_layers) != len(kd["layers"]):
+            raise ConfigError(
+                f"setups.{name}.kd.teacher_layers has {len(teacher_layers)} names but kd.layers has "
+                f"{len(kd['layers'])}: they are matched pairwise"
+            )
+    elif kd.get("layers") or kd.get("teacher_layers"):
+        raise ConfigError(f"setups.{name}.kd.layers is set but kd.variant is 'logit'; set variant to hint or attention")
+    for axis in ("model", "student"):
+        for value in setup.get("sweep", {}).get(axis, []):
+            if value not in config["models"]:
+                raise ConfigError(
+                    f"setups.{name}.sweep.{axis} names {value!r}, which is not defined under `models`"
+                    f"{_hint(value, config['models'])}; defined: {', '.join(sorted(config['models']))}"
                 )

@@ -2,14 +2,23 @@
 
 A teacher depends on (dataset, teacher model, recipe, seed); a `nokd` or `independent`
 control on (dataset, student model, recipe, seed); `kd` and `rcd` students on their setup. So
-a temperature sweep reuses one set of teachers and controls, and Snakemake trains each
-distinct model once.
+a temperature sweep reuses one set of teachers and controls, a `nokd` control is shared by every
+KD variant with the same student and recipe, and Snakemake trains each distinct model once.
+
+`Plan(config)` expands the setups once and indexes every run key, so the Snakefile's input and
+params functions are dictionary look-ups (planning thousands of runs stays fast). The module
+functions of the same names build a Plan for one call, for tests and scripts.
 """
 
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+
+# One axis per sweep key: each value yields one variant of the base setup (which is kept).
+SWEEP_KEYS = ("temperature", "alpha", "model", "student")
+# Sweeps that vary model size (the scaling figure) vs KD hyper-parameters (the temperature figure).
+SIZE_SWEEPS = ("model", "student")
 
 
 @dataclass(frozen=True)
@@ -33,12 +42,37 @@ def canonical(obj):
     return obj
 
 
-def _temperature_tag(value: float) -> str:
-    return ("T" + f"{value:g}").replace(".", "p").replace("-", "m")
+def _number_tag(prefix: str, value: float) -> str:
+    return (prefix + f"{value:g}").replace(".", "p").replace("-", "m")
+
+
+def _variant(base: dict, key: str, value):
+    """(name suffix, label suffix, variant setup) of `base` with sweep `key` set to `value`."""
+    variant = copy.deepcopy(base)
+    if key == "temperature":
+        variant["kd"]["temperature"] = value
+        return _number_tag("T", value), f"T={value:g}", variant
+    if key == "alpha":
+        variant["kd"]["alpha"] = value
+        return _number_tag("a", value), f"α={value:g}", variant
+    if key == "model":  # self-distillation family: teacher and student are both `value`
+        variant["teacher"] = variant["student"] = value
+        return value, value, variant
+    if key == "student":  # standard distillation family: one teacher, students of several sizes
+        variant["student"] = value
+        return f"to_{value}", f"student {value}", variant
+    raise ValueError(f"unknown sweep key {key!r}; valid: {', '.join(SWEEP_KEYS)}")
+
+
+def _base_value(base: dict, key: str):
+    return {"temperature": base["kd"]["temperature"], "alpha": base["kd"]["alpha"], "model": base["teacher"],
+            "student": base["student"]}[key]
 
 
 def expand_setups(config: dict) -> dict[str, dict]:
-    """Setups with sweeps expanded; each gains `label`, `student` and `sweep_group`."""
+    """Setups with sweeps expanded. Each gains `label`, `student`, `sweep_group` (the base
+    setup's name for every member of one of its sweeps, else "") and `sweep_params` (the sweep
+    keys it is a point of: the base setup is a point of all of them)."""
     out: dict[str, dict] = {}
     for name, setup in config["setups"].items():
         base = copy.deepcopy(setup)
@@ -46,14 +80,19 @@ def expand_setups(config: dict) -> dict[str, dict]:
         base.setdefault("student", base["teacher"])
         sweep = base.pop("sweep", {}) or {}
         base["sweep_group"] = name if sweep else ""
+        base["sweep_params"] = [k for k in SWEEP_KEYS if k in sweep]
         out[name] = base
-        for value in sweep.get("temperature", []):
-            if value == base["kd"]["temperature"]:
-                continue  # the base setup already is this point of the sweep
-            variant = copy.deepcopy(base)
-            variant["kd"]["temperature"] = value
-            variant["label"] = f"{base['label']} (T={value:g})"
-            out[f"{name}_{_temperature_tag(value)}"] = variant
+        for key in base["sweep_params"]:
+            for value in sweep[key]:
+                if value == _base_value(base, key):
+                    continue  # the base setup already is this point of the sweep
+                suffix, label, variant = _variant(base, key, value)
+                variant["label"] = f"{base['label']} ({label})"
+                variant["sweep_params"] = [key]
+                variant_name = f"{name}_{suffix}"
+                if variant_name in out or variant_name in config["setups"]:
+                    raise ValueError(f"sweep of setup {name!r} makes a setup named {variant_name!r}, which exists already")
+                out[variant_name] = variant
     return out
 
 
@@ -78,85 +117,131 @@ def run_key(condition: str, setup_name: str, setup: dict) -> str:
     return f"{condition}/{setup_name}"
 
 
-def setup_runs(config: dict, setup_name: str, setup: dict) -> dict[str, list[Run]]:
-    """Runs a setup's analysis needs, by condition (teacher first)."""
-    seeds = seeds_of(config)
-    conditions = ["teacher", *config["conditions"]]
-    return {c: [Run(c, run_key(c, setup_name, setup), s) for s in seeds] for c in conditions}
+def _kd_settings(setup: dict) -> dict:
+    """What a kd/rcd student's loss depends on. Feature settings only for feature variants, so
+    a logit setup's spec does not change when unrelated feature defaults do."""
+    kd = setup["kd"]
+    out = {"alpha": kd["alpha"], "temperature": kd["temperature"], "variant": kd["variant"],
+           "feature_weight": 0.0, "layers": [], "teacher_layers": []}
+    if kd["variant"] != "logit":
+        layers = list(kd["layers"])
+        out.update(feature_weight=kd["feature_weight"], layers=layers,
+                   teacher_layers=list(kd.get("teacher_layers") or layers))
+    return out
+
+
+class Plan:
+    """Every run of one validated config, indexed by (condition, run key)."""
+
+    def __init__(self, config: dict):
+        self.config = config
+        self.setups = expand_setups(config)
+        self.seeds = seeds_of(config)
+        self.conditions = ["teacher", *config["conditions"]]
+        # (condition, run key) -> name of the first setup that produces it (shared runs are
+        # identical whichever setup names them: the key holds everything they depend on).
+        self._setup_of_key: dict[tuple[str, str], str] = {}
+        for name, setup in self.setups.items():
+            for condition in self.conditions:
+                self._setup_of_key.setdefault((condition, run_key(condition, name, setup)), name)
+        self.runs = [Run(c, k, s) for (c, k) in self._setup_of_key for s in self.seeds]
+
+    def setup_for_key(self, condition: str, key: str) -> dict:
+        try:
+            return self.setups[self._setup_of_key[(condition, key)]]
+        except KeyError:
+            raise KeyError(f"no setup of this config produces a {condition} run with key {key!r}") from None
+
+    def setup_runs(self, setup_name: str) -> dict[str, list[Run]]:
+        """Runs a setup's analysis needs, by condition (teacher first)."""
+        setup = self.setups[setup_name]
+        return {c: [Run(c, run_key(c, setup_name, setup), s) for s in self.seeds] for c in self.conditions}
+
+    def run_spec(self, condition: str, key: str, seed: int) -> dict:
+        """Everything that determines a run's result, and nothing else (the rule's params).
+
+        A KD temperature is in a `kd` run's spec but not in its `nokd` control's, so changing it
+        re-runs only what it changes. `training.checkpoint_every` is not here: resuming is
+        bit-identical, so how often a run checkpoints never changes its result.
+        """
+        setup = self.setup_for_key(condition, key)
+        model_name = setup["teacher"] if condition == "teacher" else setup["student"]
+        training = self.config["training"]
+        spec = {
+            "run_key": key,
+            "condition": condition,
+            "seed": int(seed),
+            "model": copy.deepcopy(self.config["models"][model_name]),
+            "recipe": copy.deepcopy(self.config["recipes"][setup["recipe"]]),
+            "deterministic": training["deterministic"],
+            "bf16": training["bf16"],
+            "compile": training["compile"],
+        }
+        if condition in ("kd", "rcd"):
+            spec["kd"] = _kd_settings(setup)
+        if condition == "rcd":
+            spec["rcd"] = dict(setup["rcd"])
+        return canonical(spec)
+
+    def teacher_run_key(self, condition: str, key: str) -> str | None:
+        """The teacher whose weights a run loads: kd students only (rcd never sees a teacher)."""
+        if condition != "kd":
+            return None
+        return teacher_key(self.setup_for_key(condition, key))
+
+    def teacher_model(self, condition: str, key: str) -> dict | None:
+        """The teacher's model entry a distilled run needs: kd always (to load its weights); rcd
+        of a feature variant too, for the shapes of the noise feature maps (no weights)."""
+        if condition not in ("kd", "rcd"):
+            return None
+        setup = self.setup_for_key(condition, key)
+        if condition == "rcd" and setup["kd"]["variant"] == "logit":
+            return None
+        return canonical(self.config["models"][setup["teacher"]])
+
+    def dataset_of(self, condition: str, key: str) -> str:
+        return self.setup_for_key(condition, key)["dataset"]
+
+    def setup_table(self) -> list[dict]:
+        """One row per setup for figures and tables (display names, sweep groups)."""
+        rows = []
+        for name, s in self.setups.items():
+            rows.append({
+                "setup": name, "label": s["label"], "dataset": s["dataset"], "teacher": s["teacher"],
+                "student": s["student"], "recipe": s["recipe"], "variant": s["kd"]["variant"],
+                "alpha": s["kd"]["alpha"], "temperature": s["kd"]["temperature"], "sweep": s["sweep_group"],
+                "sweep_params": ",".join(s["sweep_params"]),
+            })
+        return canonical(rows)
+
+
+# Module-level conveniences (one Plan per call), for tests and scripts.
 
 
 def all_runs(config: dict) -> list[Run]:
     """Every distinct run of the experiment, each once."""
-    seen: dict[tuple, Run] = {}
-    for name, setup in expand_setups(config).items():
-        for runs in setup_runs(config, name, setup).values():
-            for run in runs:
-                seen.setdefault((run.key, run.seed), run)
-    return list(seen.values())
+    return Plan(config).runs
+
+
+def setup_runs(config: dict, setup_name: str) -> dict[str, list[Run]]:
+    return Plan(config).setup_runs(setup_name)
 
 
 def run_spec(config: dict, condition: str, key: str, seed: int) -> dict:
-    """Everything that determines a run's result, and nothing else (the rule's params).
-
-    A KD temperature is in a `kd` run's spec but not in its `nokd` control's, so changing it
-    re-runs only what it changes.
-    """
-    setups = expand_setups(config)
-    setup = _setup_for_key(setups, condition, key)
-    model_name = setup["teacher"] if condition == "teacher" else setup["student"]
-    spec = {
-        "run_key": key,
-        "condition": condition,
-        "seed": int(seed),
-        "model": copy.deepcopy(config["models"][model_name]),
-        "recipe": copy.deepcopy(config["recipes"][setup["recipe"]]),
-        "checkpoint_every": config["training"]["checkpoint_every"],
-        "deterministic": config["training"]["deterministic"],
-    }
-    if condition in ("kd", "rcd"):
-        spec["kd"] = {k: setup["kd"][k] for k in ("alpha", "temperature")}
-    if condition == "rcd":
-        spec["rcd"] = dict(setup["rcd"])
-    return canonical(spec)
-
-
-def _setup_for_key(setups: dict, condition: str, key: str) -> dict:
-    for name, setup in setups.items():
-        if run_key(condition, name, setup) == key:
-            return setup
-    raise KeyError(f"no setup of this config produces a {condition} run with key {key!r}")
-
-
-def teacher_of(config: dict, key: str) -> tuple[str, dict]:
-    """For a kd run key: the teacher's run key and its model entry."""
-    setups = expand_setups(config)
-    setup = _setup_for_key(setups, "kd", key)
-    return teacher_key(setup), canonical(config["models"][setup["teacher"]])
-
-
-def dataset_of(config: dict, condition: str, key: str) -> str:
-    return _setup_for_key(expand_setups(config), condition, key)["dataset"]
+    return Plan(config).run_spec(condition, key, seed)
 
 
 def setup_table(config: dict) -> list[dict]:
-    """One row per setup for figures and tables (display names, sweep groups)."""
-    rows = []
-    for name, s in expand_setups(config).items():
-        rows.append({
-            "setup": name, "label": s["label"], "dataset": s["dataset"], "teacher": s["teacher"],
-            "student": s["student"], "recipe": s["recipe"], "variant": s["kd"]["variant"],
-            "alpha": s["kd"]["alpha"], "temperature": s["kd"]["temperature"], "sweep": s["sweep_group"],
-        })
-    return canonical(rows)
+    return Plan(config).setup_table()
 
 
 def setup_info_frame(rows: list[dict], dataset_modalities: dict[str, str] | None = None):
     """The setup table as a DataFrame with the columns figures and tables expect."""
-    import numpy as np
     import pandas as pd
 
     df = pd.DataFrame(rows)
     df["modality"] = df["dataset"].map(dataset_modalities or {}).fillna("")
-    if "scale" not in df:
-        df["scale"] = np.nan
+    if "sweep_params" not in df:
+        df["sweep_params"] = ""
+    df["sweep_params"] = df["sweep_params"].fillna("")
     return df

@@ -10,8 +10,12 @@ except ConfigError as exc:
 config.clear()
 config.update(_validated)
 
-SETUPS = plan.expand_setups(config)
-RUNS = plan.all_runs(config)
+try:
+    PLAN = plan.Plan(config)
+except (ConfigError, ValueError) as exc:
+    raise WorkflowError(f"invalid config: {exc}") from None
+SETUPS = PLAN.setups
+RUNS = PLAN.runs
 SPLITS = config["training"]["predict_splits"]
 REFERENCE_CONDITIONS = ("teacher", "nokd", "independent")
 DISTILLED_CONDITIONS = ("kd", "rcd")
@@ -54,11 +58,11 @@ def distilled_key(wildcards):
 
 
 def reference_spec(wildcards):
-    return plan.run_spec(config, wildcards.condition, reference_key(wildcards), int(wildcards.seed))
+    return PLAN.run_spec(wildcards.condition, reference_key(wildcards), int(wildcards.seed))
 
 
 def distilled_spec(wildcards):
-    return plan.run_spec(config, wildcards.condition, distilled_key(wildcards), int(wildcards.seed))
+    return PLAN.run_spec(wildcards.condition, distilled_key(wildcards), int(wildcards.seed))
 
 
 def distilled_data(wildcards):
@@ -66,21 +70,17 @@ def distilled_data(wildcards):
 
 
 def distilled_teacher_weights(wildcards):
-    if wildcards.condition != "kd":
-        return []
-    teacher_run_key, _ = plan.teacher_of(config, distilled_key(wildcards))
-    return f"results/runs/{teacher_run_key}/seed{wildcards.seed}/model.pt"
+    teacher = PLAN.teacher_run_key(wildcards.condition, distilled_key(wildcards))
+    return [] if teacher is None else f"results/runs/{teacher}/seed{wildcards.seed}/model.pt"
 
 
 def distilled_teacher_model(wildcards):
-    if wildcards.condition != "kd":
-        return None
-    return plan.teacher_of(config, distilled_key(wildcards))[1]
+    return PLAN.teacher_model(wildcards.condition, distilled_key(wildcards))
 
 
 def setup_prediction_paths(wildcards):
     """{condition: {seed: test predictions path}} of one setup (params and input of `metrics`)."""
-    runs = plan.setup_runs(config, wildcards.setup, SETUPS[wildcards.setup])
+    runs = PLAN.setup_runs(wildcards.setup)
     return {c: {r.seed: f"{r.directory}/predictions_test.parquet" for r in rs} for c, rs in runs.items()}
 
 
@@ -101,4 +101,4 @@ def analysis_params(wildcards):
 
 
 def setup_info_rows(wildcards):
-    return plan.setup_table(config)
+    return PLAN.setup_table()

@@ -1,0 +1,84 @@
+"""The paper's experiment, shrunken: one run of the real workflow per modality on a few samples
+written in each dataset's real on-disk format (CIFAR-10 pickles, SpeechCommands WAVs, a names
+CSV), tiny widths, one epoch: data preparation, training (logit, hint and attention KD, a
+smaller student), predictions and the whole analysis."""
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPO, copy_workflow, snakemake
+from kdtransfer.predictions import read_predictions
+from test_dag import counts
+from test_loaders import write_cifar10, write_names_csv, write_speech_commands
+
+pytestmark = pytest.mark.e2e
+KEEP = ["cifar10_resnet18", "cifar10_resnet18_hint", "cifar10_resnet18_attention", "cifar10_resnet34_to_resnet18",
+        "speech_cnn", "names_gru"]
+TINY_MODELS = {
+    "resnet18": {"depth": 18, "width": 4},
+    "resnet34": {"depth": 34, "width": 4},
+    "audio_cnn": {"channels": [4, 8], "pooled": 2},
+    "char_gru": {"embed_dim": 8, "hidden": 8, "layers": 1, "bidirectional": True},
+}
+
+
+def shrunken_paper_config() -> dict:
+    cfg = yaml.safe_load((REPO / "experiments" / "paper.yaml").read_text())
+    cfg["seeds"] = 2
+    cfg["setups"] = {name: cfg["setups"][name] for name in KEEP}
+    cfg["setups"]["cifar10_resnet18"].pop("sweep")
+    used = {s[k] for s in cfg["setups"].values() for k in ("teacher", "student") if k in s}
+    cfg["models"] = {name: {**cfg["models"][name], "options": TINY_MODELS[name]} for name in used}
+    cfg["datasets"] = {name: cfg["datasets"][name] for name in ("cifar10", "speech_commands", "names")}
+    cfg["datasets"]["speech_commands"]["options"]["classes"] = ["down", "no", "up", "yes"]
+    cfg["datasets"]["names"]["options"].update(name_column="surname", label_column="language")
+    for recipe in cfg["recipes"].values():
+        recipe.update(epochs=1, batch_size=16, warmup_epochs=0)
+    cfg["training"].update(deterministic=True, checkpoint_every=1)
+    cfg["analysis"]["bootstrap"] = 200
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    wf = copy_workflow(tmp_path_factory.mktemp("paper_smoke"))
+    data = wf / "resources" / "data"
+    write_cifar10(data / "cifar")
+    write_speech_commands(data / "SpeechCommands" / "speech_commands_v0.02")
+    write_names_csv(data / "names.csv")
+    (wf / "smoke.yaml").write_text(yaml.safe_dump(shrunken_paper_config()))
+    plan = counts(snakemake(wf, "-n", "--configfile", "smoke.yaml").stdout)
+    snakemake(wf, "--cores", "2", "--configfile", "smoke.yaml")
+    return wf, plan
+
+
+def test_every_modality_runs_through_training_and_analysis(finished):
+    wf, plan = finished
+    # 4 teachers, 3 nokd controls (the ResNet-34 -> ResNet-18 student shares the ResNet-18 one),
+    # kd + rcd for 6 setups; 2 seeds.
+    assert plan["train_reference"] == 14 and plan["train_distilled"] == 24 and plan["metrics"] == 6
+    metrics = pd.read_parquet(wf / "results/analysis/metrics.parquet")
+    assert set(metrics["setup"]) == set(KEEP)
+    assert set(metrics["condition"]) >= {"teacher", "kd", "rcd", "nokd"}
+    tests = pd.read_parquet(wf / "results/analysis/tests.parquet")
+    assert set(tests["setup"]) == set(KEEP)
+    for name in ("agreement_by_condition", "asymmetric_payoff", "accuracy_by_condition", "tests_overview"):
+        assert (wf / "results/figures" / f"{name}.png").stat().st_size > 1000
+    n_test = {"cifar10_resnet18_hint": 10, "speech_cnn": 4}
+    for setup, n in n_test.items():
+        preds = read_predictions(wf / f"results/runs/kd/{setup}/seed1/predictions_test.parquet")
+        assert preds.num_samples == n and preds.logits.shape[1] == {"cifar10_resnet18_hint": 10, "speech_cnn": 4}[setup]
+    names = read_predictions(wf / "results/runs/kd/names_gru/seed0/predictions_test.parquet")
+    assert names.logits.shape[1] == 3  # three languages
+
+
+def test_feature_variants_log_their_feature_term(finished):
+    wf, _ = finished
+    for variant in ("hint", "attention"):
+        history = pd.read_parquet(wf / f"results/runs/kd/cifar10_resnet18_{variant}/seed0/history.parquet")
+        assert history["feature"].iloc[-1] > 0
+        rcd = pd.read_parquet(wf / f"results/runs/rcd/cifar10_resnet18_{variant}/seed0/history.parquet")
+        assert rcd["feature"].iloc[-1] > 0  # noise feature maps in place of the teacher's
+    logit = pd.read_parquet(wf / "results/runs/kd/cifar10_resnet18/seed0/history.parquet")
+    assert logit["feature"].iloc[-1] == 0
