@@ -92,6 +92,7 @@ def test_truncated_predictions_stop_analysis_naming_the_file_and_keep_other_resu
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert "results/runs/kd/mnist1d_cnn/seed0/predictions_test.parquet" in out and "unreadable" in out
+    assert "re-run rule train_distilled" in out
     # Work finished before the fault is untouched: other setups' metrics, all tables.
     assert (finished / "results/analysis/metrics/digits_mlp.parquet").exists()
     assert (finished / "results/tables/summary.csv").read_text() == summary_before

@@ -25,7 +25,8 @@ def make_metrics(setups, seeds=range(4), conditions=("teacher", "kd", "nokd", "r
                        "accuracy": 0.88 + shift[cond] / 2 + rng.normal(0, 0.003), "agreement": 0.85 + shift[cond] + rng.normal(0, 0.004),
                        "agreement_correct": 0.93 + shift[cond] / 2 + rng.normal(0, 0.003), "agreement_incorrect": 0.4 + 3 * shift[cond] + rng.normal(0, 0.02),
                        "js": 0.05 - shift[cond] + rng.normal(0, 0.002), "activation_distance": 0.2 - shift[cond] + rng.normal(0, 0.01),
-                       "kl": 0.1 - shift[cond] + rng.normal(0, 0.005), "ece": 0.03 + rng.normal(0, 0.002)}
+                       "kl": 0.1 - shift[cond] + rng.normal(0, 0.005), "ece": 0.03 + rng.normal(0, 0.002),
+                       "num_parameters": {"w1": 1.1e6, "w2": 4.4e6, "w4": 1.7e7}.get(setup, 2e6)}
                 if cond == "teacher":
                     for k in ("agreement", "agreement_correct", "agreement_incorrect", "js", "activation_distance", "kl"):
                         row[k] = math.nan
@@ -40,10 +41,10 @@ def make_info(with_sweeps=True):
     rows = []
     for s in SETUPS:
         t = {"c10_r18_T1": 1, "c10_r18_T4": 4, "c10_r18_T16": 16}.get(s, 4)
-        scale = {"w1": 1.1e6, "w2": 4.4e6, "w4": 1.7e7}.get(s, math.nan)
-        sweep = ("temperature" if s.startswith("c10") else "width" if s.startswith("w") else "") if with_sweeps else ""
+        sweep = ("c10_r18_T4" if s.startswith("c10") else "w1" if s.startswith("w") else "") if with_sweeps else ""
+        params = ("temperature" if s.startswith("c10") else "model" if s.startswith("w") else "") if with_sweeps else ""
         rows.append({"setup": s, "label": f"CIFAR-10 {s} 50% & more", "dataset": "cifar10", "modality": "image", "temperature": t, "alpha": 0.9,
-                     "sweep": sweep, "scale": scale})
+                     "sweep": sweep, "sweep_params": params})
     return pd.DataFrame(rows)
 
 
@@ -83,9 +84,15 @@ def test_all_figures_write_png_and_pdf(tmp_path, data, with_sweeps):
 def test_sweep_detection(data):
     m, _ = data
     info = make_info(True)
-    assert list(F._sweep_groups(info, "temperature", set(m["setup"]))) == ["temperature"]
-    assert list(F._sweep_groups(info, "scale", set(m["setup"]))) == ["width"]
-    assert F._sweep_groups(make_info(False), "temperature", set(m["setup"])) == {}
+    present = set(m["setup"])
+    groups = F._sweep_groups(info, ("temperature",), present, "temperature")
+    assert list(groups) == ["c10_r18_T4"] and groups["c10_r18_T4"]["temperature"].tolist() == [1, 4, 16]
+    info["num_parameters"] = info["setup"].map({"w1": 1.1e6, "w2": 4.4e6, "w4": 1.7e7})
+    assert list(F._sweep_groups(info, ("model", "student"), present, "num_parameters")) == ["w1"]
+    # A setup on two axes of one sweep (the base) belongs to both groups.
+    info.loc[info["setup"] == "c10_r18_T4", "sweep_params"] = "temperature,model"
+    assert "c10_r18_T4" in set(F._sweep_groups(info, ("temperature",), present, "temperature")["c10_r18_T4"]["setup"])
+    assert F._sweep_groups(make_info(False), ("temperature",), present, "temperature") == {}
 
 
 def test_figure_rejects_non_png(tmp_path, data):

@@ -178,3 +178,63 @@ def test_analysis_modules_never_import_torch():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env={**__import__("os").environ, "PYTHONPATH": str(__import__("pathlib").Path(M.__file__).parents[1])})
     assert proc.returncode == 0, proc.stderr
+
+
+def test_setup_metrics_carries_each_rows_parameter_count(tmp_path):
+    """num_parameters = the row's model's count from its predictions metadata (the student's; the
+    teacher's own on teacher rows; the other teacher's on teacher_other_seed rows); NaN if absent."""
+    rng = np.random.default_rng(3)
+    n, c = 30, 4
+    label = rng.integers(0, c, n)
+    counts = {"teacher": 5000, "kd": 1200, "nokd": 1200}
+
+    def write(name, condition, seed, num_parameters):
+        meta = {} if num_parameters is None else {"num_parameters": num_parameters}
+        path = tmp_path / f"{name}.parquet"
+        write_predictions(path, run_key=f"{condition}/toy", condition=condition, seed=seed, split="test", sample_idx=np.arange(n),
+                          label=label, logits=rng.normal(size=(n, c)), extra_metadata=meta)
+        return str(path)
+
+    teachers = {s: write(f"teacher_s{s}", "teacher", s, counts["teacher"] + s) for s in (0, 1)}
+    students = {"kd": {s: write(f"kd_s{s}", "kd", s, counts["kd"]) for s in (0, 1)},
+                "nokd": {0: write("nokd_s0", "nokd", 0, counts["nokd"]), 1: write("nokd_s1", "nokd", 1, None)}}
+    df = M.setup_metrics("toy", teachers, students).set_index(["condition", "seed"])
+    assert df["num_parameters"].dtype == np.float64
+    assert df.loc[("teacher", 0), "num_parameters"] == 5000 and df.loc[("teacher", 1), "num_parameters"] == 5001
+    assert (df.loc["kd", "num_parameters"] == 1200).all()
+    assert df.loc[("nokd", 0), "num_parameters"] == 1200 and math.isnan(df.loc[("nokd", 1), "num_parameters"])
+    # seed 0's reference row compares the teacher of seed 1 (the row's model) with teacher 0
+    assert df.loc[("teacher_other_seed", 0), "num_parameters"] == 5001
+    assert df.loc[("teacher_other_seed", 1), "num_parameters"] == 5000
+
+
+def test_pred_column_that_is_not_the_argmax_is_refused(tmp_path):
+    rng = np.random.default_rng(4)
+    teachers, students = _toy_setup(tmp_path, rng, seeds=(0,), conditions=("kd",))
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = students["kd"][0]
+    preds = read_predictions(path)
+    table = pq.read_table(path)
+    wrong = (preds.pred.astype(np.int16) + 1) % preds.logits.shape[1]
+    table = table.set_column(table.schema.get_field_index("pred"), "pred", pa.array(wrong, pa.int16()))
+    pq.write_table(table, path)
+    with pytest.raises(PredictionsError, match="not the argmax"):
+        M.setup_metrics("toy", teachers, students)
+
+
+def test_identity_columns_are_checked_without_statistics(tmp_path):
+    """Files whose statistics do not prove a single identity value are read row by row."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = _write(tmp_path / "t.parquet", T_PROBS, condition="teacher", seed=7)
+    table = pq.read_table(path)
+    pq.write_table(table, path, write_statistics=False)
+    got = read_predictions(path)
+    assert (got.condition, got.seed, got.split) == ("teacher", 7, "test")
+    mixed = table.set_column(table.schema.get_field_index("seed"), "seed", pa.array(np.array([7, 8, 7], np.int32)))
+    pq.write_table(mixed, path)
+    with pytest.raises(PredictionsError, match="'seed' must hold one value, found 2"):
+        read_predictions(path)

@@ -75,7 +75,8 @@ def test_columns_and_test_set(tests_df):
     assert set(a["kind"]) == {"transfer", "regulariser", "asymmetry"}
     assert "agreement: kd > nokd" in set(a["test"]) and "kl: kd < rcd" in set(a["test"])
     assert (a["n"] == 10).all()
-    assert a["method"].str.contains("exact permutation").all()
+    assert a["method"].str.startswith("wilcoxon signed-rank, exact").all()
+    assert a["method"].str.contains("exact permutation").any()  # ties in agreement differences
 
 
 def test_wilcoxon_p_statistic_effect_against_scipy(metrics, tests_df):
@@ -104,6 +105,22 @@ def test_exact_permutation_by_hand():
     d = np.array([0.9512 - 0.95, 0.9012 - 0.90, 0.003, -0.001])
     ref = scipy.stats.wilcoxon(np.array([0.0012, 0.0012, 0.003, -0.001]), alternative="greater", method=EXACT)
     assert S.wilcoxon_test(d, "greater")[1] == pytest.approx(ref.pvalue)
+
+
+@pytest.mark.parametrize("alternative", ["greater", "less", "two-sided"])
+def test_tie_free_fast_path_equals_the_exhaustive_permutation(alternative):
+    rng = np.random.default_rng(3)
+    for n in (3, 7, 10, 13):
+        d = rng.normal(0.2, 1.0, size=n)
+        stat, p, method = S.wilcoxon_test(d, alternative)
+        assert method == "wilcoxon signed-rank, exact"
+        ref = scipy.stats.wilcoxon(d, zero_method="wilcox", alternative=alternative, method=EXACT)
+        assert stat == pytest.approx(ref.statistic) and p == pytest.approx(ref.pvalue, rel=1e-12)
+    # a zero difference is dropped; the rest is tie-free, so the fast path still applies
+    d = np.array([0.0, 0.3, -0.1, 0.5, 0.7])
+    stat, p, method = S.wilcoxon_test(d, alternative)
+    ref = scipy.stats.wilcoxon(d, zero_method="wilcox", alternative=alternative, method=EXACT)
+    assert p == pytest.approx(ref.pvalue, rel=1e-12) and stat == pytest.approx(ref.statistic)
 
 
 def test_rank_biserial_by_hand():

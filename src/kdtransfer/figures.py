@@ -6,7 +6,9 @@ atomically (temp file + rename). Figures are greyscale-readable: conditions diff
 shape and fill, not colour alone; axes carry units; setups are shown by their display label
 (`setup_info.label`), never by their config key.
 
-`setup_info` columns: setup, label, dataset, modality, temperature, alpha, sweep, scale.
+`setup_info` columns: setup, label, dataset, modality, temperature, alpha, sweep (the base setup
+of the sweep a setup belongs to, or ""), sweep_params (comma-separated sweep axes it is a point
+of). The scaling figure takes model size from the metrics' `num_parameters`.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from matplotlib.patches import Rectangle  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from kdtransfer.plan import SIZE_SWEEPS  # noqa: E402
 from kdtransfer.stats import asymmetry_gains, bootstrap_median_ci, paired_values  # noqa: E402
 
 # condition -> (display name, marker, face colour, edge colour); greyscale-safe by shape + fill
@@ -263,18 +266,21 @@ def plot_tests_overview(tests: pd.DataFrame, setup_info: pd.DataFrame, path, *, 
     return _save(fig, path)
 
 
-def _sweep_groups(setup_info: pd.DataFrame, column: str, present: set) -> dict:
-    """sweep name -> setup_info rows (present setups only) that vary `column` (>= 2 values)."""
-    if setup_info is None or setup_info.empty or "sweep" not in setup_info or column not in setup_info:
+def _sweep_groups(setup_info: pd.DataFrame, axes: tuple[str, ...], present: set, value_column: str) -> dict:
+    """sweep name -> setup_info rows (present setups only) that are points of one of the sweep
+    `axes` (setup_info.sweep_params) of that sweep, sorted by `value_column`; kept only when
+    they span >= 2 distinct values of it."""
+    needed = {"sweep", "sweep_params", value_column}
+    if setup_info is None or setup_info.empty or not needed <= set(setup_info.columns):
         return {}
-    info = setup_info[setup_info["setup"].isin(present)]
-    info = info[info["sweep"].fillna("").astype(str) != ""]
+    info = setup_info[setup_info["setup"].isin(present) & (setup_info["sweep"].fillna("").astype(str) != "")]
+    on_axis = info["sweep_params"].fillna("").astype(str).str.split(",").map(lambda params: bool(set(params) & set(axes)))
+    info = info[on_axis.astype(bool)]
     groups = {}
     for name, g in info.groupby("sweep", sort=True):
-        vals = pd.to_numeric(g[column], errors="coerce")
-        g = g.assign(**{column: vals}).dropna(subset=[column])
-        if g[column].nunique() >= 2:
-            groups[name] = g.sort_values(column)
+        g = g.assign(**{value_column: pd.to_numeric(g[value_column], errors="coerce")}).dropna(subset=[value_column])
+        if g[value_column].nunique() >= 2:
+            groups[name] = g.sort_values(value_column)
     return groups
 
 
@@ -289,7 +295,7 @@ def plot_temperature(metrics: pd.DataFrame, setup_info: pd.DataFrame, path):
     """Figure 6: for each temperature sweep (setups sharing a `sweep` name with >= 2 distinct
     temperatures), agreement with the teacher and accuracy vs T (log2 axis), per condition:
     median over seeds, bars = interquartile range. A placeholder figure when there is none."""
-    groups = _sweep_groups(setup_info, "temperature", set(metrics["setup"]))
+    groups = _sweep_groups(setup_info, ("temperature",), set(metrics["setup"]), "temperature")
     if not groups:
         return _placeholder(path, "no temperature sweep in this config")
     fig, axes = plt.subplots(len(groups), 2, figsize=(9, 3.2 * len(groups)), squeeze=False)
@@ -325,13 +331,19 @@ def plot_temperature(metrics: pd.DataFrame, setup_info: pd.DataFrame, path):
 
 
 def plot_scaling(metrics: pd.DataFrame, setup_info: pd.DataFrame, path, *, n_bootstrap: int = 2000, random_seed: int = 0):
-    """Figure 5: for each scaling sweep (setups sharing a `sweep` name with >= 2 distinct
-    numeric `scale` values), the agreement gain of KD over the control (kd − nokd, paired by
-    seed, percentage points) vs model scale (log axis): median over seeds with a 95% bootstrap
-    CI. A placeholder figure when there is none."""
-    groups = _sweep_groups(setup_info, "scale", set(metrics["setup"]))
+    """Figure 5: for each model-size sweep (`sweep: {model: [...]}` or `{student: [...]}`), the
+    agreement gain of KD over the control (kd − nokd, paired by seed, percentage points) vs the
+    student's parameter count (log axis; `num_parameters` of the kd runs, read from their
+    predictions files): median over seeds with a 95% bootstrap CI. A placeholder figure when
+    there is none."""
+    info = setup_info.copy() if setup_info is not None else pd.DataFrame(columns=["setup"])
+    if "num_parameters" in metrics:
+        params = metrics[metrics["condition"] == "kd"].groupby("setup")["num_parameters"].median()
+        info["num_parameters"] = info["setup"].map(params)
+    groups = _sweep_groups(info, SIZE_SWEEPS, set(metrics["setup"]), "num_parameters")
     if not groups:
         return _placeholder(path, "no model-size scaling sweep in this config")
+    labels = _labels(setup_info)
     fig, ax = plt.subplots(figsize=(6, 4))
     for k, (name, g) in enumerate(groups.items()):
         xs, ys, lo, hi = [], [], [], []
@@ -342,16 +354,16 @@ def plot_scaling(metrics: pd.DataFrame, setup_info: pd.DataFrame, path, *, n_boo
                 continue
             med = float(np.median(d))
             l, h = bootstrap_median_ci(d, n_bootstrap=n_bootstrap, seed=[random_seed, k, i])
-            xs.append(info["scale"]); ys.append(med)
+            xs.append(info["num_parameters"]); ys.append(med)
             lo.append(0.0 if math.isnan(l) else med - l); hi.append(0.0 if math.isnan(h) else h - med)
         if xs:
             ax.errorbar(xs, ys, yerr=[lo, hi], marker=SETUP_MARKERS[k % len(SETUP_MARKERS)], color="black", markerfacecolor="white" if k % 2 else "0.4",
-                        linestyle=LINESTYLES[k % len(LINESTYLES)], capsize=3, linewidth=1, label=str(name))
+                        linestyle=LINESTYLES[k % len(LINESTYLES)], capsize=3, linewidth=1, label=labels.get(name, name))
     ax.axhline(0, color="0.6", linewidth=0.8)
-    scales = pd.concat([g["scale"] for g in groups.values()])
+    scales = pd.concat([g["num_parameters"] for g in groups.values()])
     if (scales > 0).all():
         ax.set_xscale("log")
-    ax.set_xlabel("model scale (parameters)")
+    ax.set_xlabel("student parameters (count)")
     ax.set_ylabel("agreement gain, KD − control (pp)")
     ax.set_title("Functional transfer vs model size (median over seeds, 95% bootstrap CI)", fontsize=9)
     ax.legend(fontsize=7, frameon=False)

@@ -7,7 +7,8 @@ Choices (documented here once):
   (sign-flip) distribution of the signed-rank statistic over all 2^n sign assignments of the
   non-zero differences, with mid-ranks for ties. scipy's `method="exact"` is not exact when
   differences tie or are zero (agreement is a multiple of 1/n_test, so ties happen with 10
-  seeds); the exhaustive permutation is, and is cheap for n <= ~16. For n > 16 paired seeds the
+  seeds); the exhaustive permutation is, and is cheap for n <= ~16. Without ties or zeros the
+  two coincide and the faster `method="exact"` is used (same p-value; `method` column says which). For n > 16 paired seeds the
   cost doubles per seed, so we fall back to scipy's `method="auto"` (asymptotic with tie/zero
   correction) and say so in the `method` column.
 - Zero differences are dropped (Wilcoxon's convention, `zero_method="wilcox"`); `n` is the
@@ -104,7 +105,13 @@ def wilcoxon_test(d, alternative: str) -> tuple[float, float, str]:
     nz = int((d != 0).sum())
     if nz == 0:
         return 0.0, 1.0, "none: all differences zero"
-    if nz <= EXACT_MAX_N:
+    magnitudes = np.abs(d[d != 0])
+    if np.unique(magnitudes).size == nz and nz <= 50:
+        # No ties and no zeros: scipy's exact null distribution is the same sign-flip distribution
+        # as the exhaustive permutation below, computed ~250x faster.
+        method = "exact"
+        name = "wilcoxon signed-rank, exact"
+    elif nz <= EXACT_MAX_N:
         method = scipy.stats.PermutationMethod(n_resamples=np.inf)
         name = "wilcoxon signed-rank, exact permutation"
     else:
