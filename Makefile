@@ -4,7 +4,7 @@ VENV ?= .venv
 CORES ?= 2
 BIN := $(VENV)/bin
 
-.PHONY: setup run test report clean
+.PHONY: setup run test test-slurm bench report clean
 
 # torch/torchvision are pinned in pyproject.toml; an unpinned torch would download GBs.
 $(BIN)/snakemake: pyproject.toml
@@ -21,6 +21,17 @@ run: setup
 
 test: setup
 	$(BIN)/python -m pytest -q tests
+
+# The SLURM profile on a real single-node SLURM cluster started on this machine (needs root and
+# apt; about 40 min on 2 cores): tests/test_slurm_cluster.py. Not part of `make test`.
+test-slurm: setup
+	$(BIN)/python -m pytest -m slurm -s -rs --durations=0 tests/test_slurm_cluster.py
+
+# Benchmarks (bench/): side-by-side timings printed as tables and written to bench/results/.
+# Not part of `make test`. BENCH_ARGS picks parts, e.g. BENCH_ARGS="--only e2e,regen" or "--all".
+BENCH_ARGS ?=
+bench: setup
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf results logs benchmarks .snakemake

@@ -49,6 +49,18 @@ def test_profile_shape():
     assert text.count("PLACEHOLDER: your GPU partition") == 1 and text.count("PLACEHOLDER: your account") == 1
 
 
+def test_workflow_profile_does_not_override_the_cluster_profile():
+    """profiles/default is auto-loaded after --profile and its top-level keys replace the cluster
+    profile's: any key both set must agree, or the cluster profile silently loses it (retries)."""
+    workflow_profile = yaml.safe_load((REPO / "profiles" / "default" / "config.yaml").read_text())
+    cluster_profile = yaml.safe_load(PROFILE.read_text())
+    clashes = {key: (workflow_profile[key], cluster_profile[key])
+               for key in workflow_profile.keys() & cluster_profile.keys()
+               if workflow_profile[key] != cluster_profile[key]}
+    assert not clashes, f"profiles/default overrides profiles/slurm on {clashes}"
+    assert "retries" not in workflow_profile
+
+
 def test_install_refuses_to_clobber_then_force_replaces(tmp_path):
     env = {**os.environ, "HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / "xdg")}
     script = REPO / "profiles" / "install-slurm-profile.sh"

@@ -5,6 +5,9 @@
 #   tests/slurm/cluster_up.sh            # install if missing, configure, start, wait until idle
 #   KDT_SLURM_NO_INSTALL=1 ...           # fail instead of running apt-get
 #
+# Exit status: 0 up; 3 SLURM is not installed and cannot be (not root, no apt-get, apt failed):
+# callers skip the cluster test; anything else is a real failure of an installed SLURM.
+#
 # Knobs: KDT_SLURM_PARTITION [kdtci], KDT_SLURM_GPUS (count-only fake GPUs) [2],
 #        KDT_SLURM_MEM_PERCENT of RAM given to the node [80], KDT_SLURM_WAIT_S [60].
 # Stop with tests/slurm/cluster_down.sh (by PID, never by name).
@@ -18,8 +21,9 @@ WAIT_S="${KDT_SLURM_WAIT_S:-60}"
 t0=$(date +%s)
 log() { echo "[cluster_up $(date +%T)] $*"; }
 die() { echo "[cluster_up] ERROR: $*" >&2; exit 1; }
+cannot() { echo "[cluster_up] CANNOT INSTALL: $*" >&2; exit 3; }
 
-[ "$(id -u)" = 0 ] || die "needs root (starts munged, slurmctld, slurmd)"
+[ "$(id -u)" = 0 ] || cannot "needs root (installs packages, starts munged, slurmctld, slurmd)"
 
 # alive PIDFILE COMM: the pid in PIDFILE runs and is COMM (a recycled pid never matches)
 alive() {
@@ -44,12 +48,16 @@ for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
-  [ "${KDT_SLURM_NO_INSTALL:-0}" = 1 ] && die "not installed: ${missing[*]}"
-  command -v apt-get >/dev/null || die "no apt-get to install ${missing[*]}"
+  [ "${KDT_SLURM_NO_INSTALL:-0}" = 1 ] && cannot "not installed (KDT_SLURM_NO_INSTALL=1): ${missing[*]}"
+  command -v apt-get >/dev/null || cannot "no apt-get to install ${missing[*]}"
   log "installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  apt_log="$(mktemp)"
+  if ! { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}"; } >"$apt_log" 2>&1; then
+    tail -n 20 "$apt_log" >&2; rm -f "$apt_log"
+    cannot "apt-get could not install ${missing[*]} (no package source reachable?)"
+  fi
+  rm -f "$apt_log"
 fi
 log "slurm $(dpkg-query -W -f='${Version}' slurmctld), munge $(dpkg-query -W -f='${Version}' munge)"
 
