@@ -1,0 +1,89 @@
+"""`python -m bench`: run the benchmarks, print their tables, write bench/results/<part>.md|csv.
+
+Parts (default: all but e2e and regen, which train the whole default experiment):
+
+    training   project training loop vs DataLoader loops; cost of distillation per step
+    planning   snakemake -n on the default, a 2,000-run and the paper-scale config
+    analysis   10 M prediction rows: project metrics + tests vs naive pandas; time, peak RSS
+    e2e        snakemake --cores 2 on config.yaml (about 5 min), per-rule totals
+    regen      --forcerun figures tables, --forcerun metrics in the finished e2e copy
+
+Examples:
+
+    python -m bench                          # training, planning, analysis
+    python -m bench --only e2e,regen         # the embedded default end to end
+    python -m bench --only analysis --repeats 5
+    python -m bench --all                    # everything
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+
+from bench.common import markdown_table, write_results
+
+PARTS = {
+    "training": ("Training throughput and the cost of distillation", "bench.training", "run"),
+    "planning": ("Planning time (snakemake -n)", "bench.planning", "run"),
+    "analysis": ("Analysis of 10 million prediction rows", "bench.analysis", "run"),
+    "e2e": ("The embedded default end to end", "bench.end_to_end", "run_full"),
+    "regen": ("Regeneration from cached predictions", "bench.end_to_end", "run_regen"),
+}
+DEFAULT_PARTS = ("training", "planning", "analysis")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", help=f"comma-separated parts to run ({', '.join(PARTS)})")
+    parser.add_argument("--skip", help="comma-separated parts to leave out")
+    parser.add_argument("--all", action="store_true", help="every part, e2e and regen included")
+    parser.add_argument("--repeats", type=int, default=3, help="repeats per measurement (medians are reported); default 3")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads for the training part (default 1, as a training job)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="training device (auto: CUDA when present)")
+    parser.add_argument("--training-cases", default="", help="comma-separated substrings of training case names (default: all)")
+    parser.add_argument("--cifar-images", type=int, default=512, help="images in the synthetic CIFAR-shaped set (default 512)")
+    parser.add_argument("--cifar-epochs", type=int, default=1, help="epochs on the synthetic CIFAR-shaped set (default 1)")
+    parser.add_argument("--analysis-shape", default="5x50000",
+                        help="SETUPSxSAMPLES[,...] of the synthetic predictions (10 seeds x 4 runs each); default 5x50000 = 10 M rows")
+    parser.add_argument("--compare-src", default="",
+                        help="LABEL=PATH: also time the analysis with the kdtransfer package under PATH (e.g. an older checkout's src)")
+    parser.add_argument("--profile-planning", action="store_true", help="also write a cProfile of the 2,000-run dry run")
+    parser.add_argument("--tag", default="", help="write bench/results/<part>-<tag>.md|csv instead of <part>.md|csv")
+    args = parser.parse_args(argv)
+    if args.only:
+        parts = [p.strip() for p in args.only.split(",") if p.strip()]
+    elif args.all:
+        parts = list(PARTS)
+    else:
+        parts = list(DEFAULT_PARTS)
+    skip = {p.strip() for p in (args.skip or "").split(",") if p.strip()}
+    unknown = (set(parts) | skip) - set(PARTS)
+    if unknown:
+        parser.error(f"unknown part(s) {', '.join(sorted(unknown))}; valid: {', '.join(PARTS)}")
+    args.parts = [p for p in parts if p not in skip]
+    return args
+
+
+def main(argv=None) -> int:
+    import importlib
+
+    args = parse_args(argv)
+    command = "python -m bench " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
+    for part in args.parts:
+        title, module, function = PARTS[part]
+        print(f"== {part}: {title}", flush=True)
+        started = time.perf_counter()
+        rows, notes = getattr(importlib.import_module(module), function)(args)
+        path = write_results(f"{part}-{args.tag}" if args.tag else part, title, rows, notes, command.strip())
+        print(markdown_table(rows))
+        for note in notes:
+            print(f"  - {note}")
+        print(f"== {part} took {time.perf_counter() - started:.0f} s; written to {path}\n", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

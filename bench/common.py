@@ -1,0 +1,116 @@
+"""Shared helpers: timing, child processes with their own peak memory, result tables."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS_DIR = REPO / "bench" / "results"
+# Ignored by git (bench/results/*.tmp): generated inputs that are cheap to regenerate.
+CACHE_DIR = RESULTS_DIR / "cache.tmp"
+PYTHON = sys.executable
+
+
+@dataclass
+class Row:
+    """One line of a result table: a measured quantity of one variant of one case."""
+
+    case: str
+    variant: str
+    metric: str
+    value: float
+    unit: str
+    ratio: float | None = None  # relative to the case's reference variant, where one applies
+    note: str = ""
+    samples: list[float] = field(default_factory=list)
+
+
+def median(values) -> float:
+    return float(statistics.median(values))
+
+
+def machine_summary() -> str:
+    cores = os.cpu_count()
+    try:
+        load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    except OSError:
+        load = "n/a"
+    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{platform.machine()}, {cores} cores, {mem_gib:.0f} GiB, Python {platform.python_version()}, load average (1, 5, 15 min) when written {load}"
+
+
+def run_child(args: list[str], *, env: dict | None = None, timeout: float = 3600) -> dict:
+    """Run `python -m bench.<...>` as a child that reports JSON on its last stdout line.
+
+    A child process per measurement gives each variant its own peak RSS (ru_maxrss of a process
+    is its lifetime maximum, so two variants in one process could not be told apart).
+    """
+    started = time.perf_counter()
+    proc = subprocess.run([PYTHON, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+    wall = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise RuntimeError(f"benchmark child {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if not lines:
+        raise RuntimeError(f"benchmark child {' '.join(args)} printed no JSON result:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    report = json.loads(lines[-1])
+    report["process_wall_s"] = wall
+    return report
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident set size so far (Linux reports ru_maxrss in KiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def format_value(value: float, unit: str) -> str:
+    if value != value:  # NaN
+        return "n/a"
+    if unit == "s":
+        return f"{value:.2f} s" if value < 100 else f"{value:.0f} s"
+    if unit == "GiB":
+        return f"{value:.2f} GiB"
+    if unit == "samples/s":
+        return f"{value:,.0f} samples/s" if value >= 100 else f"{value:.1f} samples/s"
+    if unit == "ms":
+        return f"{value:.1f} ms"
+    return f"{value:g} {unit}".strip()
+
+
+def markdown_table(rows: list[Row]) -> str:
+    lines = ["| case | variant | metric | median | ratio | note |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        ratio = "" if r.ratio is None else f"{r.ratio:.2f}x"
+        lines.append(f"| {r.case} | {r.variant} | {r.metric} | {format_value(r.value, r.unit)} | {ratio} | {r.note} |")
+    return "\n".join(lines)
+
+
+def write_results(part: str, title: str, rows: list[Row], notes: list[str], command: str) -> Path:
+    """bench/results/<part>.md (the committed record) and <part>.csv (every repeat's samples)."""
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    md = RESULTS_DIR / f"{part}.md"
+    text = [f"# {title}", "", f"Command: `{command}`  ", f"Measured {time.strftime('%Y-%m-%d %H:%M %Z')} on {machine_summary()}.", "",
+            markdown_table(rows), ""]
+    if notes:
+        text += ["Notes:", ""] + [f"- {n}" for n in notes] + [""]
+    md.write_text("\n".join(text))
+    csv = RESULTS_DIR / f"{part}.csv"
+    with csv.open("w") as fh:
+        fh.write("case,variant,metric,median,unit,ratio,samples,note\n")
+        for r in rows:
+            samples = " ".join(f"{x:.6g}" for x in r.samples)
+            ratio = "" if r.ratio is None else f"{r.ratio:.4f}"
+            note = r.note.replace('"', "'")
+            fh.write(f'"{r.case}","{r.variant}","{r.metric}",{r.value:.6g},{r.unit},{ratio},{samples},"{note}"\n')
+    return md
