@@ -226,13 +226,16 @@ def plot_tests_overview(tests: pd.DataFrame, setup_info: pd.DataFrame, path, *, 
     rank-biserial r oriented so that positive (dark) supports the test's hypothesis: r of
     condition_a − condition_b for "greater" and two-sided tests, its negative for "less" tests
     (e.g. "js: kd < nokd"). The number is printed in each cell; "*" marks BY-adjusted
-    p <= alpha, "**" p_adj <= alpha / 5; "(s)" a secondary test (not in the FDR family); a
+    p <= alpha, "**" p_adj <= alpha / 5; "(secondary)" in a column label (or "(s)" in a cell) a
+    secondary test, not in the FDR family; a
     hatched cell was not tested (condition missing) and "n/a" had too few seeds."""
     if tests is None or tests.empty:
         return _placeholder(path, "no tests to show")
     setups = _setups(tests, setup_info)
     labels = _labels(setup_info)
     test_ids = list(pd.unique(tests["test"]))
+    # A test that is secondary in every setup says so once, in its column label.
+    secondary = {test for test, primary in tests.groupby("test")["primary"] if not primary.astype(bool).any()}
     grid = np.full((len(setups), len(test_ids)), np.nan)
     text = [["" for _ in test_ids] for _ in setups]
     for _, r in tests.iterrows():
@@ -245,8 +248,9 @@ def plot_tests_overview(tests: pd.DataFrame, setup_info: pd.DataFrame, path, *, 
         stars = ""
         if pd.notna(r["p_adjusted"]):
             stars = "**" if r["p_adjusted"] <= alpha / 5 else ("*" if r["p_adjusted"] <= alpha else "")
-        text[i][j] = f"{eff:.2f}{stars}" + ("" if r["primary"] else "\n(s)")
-    fig, ax = plt.subplots(figsize=(1.0 + 0.9 * len(test_ids), 1.2 + 0.45 * len(setups)))
+        text[i][j] = f"{eff:.2f}{stars}" + ("" if r["primary"] or r["test"] in secondary else " (s)")
+    # the rotated test names need ~2.6 in below the cells, whatever the number of setups
+    fig, ax = plt.subplots(figsize=(1.0 + 0.9 * len(test_ids), 3.4 + 0.4 * len(setups)))
     im = ax.imshow(np.ma.masked_invalid(grid), cmap="Greys", vmin=-1, vmax=1, aspect="auto")
     tested = {(setups.index(a), test_ids.index(b)) for a, b in zip(tests["setup"], tests["test"])}
     for i in range(len(setups)):
@@ -256,7 +260,7 @@ def plot_tests_overview(tests: pd.DataFrame, setup_info: pd.DataFrame, path, *, 
                 ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///", edgecolor="0.7", linewidth=0))
             ax.text(j, i, text[i][j], ha="center", va="center", fontsize=7, color="white" if (not np.isnan(v) and v > 0.3) else "black")
     ax.set_xticks(range(len(test_ids)))
-    ax.set_xticklabels(test_ids, rotation=45, ha="right", fontsize=7)
+    ax.set_xticklabels([f"{test} (secondary)" if test in secondary else test for test in test_ids], rotation=45, ha="right", fontsize=7)
     ax.set_yticks(range(len(setups)))
     ax.set_yticklabels([labels.get(s, s) for s in setups], fontsize=8)
     cb = fig.colorbar(im, ax=ax, fraction=0.03)
@@ -298,6 +302,7 @@ def plot_temperature(metrics: pd.DataFrame, setup_info: pd.DataFrame, path):
     groups = _sweep_groups(setup_info, ("temperature",), set(metrics["setup"]), "temperature")
     if not groups:
         return _placeholder(path, "no temperature sweep in this config")
+    labels = _labels(setup_info)
     fig, axes = plt.subplots(len(groups), 2, figsize=(9, 3.2 * len(groups)), squeeze=False)
     for row, (name, g) in enumerate(groups.items()):
         for col, (column, ylabel) in enumerate((("agreement", "agreement with teacher (%)"), ("accuracy", "test accuracy (%)"))):
@@ -321,13 +326,20 @@ def plot_temperature(metrics: pd.DataFrame, setup_info: pd.DataFrame, path):
             ax.minorticks_off()
             ax.set_xlabel("distillation temperature T")
             ax.set_ylabel(ylabel)
-            ax.set_title(f"sweep: {name}", fontsize=9)
+            ax.set_title(f"{labels.get(name, name)}: temperature sweep", fontsize=9)
             ax.grid(color="0.9", linewidth=0.6)
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=max(1, len(labels)), fontsize=8, frameon=False)
     fig.text(0.99, 0.01, "median over seeds; bars: interquartile range", ha="right", va="bottom", fontsize=7)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     return _save(fig, path)
+
+
+def _count_label(count: float) -> str:
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if count >= scale:
+            return f"{count / scale:.3g}{suffix}"
+    return f"{count:.0f}"
 
 
 def plot_scaling(metrics: pd.DataFrame, setup_info: pd.DataFrame, path, *, n_bootstrap: int = 2000, random_seed: int = 0):
@@ -363,6 +375,11 @@ def plot_scaling(metrics: pd.DataFrame, setup_info: pd.DataFrame, path, *, n_boo
     scales = pd.concat([g["num_parameters"] for g in groups.values()])
     if (scales > 0).all():
         ax.set_xscale("log")
+    # ticks at the sizes trained, labelled 610, 2.5k, 11.2M rather than 6x10^2
+    sizes = sorted(set(scales.astype(float)))
+    ax.set_xticks(sizes)
+    ax.set_xticklabels([_count_label(s) for s in sizes], fontsize=8)
+    ax.minorticks_off()
     ax.set_xlabel("student parameters (count)")
     ax.set_ylabel("agreement gain, KD − control (pp)")
     ax.set_title("Functional transfer vs model size (median over seeds, 95% bootstrap CI)", fontsize=9)

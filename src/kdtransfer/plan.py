@@ -202,6 +202,11 @@ class Plan:
     def dataset_of(self, condition: str, key: str) -> str:
         return self.setup_for_key(condition, key)["dataset"]
 
+    def swept_keys(self) -> set[str]:
+        """The sweep keys (temperature, model, ...) that expand at least one setup into variants."""
+        return {key for name, s in self.setups.items() if s["sweep_group"] and s["sweep_group"] != name
+                for key in s["sweep_params"]}
+
     def setup_table(self) -> list[dict]:
         """One row per setup for figures and tables (display names, sweep groups)."""
         rows = []

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from kdtransfer import __version__
+from kdtransfer.arrowio import array_from_numpy, string_array
 
 IDENTITY_COLUMNS = ("run_key", "condition", "seed", "split")
 
@@ -95,16 +96,16 @@ def write_predictions(
         raise PredictionsError(f"non-finite logits for run {run_key} seed {seed}; refusing to write {path}")
     pred = logits.argmax(axis=1).astype(np.int16)
     schema = prediction_schema(num_classes)
-    flat = pa.array(logits.reshape(-1), type=pa.float32())
+    flat = array_from_numpy(logits.reshape(-1))
     table = pa.table(
         {
-            "run_key": pa.array([run_key] * n, type=pa.string()),
-            "condition": pa.array([condition] * n, type=pa.string()),
-            "seed": pa.array(np.full(n, seed, dtype=np.int32)),
-            "split": pa.array([split] * n, type=pa.string()),
-            "sample_idx": pa.array(np.asarray(sample_idx, dtype=np.int32)),
-            "label": pa.array(np.asarray(label, dtype=np.int16)),
-            "pred": pa.array(pred),
+            "run_key": string_array([run_key] * n),
+            "condition": string_array([condition] * n),
+            "seed": array_from_numpy(np.full(n, seed, dtype=np.int32)),
+            "split": string_array([split] * n),
+            "sample_idx": array_from_numpy(np.asarray(sample_idx, dtype=np.int32)),
+            "label": array_from_numpy(np.asarray(label, dtype=np.int16)),
+            "pred": array_from_numpy(pred),
             "logits": pa.FixedSizeListArray.from_arrays(flat, num_classes),
         },
         schema=schema,

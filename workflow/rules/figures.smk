@@ -8,6 +8,10 @@ FIGURES = {
     "temperature": "Sweeps",
     "scaling": "Sweeps",
 }
+# Drawn only when the config has such a sweep (with at least one value besides the base setup's).
+SWEEP_FIGURES = {"temperature": {"temperature"}, "scaling": set(plan.SIZE_SWEEPS)}
+FIGURES = {name: category for name, category in FIGURES.items()
+           if name not in SWEEP_FIGURES or SWEEP_FIGURES[name] & PLAN.swept_keys()}
 TABLES = {"summary": "Tables", "tests": "Tables", "verdicts": "Tables"}
 
 
