@@ -222,7 +222,7 @@ def run(args) -> tuple[list[Row], list[str]]:
     for shape in args.analysis_shape.split(","):
         rows += run_shape(args, *parse_shape(shape))
     notes = [
-        "Each variant runs in its own child process (peak RSS = that process's ru_maxrss), variants alternate order between repeats; "
+        "Each variant runs in its own child process (peak RSS = that process's VmHWM from /proc/self/status), variants alternate order between repeats; "
         "times exclude interpreter start-up and imports.",
         "Both variants' metrics tables agree to rtol 1e-9 and their test tables to rtol 1e-7 (asserted before timing is reported).",
         "Naive: pd.read_parquet of every column, DataFrame.merge on sample_idx, np.stack of the logits column, scipy.special.softmax, "

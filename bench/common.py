@@ -68,10 +68,20 @@ def run_child(args: list[str], *, env: dict | None = None, timeout: float = 3600
 
 
 def peak_rss_bytes() -> int:
-    """This process's peak resident set size so far (Linux reports ru_maxrss in KiB)."""
+    """This process's peak resident set size so far.
+
+    Linux: VmHWM of /proc/self/status, the high-water mark of this process image. Not
+    ru_maxrss: Linux carries it across fork + exec, so a child of a large parent (the runner,
+    after building the synthetic predictions) reports at least the parent's size.
+    """
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024  # kB
     import resource
 
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
 
 
 def format_value(value: float, unit: str) -> str:
