@@ -23,7 +23,7 @@ test: setup
 	$(BIN)/python -m pytest -q tests
 
 # The SLURM profile on a real single-node SLURM cluster started on this machine (needs root and
-# apt; about 40 min on 2 cores): tests/test_slurm_cluster.py. Not part of `make test`.
+# apt; about 20 min on 2 cores): tests/test_slurm_cluster.py. Not part of `make test`.
 test-slurm: setup
 	$(BIN)/python -m pytest -m slurm -s -rs --durations=0 tests/test_slurm_cluster.py
 

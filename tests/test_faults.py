@@ -184,3 +184,32 @@ def test_stale_checkpoint_from_other_hyperparameters_is_not_resumed(tmp_path, da
                    predictions_out={"test": str(tmp_path / "p.parquet")}, history_out=str(tmp_path / "h.parquet"))
     assert "different run specification" in caplog.text
     assert read_predictions(tmp_path / "p.parquet").logits.tobytes() == uninterrupted.logits.tobytes()
+
+
+def test_missing_dataset_stops_only_its_jobs_and_names_the_download(tmp_path):
+    """A setup whose data files are absent: its prepare_data job fails naming the download
+    command; the setups with data still train, and their predictions are complete and valid."""
+    import yaml
+
+    from conftest import copy_workflow, snakemake
+
+    wf = copy_workflow(tmp_path)
+    cfg = yaml.safe_load((wf / "tests/configs/tiny.yaml").read_text())
+    cfg["seeds"] = 2
+    cfg["setups"]["digits_mlp"].pop("sweep")
+    cfg["setups"] = {"digits_mlp": cfg["setups"]["digits_mlp"],
+                     "cifar_cnn": {"dataset": "cifar10", "teacher": "cnn", "recipe": "digits"}}
+    cfg["datasets"]["cifar10"] = {"loader": "cifar10", "options": {"root": "resources/data/cifar"}}
+    cfg["models"]["cnn"] = {"arch": "cnn2d", "options": {"channels": [4]}}
+    (wf / "missing.yaml").write_text(yaml.safe_dump(cfg))
+    proc = snakemake(wf, "--cores", "2", "--configfile", "missing.yaml", check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "resources/data/cifar/cifar-10-batches-py" in out
+    assert "snakemake --cores 1 resources/data/cifar10.done" in out and "download_dataset" in out
+    assert "Traceback" not in (wf / "logs/prepare_data/cifar10.log").read_text()
+    assert not (wf / "results/data/cifar10.npz").exists()
+    for condition, key in (("teacher", "teacher/digits/mlp/digits"), ("kd", "kd/digits_mlp"), ("rcd", "rcd/digits_mlp")):
+        for seed in (0, 1):
+            preds = read_predictions(wf / f"results/runs/{key}/seed{seed}/predictions_test.parquet")
+            assert preds.condition == condition and preds.num_samples > 0

@@ -166,3 +166,36 @@ def test_tests_table_says_when_seeds_cannot_reach_alpha():
     ])
     out = tests_table(tests, pd.DataFrame({"setup": ["s"], "label": ["S"]}), alpha=0.05)
     assert out["power"].tolist() == ["cannot reach alpha=0.05; needs 7 seeds", "ok"]
+
+
+def _verdict_row(**overrides):
+    row = {"setup": "s", "n_seeds": 10, "transfer_kd_vs_nokd": True, "p_adj_transfer_kd_vs_nokd": 0.004,
+           "transfer_kd_vs_rcd": False, "p_adj_transfer_kd_vs_rcd": 0.3, "acc_gain_kd": 1.0, "acc_gain_rcd": 0.6,
+           "rcd_fraction_of_kd_gain": 0.6, "acc_kd_significant": True, "p_adj_acc_kd": 0.01, "acc_rcd_significant": True,
+           "p_adj_acc_rcd": 0.02, "asymmetric_negative": True, "p_adj_asymmetry": 0.03, "gain_incorrect": 4.0, "gain_correct": 0.5}
+    return {**row, **overrides}
+
+
+@pytest.mark.parametrize("overrides,expected", [
+    ({}, "yes: 60% of KD's gain"),
+    ({"acc_gain_rcd": 0.3, "rcd_fraction_of_kd_gain": 0.3}, "no: 30% of KD's gain"),
+    ({"acc_rcd_significant": False}, "no: 60% of KD's gain"),
+    ({"acc_gain_kd": -0.2, "rcd_fraction_of_kd_gain": math.nan}, "n/a: KD has no significant accuracy gain"),
+    ({"acc_kd_significant": False}, "n/a: KD has no significant accuracy gain"),
+])
+def test_verdicts_table_answers_each_question(overrides, expected):
+    v = pd.DataFrame([_verdict_row(**overrides)])
+    info = pd.DataFrame([{"setup": "s", "label": "CIFAR-10 / ResNet-18"}])
+    row = TB.verdicts_table(v, info).iloc[0]
+    assert row["setup"] == "CIFAR-10 / ResNet-18"
+    assert row["RCD matches KD accuracy"] == expected
+    assert row["transfer: kd > nokd"] == "yes (p_adj 0.004)" and row["transfer: kd > rcd"] == "no (p_adj 0.300)"
+    assert row["asymmetric, negative payoff"] == "yes (p_adj 0.030)"
+
+
+def test_rcd_fraction_only_when_kd_gains_accuracy():
+    m = make_metrics(["a"], seeds=range(6))
+    m.loc[m["condition"] == "kd", "accuracy"] -= 0.05  # KD now loses accuracy against the control
+    v = S.verdicts(S.setup_tests(m, n_bootstrap=100), m).iloc[0]
+    assert v["acc_gain_kd"] < 0 and math.isnan(v["rcd_fraction_of_kd_gain"])
+    assert "no accuracy gain for the random control to match" in v["regulariser"]

@@ -334,7 +334,7 @@ def verdicts(tests: pd.DataFrame, metrics: pd.DataFrame, alpha: float = 0.05) ->
     Columns: setup, n_seeds, transfer_kd_vs_nokd (bool), p_adj_transfer_kd_vs_nokd,
     transfer_kd_vs_rcd (bool), p_adj_transfer_kd_vs_rcd, acc_gain_kd (mean over paired seeds of
     kd - nokd accuracy, percentage points), acc_gain_rcd, rcd_fraction_of_kd_gain
-    (acc_gain_rcd / acc_gain_kd; NaN when the KD gain is 0), p_adj_acc_kd, p_adj_acc_rcd,
+    (acc_gain_rcd / acc_gain_kd; NaN unless the KD gain is positive), p_adj_acc_kd, p_adj_acc_rcd,
     asymmetric_negative (bool: the primary asymmetry test significant), p_adj_asymmetry,
     gain_incorrect / gain_correct (median raw gains, percentage points), and text columns
     transfer, regulariser, asymmetry. A significance flag is False when the test is missing.
@@ -357,7 +357,8 @@ def verdicts(tests: pd.DataFrame, metrics: pd.DataFrame, alpha: float = 0.05) ->
         s_acc_rcd, p_acc_rcd = sig("accuracy: rcd vs nokd")
         gain_kd = paired_values(metrics, setup, "accuracy", "kd", "nokd")["diff"].mean() * 100 if {"kd", "nokd"} <= set(m["condition"]) else math.nan
         gain_rcd = paired_values(metrics, setup, "accuracy", "rcd", "nokd")["diff"].mean() * 100 if {"rcd", "nokd"} <= set(m["condition"]) else math.nan
-        frac = gain_rcd / gain_kd if (pd.notna(gain_kd) and pd.notna(gain_rcd) and gain_kd != 0) else math.nan
+        # "How much of KD's gain does noise give?" only means something when KD gains accuracy.
+        frac = gain_rcd / gain_kd if (pd.notna(gain_kd) and pd.notna(gain_rcd) and gain_kd > 0) else math.nan
 
         asym_rows = tests[(tests["setup"] == setup) & (tests["kind"] == "asymmetry") & tests["primary"]]
         if len(asym_rows):
@@ -384,6 +385,8 @@ def verdicts(tests: pd.DataFrame, metrics: pd.DataFrame, alpha: float = 0.05) ->
                 regul += f"; random control {gain_rcd:+.2f} pp (p_adj {_fmt_p(p_acc_rcd)})"
                 if not math.isnan(frac):
                     regul += f" = {100 * frac:.0f}% of KD's gain"
+                else:
+                    regul += "; KD has no accuracy gain for the random control to match"
         if math.isnan(p_asym):
             asym_text = "not tested"
         elif asym:

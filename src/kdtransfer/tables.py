@@ -205,3 +205,47 @@ def tests_table(tests: pd.DataFrame, setup_info: pd.DataFrame, alpha: float = 0.
                 "power": _power_note(r, alpha),
             })
     return pd.DataFrame(rows)
+
+
+RCD_MATCH_FRACTION = 0.5  # PROTOCOL.md claim 2: noise gives "much of" KD's accuracy gain
+
+
+def _yes_no(flag, p) -> str:
+    if p is None or pd.isna(p):
+        return "not tested"
+    return f"{'yes' if bool(flag) else 'no'} (p_adj {_fmt_p(p)})"
+
+
+def _rcd_matches(r) -> str:
+    if pd.isna(r["acc_gain_kd"]) or pd.isna(r["acc_gain_rcd"]):
+        return "not tested"
+    if not (r["acc_kd_significant"] and r["acc_gain_kd"] > 0):
+        return "n/a: KD has no significant accuracy gain"
+    share = f"{100 * r['rcd_fraction_of_kd_gain']:.0f}% of KD's gain"
+    matches = bool(r["acc_rcd_significant"]) and r["rcd_fraction_of_kd_gain"] >= RCD_MATCH_FRACTION
+    return f"{'yes' if matches else 'no'}: {share}"
+
+
+def verdicts_table(verdicts: pd.DataFrame, setup_info: pd.DataFrame) -> pd.DataFrame:
+    """The verdicts (stats.verdicts) as a table a reader can scan: one row per setup (display
+    label), yes/no answers with their BY-adjusted p-values, accuracy gains over the control in
+    percentage points. "RCD matches KD" is yes when KD's accuracy gain is significant and
+    positive and the random control's gain is significant and at least half of it."""
+    labels = _labels(setup_info)
+    columns = ["setup", "seeds", "transfer: kd > nokd", "transfer: kd > rcd", "KD accuracy gain (pp)",
+               "RCD accuracy gain (pp)", "RCD matches KD accuracy", "asymmetric, negative payoff", "errors vs correct gain (pp)"]
+    rows = []
+    for setup in _setup_order(verdicts, setup_info):
+        r = verdicts[verdicts["setup"] == setup].iloc[0]
+        rows.append({
+            "setup": labels.get(setup, setup),
+            "seeds": int(r["n_seeds"]),
+            "transfer: kd > nokd": _yes_no(r["transfer_kd_vs_nokd"], r["p_adj_transfer_kd_vs_nokd"]),
+            "transfer: kd > rcd": _yes_no(r["transfer_kd_vs_rcd"], r["p_adj_transfer_kd_vs_rcd"]),
+            "KD accuracy gain (pp)": "--" if pd.isna(r["acc_gain_kd"]) else f"{r['acc_gain_kd']:+.2f} (p_adj {_fmt_p(r['p_adj_acc_kd'])})",
+            "RCD accuracy gain (pp)": "--" if pd.isna(r["acc_gain_rcd"]) else f"{r['acc_gain_rcd']:+.2f} (p_adj {_fmt_p(r['p_adj_acc_rcd'])})",
+            "RCD matches KD accuracy": _rcd_matches(r),
+            "asymmetric, negative payoff": _yes_no(r["asymmetric_negative"], r["p_adj_asymmetry"]),
+            "errors vs correct gain (pp)": "--" if pd.isna(r["gain_incorrect"]) else f"{r['gain_incorrect']:+.2f} vs {r['gain_correct']:+.2f}",
+        })
+    return pd.DataFrame(rows, columns=columns)
