@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from kdtransfer.models.transformer import TransformerBlock, check_transformer_options
+from kdtransfer.models.transformer import add_transformer_trunk, check_transformer_options
 
 
 def left_align(tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -82,10 +82,8 @@ class CharTransformer(nn.Module):
         self.embed = nn.Embedding(vocab_size, dim, padding_idx=0)
         self.pos_embed = nn.Parameter(torch.zeros(1, max_length, dim))
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
-        self.dropout = nn.Dropout(dropout)
-        self.blocks = nn.ModuleList(TransformerBlock(dim, heads, mlp_ratio, dropout) for _ in range(depth))
-        self.norm = nn.LayerNorm(dim)
-        self.head = nn.Linear(dim, num_classes)
+        add_transformer_trunk(self, dim=dim, depth=depth, heads=heads, mlp_ratio=mlp_ratio, dropout=dropout,
+                              num_classes=num_classes)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         tokens, lengths = left_align(tokens)

@@ -50,3 +50,14 @@ def check_transformer_options(dim, depth, heads, mlp_ratio, dropout) -> None:
         raise ValueError(f"mlp_ratio must be positive; got {mlp_ratio!r}")
     if not 0 <= dropout < 1:
         raise ValueError(f"dropout must be in [0, 1); got {dropout!r}")
+
+
+def add_transformer_trunk(model: nn.Module, *, dim: int, depth: int, heads: int, mlp_ratio: float, dropout: float,
+                          num_classes: int) -> None:
+    """The part after the embedding that the ViT and the character transformer share, created in
+    one fixed order (the global RNG draws, hence the initial weights, depend on it): dropout,
+    `depth` blocks, the final LayerNorm and the linear head."""
+    model.dropout = nn.Dropout(dropout)
+    model.blocks = nn.ModuleList(TransformerBlock(dim, heads, mlp_ratio, dropout) for _ in range(depth))
+    model.norm = nn.LayerNorm(dim)
+    model.head = nn.Linear(dim, num_classes)

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdtransfer.models.transformer import TransformerBlock, check_transformer_options
+from kdtransfer.models.transformer import add_transformer_trunk, check_transformer_options
 
 
 class ViT(nn.Module):
@@ -44,10 +44,8 @@ class ViT(nn.Module):
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         if self.cls_token is not None:
             nn.init.trunc_normal_(self.cls_token, std=0.02)
-        self.dropout = nn.Dropout(dropout)
-        self.blocks = nn.ModuleList(TransformerBlock(dim, heads, mlp_ratio, dropout) for _ in range(depth))
-        self.norm = nn.LayerNorm(dim)
-        self.head = nn.Linear(dim, num_classes)
+        add_transformer_trunk(self, dim=dim, depth=depth, heads=heads, mlp_ratio=mlp_ratio, dropout=dropout,
+                              num_classes=num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if any(self.padding):
