@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -17,6 +18,33 @@ RESULTS_DIR = REPO / "bench" / "results"
 # Ignored by git (bench/results/*.tmp): generated inputs that are cheap to regenerate.
 CACHE_DIR = RESULTS_DIR / "cache.tmp"
 PYTHON = sys.executable
+
+
+WORKFLOW_FILES = ("Snakefile", "config.yaml", "workflow", "profiles", "envs", "experiments")
+
+
+def copy_workflow(dest: Path) -> Path:
+    """A copy of the workflow (never its results/) to benchmark in, so the checkout's runs stay untouched."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in WORKFLOW_FILES:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        elif src.exists():
+            shutil.copy2(src, dest / name)
+    return dest
+
+
+def repo_relative(text: str, *workdirs: Path) -> str:
+    """`text` with this machine's paths made portable: the checkout's as relative paths, the
+    interpreter's site-packages and standard library and any benchmark work folders as placeholders."""
+    import sysconfig
+
+    paths = sysconfig.get_paths()
+    for path, name in [(Path(paths["purelib"]), "<site-packages>"), (Path(paths["stdlib"]), "<stdlib>"),
+                       *((w, "<workdir>") for w in workdirs), (REPO, ".")]:
+        text = text.replace(f"{path}/", f"{name}/").replace(str(path), name)
+    return text
 
 
 @dataclass

@@ -22,7 +22,7 @@ from collections import defaultdict
 from datetime import datetime
 from pathlib import Path
 
-from bench.common import CACHE_DIR, PYTHON, REPO, Row, median
+from bench.common import CACHE_DIR, PYTHON, REPO, Row, copy_workflow, median
 
 WORKDIR = CACHE_DIR / "e2e_workflow"
 SNAKEMAKE = [PYTHON, "-m", "snakemake"]
@@ -32,14 +32,7 @@ TARGET_FIGURES_SECONDS = 30.0
 
 def fresh_copy() -> Path:
     shutil.rmtree(WORKDIR, ignore_errors=True)
-    WORKDIR.mkdir(parents=True)
-    for name in ("Snakefile", "config.yaml", "workflow", "profiles", "envs"):
-        src = REPO / name
-        if src.is_dir():
-            shutil.copytree(src, WORKDIR / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(src, WORKDIR / name)
-    return WORKDIR
+    return copy_workflow(WORKDIR)
 
 
 def snakemake(*args: str, timeout: float = 3600) -> float:

@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import PYTHON, REPO, RESULTS_DIR, Row, median
+from bench.common import PYTHON, REPO, RESULTS_DIR, Row, copy_workflow, median, repo_relative
 
 SNAKEMAKE = [PYTHON, "-m", "snakemake"]
 TARGET_SECONDS = 10.0
@@ -55,16 +55,6 @@ def synthetic_config(base_setups: int = 10, seeds: int = 10) -> dict:
 
 def expected_runs(base_setups: int = 10, seeds: int = 10) -> int:
     return base_setups * seeds * (2 + 2 * len(SWEEP_TEMPERATURES))
-
-
-def copy_workflow(dest: Path) -> Path:
-    for name in ("Snakefile", "config.yaml", "workflow", "profiles", "envs", "experiments"):
-        src = REPO / name
-        if src.is_dir():
-            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
-        elif src.exists():
-            shutil.copy2(src, dest / name)
-    return dest
 
 
 def job_counts(output: str) -> dict[str, int]:
@@ -116,7 +106,8 @@ def profile_dry_run(workdir: Path, configfile: str, top: int = 35) -> Path:
     print("Callers of kdtransfer functions (where the workflow's own code spends time):", file=out)
     stats.sort_stats("cumulative").print_stats(r"kdtransfer|common\.smk|Snakefile", 20)
     path = RESULTS_DIR / "planning_profile.txt"
-    path.write_text(f"cProfile of `snakemake -n --configfile {configfile}` ({expected_runs()} training runs)\n\n" + out.getvalue())
+    text = f"cProfile of `snakemake -n --configfile {configfile}` ({expected_runs()} training runs)\n\n" + out.getvalue()
+    path.write_text(repo_relative(text, workdir))
     return path
 
 

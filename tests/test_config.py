@@ -96,7 +96,7 @@ def test_workflow_stops_before_any_job(workflow_copy, case):
 
 def test_run_keys_share_teachers_and_controls_across_a_sweep():
     cfg = validate_config(DEFAULT, SCHEMA)
-    runs = plan.all_runs(cfg)
+    runs = plan.Plan(cfg).runs
     by = {}
     for r in runs:
         by.setdefault(r.condition, set()).add(r.key)
@@ -104,8 +104,8 @@ def test_run_keys_share_teachers_and_controls_across_a_sweep():
     assert len([k for k in by["teacher"] if k.startswith("teacher/digits/")]) == 1
     assert len([k for k in by["nokd"] if k.startswith("nokd/digits/")]) == 1
     assert {k for k in by["kd"] if "digits" in k} == {"kd/digits_mlp", "kd/digits_mlp_T1", "kd/digits_mlp_T16"}
-    spec_kd = plan.run_spec(cfg, "kd", "kd/digits_mlp_T16", 0)
-    spec_nokd = plan.run_spec(cfg, "nokd", "nokd/digits/mlp/digits", 0)
+    spec_kd = plan.Plan(cfg).run_spec("kd", "kd/digits_mlp_T16", 0)
+    spec_nokd = plan.Plan(cfg).run_spec("nokd", "nokd/digits/mlp/digits", 0)
     assert spec_kd["kd"]["temperature"] == 16 and "kd" not in spec_nokd
 
 
@@ -115,7 +115,7 @@ def test_reordered_config_keys_give_identical_params():
     reordered["recipes"]["digits"] = dict(reversed(list(reordered["recipes"]["digits"].items())))
     cfg2 = validate_config(reordered, SCHEMA)
     key = "teacher/digits/mlp/digits"
-    assert repr(plan.run_spec(cfg, "teacher", key, 0)) == repr(plan.run_spec(cfg2, "teacher", key, 0))
+    assert repr(plan.Plan(cfg).run_spec("teacher", key, 0)) == repr(plan.Plan(cfg2).run_spec("teacher", key, 0))
 
 
 @pytest.mark.parametrize("mutate,needle", [

@@ -7,7 +7,7 @@ from scipy import stats
 
 from kdtransfer.losses import (HintRegressor, attention_map, attention_transfer_loss, distillation_objective,
                                feature_loss, fixed_example_noise, hint_loss, kd_loss, match_spatial,
-                               random_control_logits)
+                               random_control_noise)
 
 
 def test_kd_loss_matches_hand_computed_value():
@@ -42,7 +42,7 @@ def test_distillation_objective_mixes_ce_and_kd():
 @pytest.mark.parametrize("noise,dist", [("uniform", stats.uniform(0, 1)), ("gaussian", stats.norm(0, 1))])
 def test_random_control_targets_follow_configured_distribution(noise, dist):
     g = torch.Generator().manual_seed(0)
-    x = random_control_logits((2000, 10), noise, g).numpy().ravel()
+    x = random_control_noise((2000, 10), noise, g).numpy().ravel()
     assert stats.kstest(x, dist.cdf).pvalue > 0.01
     other = stats.norm(0, 1) if noise == "uniform" else stats.uniform(0, 1)
     assert stats.kstest(x, other.cdf).pvalue < 1e-6
@@ -50,7 +50,7 @@ def test_random_control_targets_follow_configured_distribution(noise, dist):
 
 def test_random_control_rejects_unknown_noise():
     with pytest.raises(ValueError, match="uniform, gaussian"):
-        random_control_logits((2, 2), "laplace", torch.Generator())
+        random_control_noise((2, 2), "laplace", torch.Generator())
 
 
 # Feature-map KD. Every expected number below is worked out by hand in the comments.

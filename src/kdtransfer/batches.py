@@ -62,6 +62,11 @@ class BatchInputs:
             self.std = torch.as_tensor(np.asarray(data.std, np.float32)).reshape(shape).to(device)
         self.channels_last = data.x_train.ndim == 4
 
+    def place(self, model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+        """`model` on `device`, in the memory format of the batches it will be given."""
+        model = model.to(device)
+        return model.to(memory_format=torch.channels_last) if self.channels_last else model
+
     def __call__(self, x: torch.Tensor, augment: str = "none", generator: torch.Generator | None = None) -> torch.Tensor:
         if x.dtype == torch.uint8:
             x = x.float() / 255

@@ -19,3 +19,7 @@ TIMM_PREFIX = "timm:"
 KD_VARIANTS = ("logit", "hint", "attention")
 CONDITIONS = ("teacher", "kd", "rcd", "nokd", "independent")
 STUDENT_CONDITIONS = ("kd", "rcd", "nokd", "independent")
+# Which training rule makes a condition's runs (workflow/rules/train.smk): train_reference the
+# runs without a teacher signal, train_distilled those with one.
+REFERENCE_CONDITIONS = ("teacher", "nokd", "independent")
+DISTILLED_CONDITIONS = ("kd", "rcd")

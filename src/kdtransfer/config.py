@@ -111,6 +111,13 @@ def _check_references(config: dict) -> None:
     timm_names = []
     for name, model in config["models"].items():
         arch = model["arch"]
+        derived = sorted(set(model.get("options", {})) & DATASET_DERIVED_OPTIONS)
+        if derived:
+            # Teacher and student take these from the setup's dataset, so they always agree.
+            raise ConfigError(
+                f"models.{name}.options.{derived[0]}: the number of classes, input channels and vocabulary size "
+                f"come from the setup's dataset (teacher and student must agree on them); remove the option"
+            )
         if arch.startswith(TIMM_PREFIX):
             timm_names.append((name, arch))
         elif arch not in BUILTIN_MODELS:
@@ -119,7 +126,7 @@ def _check_references(config: dict) -> None:
                 f"{', '.join(BUILTIN_MODELS)}, or any timm model as 'timm:<name>' (e.g. timm:resnet18)"
             )
         else:
-            unknown = sorted(set(model.get("options", {})) - set(MODEL_OPTIONS[arch]) - DATASET_DERIVED_OPTIONS)
+            unknown = sorted(set(model.get("options", {})) - set(MODEL_OPTIONS[arch]))
             if unknown:
                 raise ConfigError(
                     f"unknown option {unknown[0]!r} at models.{name}.options{_hint(unknown[0], MODEL_OPTIONS[arch])}; "
@@ -141,14 +148,6 @@ def _check_references(config: dict) -> None:
                     f"setups.{setup_name}.{key} names {setup[key]!r}, which is not defined under `{section}`"
                     f"{_hint(setup[key], config[section])}; defined: {', '.join(sorted(config[section]))}"
                 )
-    for name, model in config["models"].items():
-        derived = sorted(set(model.get("options", {})) & DATASET_DERIVED_OPTIONS)
-        if derived:
-            # Teacher and student take these from the setup's dataset, so they always agree.
-            raise ConfigError(
-                f"models.{name}.options.{derived[0]}: the number of classes, input channels and vocabulary size "
-                f"come from the setup's dataset (teacher and student must agree on them); remove the option"
-            )
     for setup_name, setup in config["setups"].items():
         _check_setup(setup_name, setup, config)
     from kdtransfer.plan import expand_setups

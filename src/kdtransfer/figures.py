@@ -14,7 +14,6 @@ of). The scaling figure takes model size from the metrics' `num_parameters`.
 from __future__ import annotations
 
 import math
-import os
 import zlib
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from matplotlib.patches import Rectangle  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from kdtransfer.atomic import atomic_path  # noqa: E402
 from kdtransfer.plan import SIZE_SWEEPS  # noqa: E402
 from kdtransfer.stats import asymmetry_gains, bootstrap_median_ci, paired_values  # noqa: E402
 
@@ -57,15 +57,9 @@ def _pdf_path(path) -> Path:
 def _save(fig, path) -> tuple[Path, Path]:
     png = Path(path)
     pdf = _pdf_path(png)
-    png.parent.mkdir(parents=True, exist_ok=True)
     for target, fmt in ((png, "png"), (pdf, "pdf")):
-        tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
-        try:
+        with atomic_path(target) as tmp:
             fig.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight")
-            os.replace(tmp, target)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
     plt.close(fig)
     return png, pdf
 

@@ -140,13 +140,6 @@ def random_control_noise(
     raise ValueError(f"unknown rcd noise {noise!r}; valid choices: uniform, gaussian")
 
 
-def random_control_logits(
-    shape: tuple[int, int], noise: str, generator: torch.Generator, device: torch.device | str = "cpu"
-) -> torch.Tensor:
-    """Noise in place of the teacher's logits, one vector per sample."""
-    return random_control_noise(shape, noise, generator, device)
-
-
 def fixed_example_noise(indices: torch.Tensor, shape: tuple[int, ...], noise: str, seed: int, layer: int,
                         device: torch.device | str = "cpu") -> torch.Tensor:
     """Noise feature maps for `resample: fixed`: one draw per (training example, layer), redrawn

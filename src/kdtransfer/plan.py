@@ -6,8 +6,7 @@ a temperature sweep reuses one set of teachers and controls, a `nokd` control is
 KD variant with the same student and recipe, and Snakemake trains each distinct model once.
 
 `Plan(config)` expands the setups once and indexes every run key, so the Snakefile's input and
-params functions are dictionary look-ups (planning thousands of runs stays fast). The module
-functions of the same names build a Plan for one call, for tests and scripts.
+params functions are dictionary look-ups (planning thousands of runs stays fast).
 """
 
 from __future__ import annotations
@@ -218,26 +217,6 @@ class Plan:
                 "sweep_params": ",".join(s["sweep_params"]),
             })
         return canonical(rows)
-
-
-# Module-level conveniences (one Plan per call), for tests and scripts.
-
-
-def all_runs(config: dict) -> list[Run]:
-    """Every distinct run of the experiment, each once."""
-    return Plan(config).runs
-
-
-def setup_runs(config: dict, setup_name: str) -> dict[str, list[Run]]:
-    return Plan(config).setup_runs(setup_name)
-
-
-def run_spec(config: dict, condition: str, key: str, seed: int) -> dict:
-    return Plan(config).run_spec(condition, key, seed)
-
-
-def setup_table(config: dict) -> list[dict]:
-    return Plan(config).setup_table()
 
 
 def setup_info_frame(rows: list[dict], dataset_modalities: dict[str, str] | None = None):

@@ -18,6 +18,8 @@ import pyarrow.parquet as pq
 
 from kdtransfer import __version__
 from kdtransfer.arrowio import array_from_numpy, string_array
+from kdtransfer.atomic import atomic_path
+from kdtransfer.catalog import DISTILLED_CONDITIONS, REFERENCE_CONDITIONS
 
 IDENTITY_COLUMNS = ("run_key", "condition", "seed", "split")
 
@@ -41,18 +43,19 @@ class PredictionsError(ValueError):
     """A predictions file is missing, unreadable or breaks the contract."""
 
 
-# Which Snakemake rule writes the predictions of a condition (workflow/rules/train.smk).
-PRODUCING_RULE = {"teacher": "train_reference", "nokd": "train_reference", "independent": "train_reference",
-                  "kd": "train_distilled", "rcd": "train_distilled"}
+def _producing_rule(path: str) -> str:
+    """The training rule that makes a file under results/runs/<condition>/..., as a user reads it."""
+    parts = Path(path).parts
+    condition = parts[parts.index("runs") + 1] if "runs" in parts[:-1] else None
+    if condition in REFERENCE_CONDITIONS:
+        return "rule train_reference"
+    if condition in DISTILLED_CONDITIONS:
+        return "rule train_distilled"
+    return "the training rule"
 
 
 def _remake_hint(path: str) -> str:
-    """'delete it and re-run <rule>' for a file under results/runs/<condition>/..."""
-    parts = Path(path).parts
-    condition = parts[parts.index("runs") + 1] if "runs" in parts[:-1] else None
-    rule = PRODUCING_RULE.get(condition, "the training rule")
-    rule = f"rule {rule}" if condition in PRODUCING_RULE else rule
-    return f"delete it and re-run {rule}, which makes it (snakemake --forcerun {path})"
+    return f"delete it and re-run {_producing_rule(path)}, which makes it (snakemake --forcerun {path})"
 
 
 @dataclass
@@ -112,11 +115,8 @@ def write_predictions(
     )
     meta = {"kdtransfer_version": __version__, "num_classes": num_classes, **(extra_metadata or {})}
     table = table.replace_schema_metadata({b"kdtransfer": json.dumps(meta).encode()})
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    pq.write_table(table, tmp, compression="zstd")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
 
 
 def read_predictions(path: str | os.PathLike, *, logits: bool = True) -> Predictions:
@@ -125,7 +125,7 @@ def read_predictions(path: str | os.PathLike, *, logits: bool = True) -> Predict
     try:
         pf = pq.ParquetFile(path)
     except FileNotFoundError:
-        raise PredictionsError(f"predictions file {path} does not exist; {_remake_hint(path).removeprefix('delete it and ')}") from None
+        raise PredictionsError(f"predictions file {path} does not exist; re-run {_producing_rule(path)}, which makes it") from None
     except Exception as exc:  # pyarrow raises several types for truncated/corrupt files
         raise PredictionsError(f"predictions file {path} is unreadable ({exc}); {_remake_hint(path)}") from None
     schema = pf.schema_arrow

@@ -18,7 +18,7 @@ import torch
 from kdtransfer.batches import BatchInputs, autocast_context, predict_logits
 from kdtransfer.catalog import KD_VARIANTS
 from kdtransfer.data import ArrayDataset
-from kdtransfer.losses import HintRegressor, fixed_example_noise, random_control_logits, random_control_noise
+from kdtransfer.losses import HintRegressor, fixed_example_noise, random_control_noise
 from kdtransfer.models import FeatureTap, create_model_for, feature_shapes
 from kdtransfer.seeding import derive_seed
 
@@ -134,7 +134,7 @@ class NoiseTargets:
         self.fixed_logits = None
         if self.fixed:
             g = torch.Generator().manual_seed(derive_seed(spec.seed, "noise", "fixed"))
-            self.fixed_logits = random_control_logits((n, num_classes), self.noise, g).to(device)
+            self.fixed_logits = random_control_noise((n, num_classes), self.noise, g).to(device)
 
     def start_epoch(self, epoch: int) -> None:
         # Fresh per-epoch seeds, so a resume mid-run reproduces the same draws.
@@ -145,7 +145,7 @@ class NoiseTargets:
         if self.fixed:
             logits = self.fixed_logits[idx]
         else:
-            logits = random_control_logits((len(idx), self.num_classes), self.noise, self.logit_gen).to(self.device)
+            logits = random_control_noise((len(idx), self.num_classes), self.noise, self.logit_gen).to(self.device)
         if self.feature_shapes is None:
             return logits, None
         if self.fixed:
@@ -195,9 +195,7 @@ def build_targets(spec: RunSpec, data: ArrayDataset, features: FeatureKD | None,
     if spec.condition == "kd":
         if teacher_weights is None or teacher_model is None:
             raise ValueError(f"run {spec.run_key} seed {spec.seed}: kd needs the teacher's weights and model entry")
-        teacher = load_teacher(spec, data, teacher_weights, teacher_model).to(device).eval()
-        if inputs.channels_last:
-            teacher = teacher.to(memory_format=torch.channels_last)
+        teacher = inputs.place(load_teacher(spec, data, teacher_weights, teacher_model), device).eval()
         fixed_logits = None
         if spec.recipe.get("augment", "none") == "none" and features is None:
             # The student sees fixed inputs: teacher logits once, not every step.

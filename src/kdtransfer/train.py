@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from kdtransfer.atomic import atomic_path
 from kdtransfer.batches import BatchInputs, autocast_context, predict_logits
 from kdtransfer.data import ArrayDataset
 from kdtransfer.losses import distillation_objective, feature_loss
@@ -119,9 +120,8 @@ def divergence_message(spec: RunSpec, loss: float, epoch: int, batch: int, bf16_
 
 
 def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def previous_checkpoint_path(path: Path) -> Path:
@@ -253,15 +253,13 @@ def train_run(
     steps_per_epoch = math.ceil(n / batch_size) if not recipe.get("drop_last", False) else n // batch_size
     augment = recipe.get("augment", "none")
 
-    model = build_initial_model(spec, data).to(device)
+    model = inputs.place(build_initial_model(spec, data), device)
     info = {
         "init_fingerprint": state_fingerprint(model),
         "order_fingerprint": order_fingerprint(order_seed, n, epochs),
         "num_parameters": count_parameters(model),
         "device": str(device),
     }
-    if inputs.channels_last:
-        model = model.to(memory_format=torch.channels_last)
 
     targets = build_targets(spec, data, features, teacher_weights, teacher_model, x_train, inputs, device)
     student_tap = regressor = None
@@ -426,10 +424,8 @@ def train_and_save(
         logits = predict_logits(model, torch.from_numpy(x).to(device), inputs=inputs, bf16=spec.bf16).cpu().numpy()
         write_predictions(path, run_key=spec.run_key, condition=spec.condition, seed=spec.seed, split=split,
                           sample_idx=np.arange(len(y)), label=y, logits=logits, extra_metadata=info)
-    hist = table_from_records([{**epoch, **info} for epoch in history])
-    tmp = Path(history_out).with_name(f".{Path(history_out).name}.tmp{os.getpid()}")
-    pq.write_table(hist, tmp)
-    os.replace(tmp, history_out)
+    with atomic_path(history_out) as tmp:
+        pq.write_table(table_from_records([{**epoch, **info} for epoch in history]), tmp)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     _atomic_save(state, Path(weights_out))
     remove_checkpoints(checkpoint)  # the run is complete; checkpoints would only waste disk

@@ -2,6 +2,7 @@
 import kdtransfer
 from kdtransfer.config import ConfigError, validate_config
 from kdtransfer import plan
+from kdtransfer.catalog import DISTILLED_CONDITIONS, REFERENCE_CONDITIONS
 
 try:
     _validated = validate_config(config, workflow.source_path("../schemas/config.schema.yaml"))
@@ -17,8 +18,6 @@ except (ConfigError, ValueError) as exc:
 SETUPS = PLAN.setups
 RUNS = PLAN.runs
 SPLITS = config["training"]["predict_splits"]
-REFERENCE_CONDITIONS = ("teacher", "nokd", "independent")
-DISTILLED_CONDITIONS = ("kd", "rcd")
 
 if not RUNS:
     raise WorkflowError("the config produces no runs: check `seeds` and `setups`")
