@@ -83,7 +83,7 @@ def kill_and_resume(tmp_path, data, sig, at_epoch, **run):
     if sig == signal.SIGTERM:
         assert code == 143 and state["batch"] > 0  # saved mid-epoch on SIGTERM
     assert start(data, tmp_path, **run).wait(timeout=300) == 0
-    assert not ckpt.exists()
+    assert not [p.name for p in tmp_path.iterdir() if "checkpoint" in p.name]  # half-written ones too
     return read_predictions(tmp_path / "predictions_test.parquet")
 
 
@@ -128,8 +128,6 @@ def test_corrupt_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, data
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
-    if not ckpt.exists():  # killed between moving the newest aside and writing its successor
-        ckpt.write_bytes(b"")
     previous_epoch = checkpoint_epoch(previous_checkpoint_path(ckpt))
     assert previous_epoch >= 5
     raw = ckpt.read_bytes()
@@ -140,6 +138,40 @@ def test_corrupt_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, data
     assert f"at epoch {previous_epoch + 1} batch" in caplog.text
     assert read_predictions(tmp_path / "p.parquet").logits.tobytes() == uninterrupted.logits.tobytes()
     assert not ckpt.exists() and not previous_checkpoint_path(ckpt).exists()
+
+
+def test_a_checkpoint_exists_at_every_instant_of_writing_the_next(tmp_path, monkeypatch):
+    """A SIGKILL can land anywhere; while the next checkpoint is being written the current one
+    must still be at checkpoint.pt (the CI failure this guards against: killed mid-write, none)."""
+    from kdtransfer import train
+
+    ckpt = tmp_path / "checkpoint.pt"
+    train.save_checkpoint_file({"epoch": 1}, ckpt)
+    real_save, present_during_write = torch.save, []
+
+    def save_and_look(obj, f, *args, **kwargs):
+        present_during_write.append(torch.load(ckpt, weights_only=True)["epoch"])
+        real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(train.torch, "save", save_and_look)
+    train.save_checkpoint_file({"epoch": 2}, ckpt)
+    monkeypatch.setattr(train.os, "link", lambda *a: (_ for _ in ()).throw(OSError("no hard links here")))
+    train.save_checkpoint_file({"epoch": 3}, ckpt)
+    assert present_during_write == [1, 2]
+    assert torch.load(ckpt, weights_only=True)["epoch"] == 3
+    assert torch.load(train.previous_checkpoint_path(ckpt), weights_only=True)["epoch"] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.prev.pt", "checkpoint.pt"]
+
+
+def test_finished_run_removes_checkpoints_and_half_written_leftovers(tmp_path):
+    from kdtransfer.train import remove_checkpoints
+
+    names = ["checkpoint.pt", "checkpoint.prev.pt", ".checkpoint.pt.tmp41", ".checkpoint.prev.pt.tmp42", "model.pt",
+             ".model.pt.tmp43"]
+    for name in names:
+        (tmp_path / name).write_bytes(b"x")
+    remove_checkpoints(tmp_path / "checkpoint.pt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".model.pt.tmp43", "model.pt"]
 
 
 def test_truncated_predictions_name_the_file(tmp_path, uninterrupted):

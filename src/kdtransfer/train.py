@@ -128,13 +128,31 @@ def previous_checkpoint_path(path: Path) -> Path:
     return path.with_name(f"{path.stem}.prev{path.suffix}")
 
 
+def _keep_as_previous(path: Path) -> None:
+    previous = previous_checkpoint_path(path)
+    staged = previous.with_name(f".{previous.name}.tmp{os.getpid()}")
+    staged.unlink(missing_ok=True)
+    try:
+        os.link(path, staged)
+    except OSError:  # a file system without hard links: a rename leaves a brief gap instead
+        os.replace(path, previous)
+        return
+    os.replace(staged, previous)
+
+
 def save_checkpoint_file(state: dict, path: Path) -> None:
     """Write a checkpoint atomically, keeping the one before as a fallback: should the newest
     ever be unreadable (a bad disk block, a copy cut short), training resumes from the previous
-    one instead of from scratch."""
-    if path.exists():
-        os.replace(path, previous_checkpoint_path(path))
-    _atomic_save(state, path)
+    one instead of from scratch.
+
+    `path` never goes missing once written, so a job killed at any instant leaves a checkpoint
+    there: the new state is written to a temp file first, the current checkpoint is hard-linked
+    to the fallback name, and only then is the temp file renamed over `path`.
+    """
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+        if path.exists():
+            _keep_as_previous(path)
 
 
 def _read_checkpoint(path: Path) -> dict | None:
@@ -169,8 +187,11 @@ def load_checkpoint(path: Path, spec_digest: str | None = None) -> dict | None:
 
 
 def remove_checkpoints(path: Path) -> None:
-    path.unlink(missing_ok=True)
-    previous_checkpoint_path(path).unlink(missing_ok=True)
+    """Remove both checkpoints and any half-written ones a killed attempt left behind."""
+    for name in (path.name, previous_checkpoint_path(path).name):
+        (path.parent / name).unlink(missing_ok=True)
+        for leftover in path.parent.glob(f".{name}.tmp*"):
+            leftover.unlink(missing_ok=True)
 
 
 class EpochStats:
