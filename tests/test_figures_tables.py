@@ -43,7 +43,7 @@ def make_info(with_sweeps=True):
         t = {"c10_r18_T1": 1, "c10_r18_T4": 4, "c10_r18_T16": 16}.get(s, 4)
         sweep = ("c10_r18_T4" if s.startswith("c10") else "w1" if s.startswith("w") else "") if with_sweeps else ""
         params = ("temperature" if s.startswith("c10") else "model" if s.startswith("w") else "") if with_sweeps else ""
-        rows.append({"setup": s, "label": f"CIFAR-10 {s} 50% & more", "dataset": "cifar10", "modality": "image", "temperature": t, "alpha": 0.9,
+        rows.append({"setup": s, "label": f"CIFAR-10 {s} 50% & more", "dataset": "cifar10", "temperature": t, "alpha": 0.9,
                      "sweep": sweep, "sweep_params": params})
     return pd.DataFrame(rows)
 

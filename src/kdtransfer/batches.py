@@ -54,6 +54,7 @@ class BatchInputs:
     """
 
     def __init__(self, data: ArrayDataset, device: torch.device):
+        self.device = device
         self.mean = self.std = None
         if data.x_train.dtype == np.uint8 and data.mean is not None:
             channels = data.x_train.shape[1]
@@ -62,9 +63,9 @@ class BatchInputs:
             self.std = torch.as_tensor(np.asarray(data.std, np.float32)).reshape(shape).to(device)
         self.channels_last = data.x_train.ndim == 4
 
-    def place(self, model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-        """`model` on `device`, in the memory format of the batches it will be given."""
-        model = model.to(device)
+    def place(self, model: torch.nn.Module) -> torch.nn.Module:
+        """`model` on the batches' device, in the memory format of the batches it will be given."""
+        model = model.to(self.device)
         return model.to(memory_format=torch.channels_last) if self.channels_last else model
 
     def __call__(self, x: torch.Tensor, augment: str = "none", generator: torch.Generator | None = None) -> torch.Tensor:

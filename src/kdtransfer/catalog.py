@@ -16,9 +16,10 @@ BUILTIN_MODELS = tuple(MODEL_OPTIONS)
 # These read int64 tokens [n, L] (0 = padding) and take their vocabulary size from the dataset.
 TOKEN_MODELS = ("char_gru", "char_transformer")
 TIMM_PREFIX = "timm:"
-KD_VARIANTS = ("logit", "hint", "attention")
-CONDITIONS = ("teacher", "kd", "rcd", "nokd", "independent")
-STUDENT_CONDITIONS = ("kd", "rcd", "nokd", "independent")
+FEATURE_VARIANTS = ("hint", "attention")
+KD_VARIANTS = ("logit", *FEATURE_VARIANTS)
+# In the order tables and figures show them: the control first, KD last before the reference.
+STUDENT_CONDITIONS = ("nokd", "rcd", "kd", "independent")
 # Which training rule makes a condition's runs (workflow/rules/train.smk): train_reference the
 # runs without a teacher signal, train_distilled those with one.
 REFERENCE_CONDITIONS = ("teacher", "nokd", "independent")

@@ -6,7 +6,7 @@ atomically (temp file + rename). Figures are greyscale-readable: conditions diff
 shape and fill, not colour alone; axes carry units; setups are shown by their display label
 (`setup_info.label`), never by their config key.
 
-`setup_info` columns: setup, label, dataset, modality, temperature, alpha, sweep (the base setup
+`setup_info` columns: setup, label, dataset, temperature, alpha, sweep (the base setup
 of the sweep a setup belongs to, or ""), sweep_params (comma-separated sweep axes it is a point
 of). The scaling figure takes model size from the metrics' `num_parameters`.
 """
@@ -26,6 +26,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from kdtransfer.atomic import atomic_path  # noqa: E402
+from kdtransfer.catalog import STUDENT_CONDITIONS  # noqa: E402
 from kdtransfer.plan import SIZE_SWEEPS  # noqa: E402
 from kdtransfer.stats import asymmetry_gains, bootstrap_median_ci, paired_values  # noqa: E402
 
@@ -37,7 +38,6 @@ CONDITION_STYLE = {
     "independent": ("independent", "D", "white", "0.4"),
     "teacher": ("teacher", "*", "0.3", "black"),
 }
-CONDITION_ORDER = ("nokd", "rcd", "kd", "independent")
 SETUP_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h", "p", "*")
 LINESTYLES = ("-", "--", ":", "-.")
 
@@ -101,7 +101,7 @@ def _jitter(n: int, key: str, width: float = 0.12) -> np.ndarray:
 
 
 def _condition_strip(ax, m: pd.DataFrame, column: str, scale: float = 100.0, reference: str | None = None):
-    conds = [c for c in CONDITION_ORDER if c in set(m["condition"])]
+    conds = [c for c in STUDENT_CONDITIONS if c in set(m["condition"])]
     for i, cond in enumerate(conds):
         name, marker, face, edge = CONDITION_STYLE[cond]
         vals = m.loc[m["condition"] == cond, column].dropna().to_numpy() * scale
@@ -147,7 +147,7 @@ def plot_agreement_by_condition(metrics: pd.DataFrame, setup_info: pd.DataFrame,
     """Figure 1: per setup (one panel each), top-1 agreement with the same-seed teacher by
     condition; each seed a jittered point, the median a bar; the dashed line is the median
     agreement of two independently trained teachers (teacher_other_seed) when present."""
-    m_all = metrics[metrics["condition"].isin(CONDITION_ORDER + ("teacher_other_seed",))]
+    m_all = metrics[metrics["condition"].isin(STUDENT_CONDITIONS + ("teacher_other_seed",))]
     return _condition_panels(m_all, setup_info, path, "agreement", "agreement with teacher (%)", "teacher_other_seed",
                              "teacher vs teacher of another seed (median)", "no student runs in the metrics table")
 
@@ -156,7 +156,7 @@ def _legend_handles(present: set, with_reference: str | None = None):
     from matplotlib.lines import Line2D
 
     handles = [Line2D([], [], marker=CONDITION_STYLE[c][1], markerfacecolor=CONDITION_STYLE[c][2], markeredgecolor=CONDITION_STYLE[c][3],
-                      linestyle="", label=CONDITION_STYLE[c][0]) for c in CONDITION_ORDER if c in present]
+                      linestyle="", label=CONDITION_STYLE[c][0]) for c in STUDENT_CONDITIONS if c in present]
     handles.append(Line2D([], [], color="black", linewidth=2, label="median over seeds"))
     if with_reference:
         handles.append(Line2D([], [], color="0.35", linestyle="--", label=with_reference))
@@ -166,7 +166,7 @@ def _legend_handles(present: set, with_reference: str | None = None):
 def plot_accuracy_by_condition(metrics: pd.DataFrame, setup_info: pd.DataFrame, path):
     """Figure 3: per setup, test accuracy by condition (KD vs random control vs control: the
     regulariser view); each seed a point, the dashed line the teachers' median accuracy."""
-    m_all = metrics[metrics["condition"].isin(CONDITION_ORDER + ("teacher",))]
+    m_all = metrics[metrics["condition"].isin(STUDENT_CONDITIONS + ("teacher",))]
     return _condition_panels(m_all, setup_info, path, "accuracy", "test accuracy (%)", "teacher", "teacher (median)",
                              "no runs in the metrics table")
 
@@ -301,7 +301,7 @@ def plot_temperature(metrics: pd.DataFrame, setup_info: pd.DataFrame, path):
     for row, (name, g) in enumerate(groups.items()):
         for col, (column, ylabel) in enumerate((("agreement", "agreement with teacher (%)"), ("accuracy", "test accuracy (%)"))):
             ax = axes[row, col]
-            for k, cond in enumerate(CONDITION_ORDER):
+            for k, cond in enumerate(STUDENT_CONDITIONS):
                 xs, ys, lo, hi = [], [], [], []
                 for _, info in g.iterrows():
                     v = metrics.loc[(metrics["setup"] == info["setup"]) & (metrics["condition"] == cond), column].dropna().to_numpy() * 100

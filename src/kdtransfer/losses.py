@@ -14,9 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kdtransfer.catalog import FEATURE_VARIANTS
 from kdtransfer.seeding import derive_seed
 
-FEATURE_VARIANTS = ("hint", "attention")
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:

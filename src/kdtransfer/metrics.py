@@ -22,6 +22,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
+from kdtransfer.catalog import STUDENT_CONDITIONS
 from kdtransfer.predictions import Predictions, PredictionsError, check_aligned, read_predictions
 
 METRIC_KEYS = (
@@ -44,8 +45,6 @@ COMPARISON_KEYS = ("agreement", "agreement_correct", "agreement_incorrect", "js"
 # Facts about the row's model (the student; the teacher itself on "teacher" rows), from the
 # predictions file's metadata: NaN where a file does not record them.
 RUN_INFO_KEYS = ("num_parameters",)
-
-STUDENT_CONDITIONS = ("nokd", "rcd", "kd", "independent")
 
 
 # --------------------------------------------------------------------------------------------
@@ -286,7 +285,6 @@ def run_metrics(student: Predictions, teacher: Predictions) -> dict:
     kl (= mean KL(teacher || student), T = 1), ece (student, 15 bins). Raises PredictionsError
     (naming both files) if the two files hold different samples or labels.
     """
-    check_aligned(student, teacher)
     return _compare(_Run(student), _Run(teacher))
 
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 
+from kdtransfer.catalog import DISTILLED_CONDITIONS
+
 # One axis per sweep key: each value yields one variant of the base setup (which is kept).
 SWEEP_KEYS = ("temperature", "alpha", "model", "student")
 # Sweeps that vary model size (the scaling figure) vs KD hyper-parameters (the temperature figure).
@@ -176,7 +178,7 @@ class Plan:
             "bf16": training["bf16"],
             "compile": training["compile"],
         }
-        if condition in ("kd", "rcd"):
+        if condition in DISTILLED_CONDITIONS:
             spec["kd"] = _kd_settings(setup)
         if condition == "rcd":
             spec["rcd"] = dict(setup["rcd"])
@@ -191,15 +193,12 @@ class Plan:
     def teacher_model(self, condition: str, key: str) -> dict | None:
         """The teacher's model entry a distilled run needs: kd always (to load its weights); rcd
         of a feature variant too, for the shapes of the noise feature maps (no weights)."""
-        if condition not in ("kd", "rcd"):
+        if condition not in DISTILLED_CONDITIONS:
             return None
         setup = self.setup_for_key(condition, key)
         if condition == "rcd" and setup["kd"]["variant"] == "logit":
             return None
         return canonical(self.config["models"][setup["teacher"]])
-
-    def dataset_of(self, condition: str, key: str) -> str:
-        return self.setup_for_key(condition, key)["dataset"]
 
     def swept_keys(self) -> set[str]:
         """The sweep keys (temperature, model, ...) that expand at least one setup into variants."""
@@ -219,13 +218,8 @@ class Plan:
         return canonical(rows)
 
 
-def setup_info_frame(rows: list[dict], dataset_modalities: dict[str, str] | None = None):
-    """The setup table as a DataFrame with the columns figures and tables expect."""
+def setup_info_frame(rows: list[dict]):
+    """The setup table (Plan.setup_table) as the DataFrame figures and tables take."""
     import pandas as pd
 
-    df = pd.DataFrame(rows)
-    df["modality"] = df["dataset"].map(dataset_modalities or {}).fillna("")
-    if "sweep_params" not in df:
-        df["sweep_params"] = ""
-    df["sweep_params"] = df["sweep_params"].fillna("")
-    return df
+    return pd.DataFrame(rows)

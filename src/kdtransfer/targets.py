@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from kdtransfer.batches import BatchInputs, autocast_context, predict_logits
-from kdtransfer.catalog import KD_VARIANTS
+from kdtransfer.catalog import DISTILLED_CONDITIONS, KD_VARIANTS
 from kdtransfer.data import ArrayDataset
 from kdtransfer.losses import HintRegressor, fixed_example_noise, random_control_noise
 from kdtransfer.models import FeatureTap, create_model_for, feature_shapes
@@ -42,7 +42,7 @@ class FeatureKD:
 
 def feature_kd_of(spec: RunSpec) -> FeatureKD | None:
     """The run's feature-map KD settings; None for logit KD and for runs without a teacher."""
-    if spec.condition not in ("kd", "rcd"):
+    if spec.condition not in DISTILLED_CONDITIONS:
         return None
     variant = spec.kd.get("variant", "logit")
     if variant not in KD_VARIANTS:
@@ -195,7 +195,7 @@ def build_targets(spec: RunSpec, data: ArrayDataset, features: FeatureKD | None,
     if spec.condition == "kd":
         if teacher_weights is None or teacher_model is None:
             raise ValueError(f"run {spec.run_key} seed {spec.seed}: kd needs the teacher's weights and model entry")
-        teacher = inputs.place(load_teacher(spec, data, teacher_weights, teacher_model), device).eval()
+        teacher = inputs.place(load_teacher(spec, data, teacher_weights, teacher_model)).eval()
         fixed_logits = None
         if spec.recipe.get("augment", "none") == "none" and features is None:
             # The student sees fixed inputs: teacher logits once, not every step.

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import math
 import os
@@ -27,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kdtransfer.atomic import atomic_path
+from kdtransfer.atomic import atomic_path, leftover_temp_files
 from kdtransfer.batches import BatchInputs, autocast_context, predict_logits
 from kdtransfer.data import ArrayDataset
 from kdtransfer.losses import distillation_objective, feature_loss
@@ -71,8 +72,6 @@ class RunSpec:
 def spec_fingerprint(spec: RunSpec) -> str:
     """Identifies what a checkpoint was trained for, so a stale one is never resumed.
     `checkpoint_every` is left out: how often a run saves does not change what it trains."""
-    import json
-
     fields = asdict(spec)
     fields.pop("checkpoint_every")
     return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -119,25 +118,17 @@ def divergence_message(spec: RunSpec, loss: float, epoch: int, batch: int, bf16_
     return f"run {spec.run_key} ({spec.condition}) seed {spec.seed}: loss is {loss} at epoch {epoch + 1} batch {batch}; {fix}"
 
 
-def _atomic_save(obj, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
-
-
 def previous_checkpoint_path(path: Path) -> Path:
     return path.with_name(f"{path.stem}.prev{path.suffix}")
 
 
 def _keep_as_previous(path: Path) -> None:
     previous = previous_checkpoint_path(path)
-    staged = previous.with_name(f".{previous.name}.tmp{os.getpid()}")
-    staged.unlink(missing_ok=True)
     try:
-        os.link(path, staged)
+        with atomic_path(previous) as staged:
+            os.link(path, staged)
     except OSError:  # a file system without hard links: a rename leaves a brief gap instead
         os.replace(path, previous)
-        return
-    os.replace(staged, previous)
 
 
 def save_checkpoint_file(state: dict, path: Path) -> None:
@@ -188,10 +179,9 @@ def load_checkpoint(path: Path, spec_digest: str | None = None) -> dict | None:
 
 def remove_checkpoints(path: Path) -> None:
     """Remove both checkpoints and any half-written ones a killed attempt left behind."""
-    for name in (path.name, previous_checkpoint_path(path).name):
-        (path.parent / name).unlink(missing_ok=True)
-        for leftover in path.parent.glob(f".{name}.tmp*"):
-            leftover.unlink(missing_ok=True)
+    for checkpoint in (path, previous_checkpoint_path(path)):
+        for file in (checkpoint, *leftover_temp_files(checkpoint)):
+            file.unlink(missing_ok=True)
 
 
 class EpochStats:
@@ -274,7 +264,7 @@ def train_run(
     steps_per_epoch = math.ceil(n / batch_size) if not recipe.get("drop_last", False) else n // batch_size
     augment = recipe.get("augment", "none")
 
-    model = inputs.place(build_initial_model(spec, data), device)
+    model = inputs.place(build_initial_model(spec, data))
     info = {
         "init_fingerprint": state_fingerprint(model),
         "order_fingerprint": order_fingerprint(order_seed, n, epochs),
@@ -447,8 +437,8 @@ def train_and_save(
                           sample_idx=np.arange(len(y)), label=y, logits=logits, extra_metadata=info)
     with atomic_path(history_out) as tmp:
         pq.write_table(table_from_records([{**epoch, **info} for epoch in history]), tmp)
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    _atomic_save(state, Path(weights_out))
+    with atomic_path(weights_out) as tmp:
+        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
     remove_checkpoints(checkpoint)  # the run is complete; checkpoints would only waste disk
     log.info("done %s seed %d: test accuracy %.4f, %d parameters", spec.run_key, spec.seed,
              history[-1]["test_accuracy"], info["num_parameters"])

@@ -30,18 +30,6 @@ DATASETS = {
     "names_csv": load_names_csv,
 }
 
-# The modality of each loader's data (figures and tables group setups by it).
-MODALITIES = {
-    "digits": "image",
-    "mnist1d": "signal",
-    "mnist_subset": "image",
-    "cifar10": "image",
-    "cifar100": "image",
-    "tiny_imagenet": "image",
-    "speech_commands": "audio",
-    "names_csv": "text",
-}
-
 # Loaders whose data rule download_dataset fetches: loader -> the rule's {name} wildcard.
 DOWNLOAD_NAMES = {
     "cifar10": "cifar10",
@@ -51,7 +39,7 @@ DOWNLOAD_NAMES = {
     "names_csv": "names",
 }
 
-__all__ = ["DATASETS", "MODALITIES", "DOWNLOAD_NAMES", "ArrayDataset", "DatasetError", "load_dataset",
+__all__ = ["DATASETS", "DOWNLOAD_NAMES", "ArrayDataset", "DatasetError", "load_dataset",
            "save_arrays", "load_arrays"]
 
 
