@@ -10,6 +10,9 @@ __version__ = "0.1.0"
 # outputs (analysis revision). The rules pass these as params, so a bump re-runs exactly the
 # affected jobs; refactors that change no result do not cost GPU hours.
 # 2: image batches and models channels_last on CPU too (2-D convolutions round differently).
-TRAINING_REVISION = 2
+# 3: augmentation and dropout seeded by (seed, data-order role), no longer by the condition, so
+#    kd, rcd and nokd see the same crops; channels_last on CUDA only (oneDNN 3.12's strided 1x1
+#    convolution backward corrupts memory on CPU at one thread with < 8 input channels).
+TRAINING_REVISION = 3
 # 2: metrics gain num_parameters; verdicts give RCD's share of KD's gain only for a positive gain.
 ANALYSIS_REVISION = 2

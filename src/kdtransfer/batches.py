@@ -1,7 +1,7 @@
 """From resident arrays to model inputs and outputs, one batch at a time on the device.
 
 uint8 images stay uint8 where they are held (4x smaller on the GPU) and are scaled and
-standardised per batch; then the batched augmentation; channels_last for image batches;
+standardised per batch; then the batched augmentation; channels_last for image batches on CUDA;
 bf16 autocast on CUDA when asked for. Used alike by training, the teacher's targets and the
 final predictions, so every model sees its inputs prepared one way.
 """
@@ -49,19 +49,22 @@ class BatchInputs:
 
     uint8 images: x.float()/255, then (x - mean[c]) / std[c] when the dataset gives mean/std.
     float32 (already standardised) and int64 tokens pass through. Then the augmentation, and
-    channels_last for image batches (4-D), on CUDA and on CPU alike: oneDNN's convolutions run
-    1.4-1.8x faster in it on CPU too (bench/results/training.md).
+    channels_last for image batches (4-D) on CUDA (tensor-core convolutions). Not on CPU, though
+    oneDNN runs 2-D convolutions 1.4-1.8x faster in it there: torch 2.14.1's oneDNN 3.12
+    corrupts memory in the backward of a strided 1x1 convolution (a ResNet shortcut) with fewer
+    than 8 input channels at one thread, which is how training jobs run
+    (tests/test_train.py::test_narrow_resnet_trains_on_one_cpu_thread).
     """
 
-    def __init__(self, data: ArrayDataset, device: torch.device):
-        self.device = device
+    def __init__(self, data: ArrayDataset, device: torch.device | str):
+        self.device = torch.device(device)
         self.mean = self.std = None
         if data.x_train.dtype == np.uint8 and data.mean is not None:
             channels = data.x_train.shape[1]
             shape = (1, channels) + (1,) * (data.x_train.ndim - 2)
             self.mean = torch.as_tensor(np.asarray(data.mean, np.float32)).reshape(shape).to(device)
             self.std = torch.as_tensor(np.asarray(data.std, np.float32)).reshape(shape).to(device)
-        self.channels_last = data.x_train.ndim == 4
+        self.channels_last = data.x_train.ndim == 4 and self.device.type == "cuda"
 
     def place(self, model: torch.nn.Module) -> torch.nn.Module:
         """`model` on the batches' device, in the memory format of the batches it will be given."""

@@ -5,9 +5,8 @@ Data sits in memory as tensors (on the GPU when there is one; uint8 images stay 
 per-epoch permutation drawn from a generator seeded by (seed, order role, epoch), so the batch
 order is a pure function of the seed and a resumed run sees exactly the batches it would have.
 
-Image batches and models are channels_last on every device (faster convolutions on CPU too).
-On CUDA: bf16 autocast (RunSpec.bf16), optional torch.compile of the student (RunSpec.compile),
-and the determinism switch. These do not apply on CPU, where runs are bit-identical at a fixed
+On CUDA: image batches and models channels_last, bf16 autocast (RunSpec.bf16), optional
+torch.compile of the student (RunSpec.compile), and the determinism switch. These do not apply on CPU, where runs are bit-identical at a fixed
 thread count already and the switches would import torch._dynamo/_inductor (1.4-1.5 s per job,
 most of a small job's time).
 """
@@ -308,9 +307,9 @@ def train_run(
         start_epoch, start_batch = state["epoch"], state["batch"]
         log.info("resumed %s seed %d from %s at epoch %d batch %d", spec.run_key, spec.seed, ckpt_path, start_epoch + 1, start_batch)
     else:
-        # Dropout draws from the global RNG: reseed after the (condition-dependent) setup, so kd,
-        # rcd and nokd differ only in their loss.
-        torch.manual_seed(derive_seed(spec.seed, "dropout"))
+        # Dropout draws from the global RNG: reseed after the (condition-dependent) setup, from the
+        # seed and the data-order role alone, so kd, rcd and nokd differ only in their loss.
+        torch.manual_seed(derive_seed(spec.seed, "dropout", order_role))
 
     def save_checkpoint(epoch: int, batch: int) -> None:
         save_checkpoint_file({
@@ -349,7 +348,8 @@ def train_run(
                 # Fresh per-epoch generators, so a resume mid-run reproduces the same draws.
                 if targets is not None:
                     targets.start_epoch(epoch)
-                aug_gen.manual_seed(derive_seed(spec.seed, "augment", spec.condition, epoch))
+                # From the data-order role, never the condition: kd, rcd and nokd see the same crops.
+                aug_gen.manual_seed(derive_seed(spec.seed, "augment", order_role, epoch))
             model.train()
             t0 = time.perf_counter()
             for b in range(start_batch, steps_per_epoch):
