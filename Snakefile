@@ -21,11 +21,20 @@ include: "workflow/rules/analysis.smk"
 include: "workflow/rules/figures.smk"
 
 
+# Every predictions file and every per-setup metrics file, not only the figures and tables they
+# feed: Snakemake does not rerun a job whose outputs exist because an input went missing, so a
+# run whose outputs a failed job deleted is re-planned only if the target asks for it itself.
 rule all:
     default_target: True
     input:
         rules.figures.output,
         rules.tables.output,
+        prediction_outputs,
+        setup_metrics_files,
+
+
+onerror:
+    print(stale_analysis_warning(), file=sys.stderr)
 
 
 rule teachers:

@@ -32,3 +32,19 @@ def copy_workflow(dest: Path) -> Path:
 @pytest.fixture
 def workflow_copy(tmp_path: Path) -> Path:
     return copy_workflow(tmp_path)
+
+
+def planned(config_path) -> "Plan":
+    """The plan of a config file, as the Snakefile makes it (validated, defaults filled)."""
+    import yaml
+
+    from kdtransfer.config import validate_config
+    from kdtransfer.plan import Plan
+
+    config = yaml.safe_load(Path(config_path).read_text())
+    return Plan(validate_config(config, str(REPO / "workflow" / "schemas" / "config.schema.yaml")))
+
+
+def run_dir(plan, condition: str, setup: str, seed: int) -> str:
+    """results/runs/<run key>/seed<seed> of `condition` in `setup` (run keys end in a digest)."""
+    return f"results/runs/{plan.run_key(condition, setup)}/seed{seed}"

@@ -30,17 +30,18 @@ def counts(stdout: str) -> Counter:
 def test_default_config_plans_every_run_once(workflow_copy):
     out = snakemake(workflow_copy, "-n", "--cores", "2").stdout
     c = counts(out)
-    # 3 setups + 2 extra temperatures; 10 seeds. Teachers and nokd controls are shared by the
-    # temperature sweep: 3 teacher keys and 3 nokd keys, 5 kd and 5 rcd setups.
-    assert c == Counter({"prepare_data": 3, "train_reference": 60, "train_distilled": 100, "metrics": 5,
+    # 3 setups + 2 extra temperatures + 1 extra recipe on digits; 10 seeds. Teachers and nokd
+    # controls are shared by the temperature sweep and trained again under the cosine recipe:
+    # 4 teacher keys and 4 nokd keys, 6 kd and 6 rcd setups.
+    assert c == Counter({"prepare_data": 3, "train_reference": 80, "train_distilled": 120, "metrics": 6,
                          "tests": 1, "figures": 1, "tables": 1, "all": 1})
 
 
 def test_named_targets(workflow_copy):
     assert counts(snakemake(workflow_copy, "-n", "teachers").stdout) == Counter(
-        {"prepare_data": 3, "train_reference": 30, "teachers": 1})
+        {"prepare_data": 3, "train_reference": 40, "teachers": 1})
     c = counts(snakemake(workflow_copy, "-n", "students").stdout)
-    assert c["train_reference"] == 60 and c["train_distilled"] == 100 and "metrics" not in c
+    assert c["train_reference"] == 80 and c["train_distilled"] == 120 and "metrics" not in c
 
 
 def test_tiny_config_plan(workflow_copy):
@@ -55,15 +56,19 @@ def test_paper_experiment_plans_the_whole_study_with_shared_runs_once(workflow_c
     out = snakemake(workflow_copy, "-n", "--configfile", "experiments/paper.yaml").stdout
     jobs = planned_jobs(out)
     c = counts(out)
-    # 19 setups after expanding the CIFAR-10 ResNet-18 sweeps (T in {1,2,8,16}: 4 more; widths
-    # 8/16/32: 3 more). 13 distinct teachers and 12 distinct nokd controls (the temperature
-    # sweep, both feature variants and ResNet-34 -> ResNet-18 reuse the ResNet-18 ones), 10 seeds.
-    assert c == Counter({"prepare_data": 5, "train_reference": 250, "train_distilled": 380, "metrics": 19,
+    # 20 setups after expanding the CIFAR-10 ResNet-18 sweeps (T in {1,2,8,16}: 4 more; widths
+    # 8/16/32: 3 more; the constant-lr recipe: 1 more). 14 distinct teachers and 13 distinct nokd
+    # controls (the temperature sweep, both feature variants and ResNet-34 -> ResNet-18 reuse the
+    # ResNet-18 ones; the recipe sweep trains its own), 10 seeds.
+    assert c == Counter({"prepare_data": 5, "train_reference": 270, "train_distilled": 400, "metrics": 20,
                          "tests": 1, "figures": 1, "tables": 1, "all": 1})
     reference = Counter((w["condition"], w["dataset"], w["model"], w["recipe"]) for r, w in jobs if r == "train_reference")
     assert all(n == 10 for n in reference.values())  # every shared run once per seed
-    assert reference[("teacher", "cifar10", "resnet18", "cifar_sgd")] == 10
-    assert reference[("nokd", "cifar10", "resnet18", "cifar_sgd")] == 10
-    distilled = {w["setup"] for r, w in jobs if r == "train_distilled"}
+    for recipe in ("cifar_sgd", "cifar_sgd_constant"):  # each teacher and control once per recipe
+        assert reference[("teacher", "cifar10", "resnet18", recipe)] == 10
+        assert reference[("nokd", "cifar10", "resnet18", recipe)] == 10
+    distilled = Counter(w["setup"] for r, w in jobs if r == "train_distilled")
     assert {"cifar10_resnet18_T1", "cifar10_resnet18_T16", "cifar10_resnet18_resnet18_w8", "cifar10_resnet18_hint",
-            "cifar10_resnet34_to_resnet18", "speech_vit", "names_gru", "tiny_imagenet_resnet18"} <= distilled
+            "cifar10_resnet34_to_resnet18", "speech_vit", "names_gru", "tiny_imagenet_resnet18",
+            "cifar10_resnet18_cifar_sgd_constant"} <= set(distilled)
+    assert set(distilled.values()) == {20}  # kd and rcd, 10 seeds each

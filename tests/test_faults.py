@@ -223,7 +223,7 @@ def test_missing_dataset_stops_only_its_jobs_and_names_the_download(tmp_path):
     command; the setups with data still train, and their predictions are complete and valid."""
     import yaml
 
-    from conftest import copy_workflow, snakemake
+    from conftest import copy_workflow, planned, run_dir, snakemake
 
     wf = copy_workflow(tmp_path)
     cfg = yaml.safe_load((wf / "tests/configs/tiny.yaml").read_text())
@@ -239,9 +239,11 @@ def test_missing_dataset_stops_only_its_jobs_and_names_the_download(tmp_path):
     assert proc.returncode != 0
     assert "resources/data/cifar/cifar-10-batches-py" in out
     assert "snakemake --cores 1 resources/data/cifar10.done" in out and "download_dataset" in out
-    assert "Traceback" not in (wf / "logs/prepare_data/cifar10.log").read_text()
-    assert not (wf / "results/data/cifar10.npz").exists()
-    for condition, key in (("teacher", "teacher/digits/mlp/digits"), ("kd", "kd/digits_mlp"), ("rcd", "rcd/digits_mlp")):
+    plan = planned(wf / "missing.yaml")
+    cifar = plan.data_file("cifar10")
+    assert "Traceback" not in (wf / cifar.replace("results/data", "logs/prepare_data").replace(".npz", ".log")).read_text()
+    assert not (wf / cifar).exists()
+    for condition in ("teacher", "kd", "rcd"):
         for seed in (0, 1):
-            preds = read_predictions(wf / f"results/runs/{key}/seed{seed}/predictions_test.parquet")
+            preds = read_predictions(wf / run_dir(plan, condition, "digits_mlp", seed) / "predictions_test.parquet")
             assert preds.condition == condition and preds.num_samples > 0

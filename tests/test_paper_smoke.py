@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, copy_workflow, snakemake
+from conftest import REPO, copy_workflow, planned, run_dir, snakemake
 from kdtransfer.predictions import read_predictions
 from test_dag import counts
 from test_loaders import write_cifar10, write_names_csv, write_speech_commands
@@ -50,11 +50,11 @@ def finished(tmp_path_factory):
     (wf / "smoke.yaml").write_text(yaml.safe_dump(shrunken_paper_config()))
     plan = counts(snakemake(wf, "-n", "--configfile", "smoke.yaml").stdout)
     snakemake(wf, "--cores", "2", "--configfile", "smoke.yaml")
-    return wf, plan
+    return wf, plan, planned(wf / "smoke.yaml")
 
 
 def test_every_modality_runs_through_training_and_analysis(finished):
-    wf, plan = finished
+    wf, plan, runs = finished
     # 4 teachers, 3 nokd controls (the ResNet-34 -> ResNet-18 student shares the ResNet-18 one),
     # kd + rcd for 6 setups; 2 seeds.
     assert plan["train_reference"] == 14 and plan["train_distilled"] == 24 and plan["metrics"] == 6
@@ -67,18 +67,18 @@ def test_every_modality_runs_through_training_and_analysis(finished):
         assert (wf / "results/figures" / f"{name}.png").stat().st_size > 1000
     n_test = {"cifar10_resnet18_hint": 10, "speech_cnn": 4}
     for setup, n in n_test.items():
-        preds = read_predictions(wf / f"results/runs/kd/{setup}/seed1/predictions_test.parquet")
+        preds = read_predictions(wf / run_dir(runs, "kd", setup, 1) / "predictions_test.parquet")
         assert preds.num_samples == n and preds.logits.shape[1] == {"cifar10_resnet18_hint": 10, "speech_cnn": 4}[setup]
-    names = read_predictions(wf / "results/runs/kd/names_gru/seed0/predictions_test.parquet")
+    names = read_predictions(wf / run_dir(runs, "kd", "names_gru", 0) / "predictions_test.parquet")
     assert names.logits.shape[1] == 3  # three languages
 
 
 def test_feature_variants_log_their_feature_term(finished):
-    wf, _ = finished
+    wf, _, runs = finished
     for variant in ("hint", "attention"):
-        history = pd.read_parquet(wf / f"results/runs/kd/cifar10_resnet18_{variant}/seed0/history.parquet")
+        history = pd.read_parquet(wf / run_dir(runs, "kd", f"cifar10_resnet18_{variant}", 0) / "history.parquet")
         assert history["feature"].iloc[-1] > 0
-        rcd = pd.read_parquet(wf / f"results/runs/rcd/cifar10_resnet18_{variant}/seed0/history.parquet")
+        rcd = pd.read_parquet(wf / run_dir(runs, "rcd", f"cifar10_resnet18_{variant}", 0) / "history.parquet")
         assert rcd["feature"].iloc[-1] > 0  # noise feature maps in place of the teacher's
-    logit = pd.read_parquet(wf / "results/runs/kd/cifar10_resnet18/seed0/history.parquet")
+    logit = pd.read_parquet(wf / run_dir(runs, "kd", "cifar10_resnet18", 0) / "history.parquet")
     assert logit["feature"].iloc[-1] == 0

@@ -19,12 +19,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, SNAKEMAKE
+from conftest import REPO, SNAKEMAKE, planned, run_dir
 
 PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
 TINY = ["--configfile", "tests/configs/tiny.yaml"]
-TEACHER = "results/runs/teacher/digits/mlp/digits/seed0"
-STUDENT = "results/runs/kd/digits_mlp/seed0"
+TINY_PLAN = planned(REPO / "tests/configs/tiny.yaml")
+TEACHER = run_dir(TINY_PLAN, "teacher", "digits_mlp", 0)
+STUDENT = run_dir(TINY_PLAN, "kd", "digits_mlp", 0)
 
 
 def installed_profile_env(workflow: Path, home: Path) -> dict:
@@ -107,7 +108,7 @@ def test_sbatch_call_for_training_rules_carries_the_profiles_request(workflow_co
     fake_slurm(tmp_path / "bin", tmp_path / "calls")
     env["PATH"] = f"{tmp_path / 'bin'}{os.pathsep}{env['PATH']}"
     # Inputs of one teacher and one kd student exist, so exactly these two jobs are submitted.
-    for path in ("results/data/digits.npz", f"{TEACHER}/model.pt", f"{TEACHER}/history.parquet",
+    for path in (TINY_PLAN.data_file("digits"), f"{TEACHER}/model.pt", f"{TEACHER}/history.parquet",
                  f"{TEACHER}/predictions_test.parquet"):
         (workflow_copy / path).parent.mkdir(parents=True, exist_ok=True)
         (workflow_copy / path).write_bytes(b"stub")

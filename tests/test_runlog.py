@@ -28,3 +28,23 @@ def test_uncaught_error_is_written_to_the_job_log(tmp_path, kind):
         assert "Traceback" not in text and "Traceback" not in proc.stderr
     else:
         assert "ZeroDivisionError: deep inside a library" in text and "Traceback" in text
+
+
+JOB_SCRIPT = """
+import logging, sys
+from kdtransfer.runlog import log_to
+log = log_to(sys.argv[1], job="kd/digits_mlp-1a2b3c4d seed 3")
+log.info("training starts")
+logging.getLogger("kdtransfer.train").info("epoch 1/4 loss 0.5")
+raise ZeroDivisionError("deep inside a library")
+"""
+
+
+def test_every_line_of_a_job_names_its_run_and_seed(tmp_path):
+    # Two training jobs interleave on the console: each line must say whose it is.
+    log = tmp_path / "job.log"
+    proc = subprocess.run([sys.executable, "-c", JOB_SCRIPT, str(log)], capture_output=True, text=True)
+    for text in (log.read_text(), proc.stderr):
+        records = [line for line in text.splitlines() if line[:4].isdigit()]  # timestamped lines
+        assert len(records) == 3
+        assert all("[kd/digits_mlp-1a2b3c4d seed 3]" in line for line in records)

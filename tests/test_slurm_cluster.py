@@ -39,7 +39,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import REPO, SNAKEMAKE, copy_workflow
+from conftest import REPO, SNAKEMAKE, copy_workflow, planned, run_dir
 
 pytestmark = pytest.mark.slurm
 
@@ -52,8 +52,9 @@ SITE_GPU_JOB = {"cpus_per_gpu": 1, "mem_mb": 1500, "runtime": 20}
 SITE_DEFAULTS = {"mem_mb": 1000, "runtime": 10}
 
 SMALL = ["--configfile", "tests/configs/slurm_resume.yaml"]
-SMALL_RUN = "results/runs/teacher/mnist_subset/cnn2d/long/seed0"
-SMALL_LOG = "logs/train/teacher/mnist_subset/cnn2d/long/seed0.log"
+SMALL_PLAN = planned(REPO / "tests/configs/slurm_resume.yaml")
+SMALL_RUN = run_dir(SMALL_PLAN, "teacher", "mnist_long", 0)
+SMALL_LOG = f"logs/train/{SMALL_PLAN.run_key('teacher', 'mnist_long')}/seed0.log"
 SMALL_EPOCHS = 30
 
 # Hard limits per Snakemake call (seconds): far above the measured times (README), so reaching
@@ -203,7 +204,7 @@ def failed_run(cluster, tmp_path_factory):
     wf = copy_workflow(tmp_path_factory.mktemp("slurm_fail"))
     profile = site_profile(wf)
     # A dataset file cut short (an interrupted copy): the training job fails reading it, every time.
-    data = wf / "results" / "data" / "mnist_subset.npz"
+    data = wf / SMALL_PLAN.data_file("mnist_subset")
     data.parent.mkdir(parents=True)
     buf = io.BytesIO()
     np.savez(buf, x_train=np.zeros((64, 1, 28, 28), np.float32), y_train=np.zeros(64, np.int64))

@@ -177,10 +177,10 @@ def _check_setup(name: str, setup: dict, config: dict) -> None:
             )
     elif kd.get("layers") or kd.get("teacher_layers"):
         raise ConfigError(f"setups.{name}.kd.layers is set but kd.variant is 'logit'; set variant to hint or attention")
-    for axis in ("model", "student"):
+    for axis, section in (("model", "models"), ("student", "models"), ("recipe", "recipes")):
         for value in setup.get("sweep", {}).get(axis, []):
-            if value not in config["models"]:
+            if value not in config[section]:
                 raise ConfigError(
-                    f"setups.{name}.sweep.{axis} names {value!r}, which is not defined under `models`"
-                    f"{_hint(value, config['models'])}; defined: {', '.join(sorted(config['models']))}"
+                    f"setups.{name}.sweep.{axis} names {value!r}, which is not defined under `{section}`"
+                    f"{_hint(value, config[section])}; defined: {', '.join(sorted(config[section]))}"
                 )

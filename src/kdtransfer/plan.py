@@ -5,6 +5,13 @@ control on (dataset, student model, recipe, seed); `kd` and `rcd` students on th
 a temperature sweep reuses one set of teachers and controls, a `nokd` control is shared by every
 KD variant with the same student and recipe, and Snakemake trains each distinct model once.
 
+A run key is readable names plus a digest of everything the run's result depends on (the
+contents behind those names: dataset loader and options, model, recipe, KD settings, the
+teacher's own key, the training switches): `teacher/digits/mlp/digits-1a2b3c4d`,
+`kd/digits_mlp-5e6f7a8b`. Two experiment files in one checkout thus share a run exactly when it
+is the same run, and never overwrite each other's runs when a name means different things in
+each; a changed hyper-parameter gives a new path, so everything downstream of it is re-planned.
+
 `Plan(config)` expands the setups once and indexes every run key, so the Snakefile's input and
 params functions are dictionary look-ups (planning thousands of runs stays fast).
 """
@@ -12,12 +19,14 @@ params functions are dictionary look-ups (planning thousands of runs stays fast)
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 from dataclasses import dataclass
 
 from kdtransfer.catalog import DISTILLED_CONDITIONS
 
 # One axis per sweep key: each value yields one variant of the base setup (which is kept).
-SWEEP_KEYS = ("temperature", "alpha", "model", "student")
+SWEEP_KEYS = ("temperature", "alpha", "model", "student", "recipe")
 # Sweeps that vary model size (the scaling figure) vs KD hyper-parameters (the temperature figure).
 SIZE_SWEEPS = ("model", "student")
 
@@ -25,7 +34,7 @@ SIZE_SWEEPS = ("model", "student")
 @dataclass(frozen=True)
 class Run:
     condition: str
-    key: str  # path below results/runs/, e.g. "teacher/digits/mlp/digits" or "kd/digits_mlp"
+    key: str  # path below results/runs/, e.g. "teacher/digits/mlp/digits-1a2b3c4d" or "kd/digits_mlp-5e6f7a8b"
     seed: int
 
     @property
@@ -41,6 +50,15 @@ def canonical(obj):
     if isinstance(obj, (list, tuple)):
         return [canonical(v) for v in obj]
     return obj
+
+
+DIGEST_LENGTH = 8
+
+
+def digest(obj) -> str:
+    """A short, stable hex digest of a JSON-able value (key order does not matter)."""
+    text = json.dumps(canonical(obj), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:DIGEST_LENGTH]
 
 
 def _number_tag(prefix: str, value: float) -> str:
@@ -62,12 +80,15 @@ def _variant(base: dict, key: str, value):
     if key == "student":  # standard distillation family: one teacher, students of several sizes
         variant["student"] = value
         return f"to_{value}", f"student {value}", variant
+    if key == "recipe":  # the same setup under another training recipe (teachers and controls too)
+        variant["recipe"] = value
+        return value, f"recipe {value}", variant
     raise ValueError(f"unknown sweep key {key!r}; valid: {', '.join(SWEEP_KEYS)}")
 
 
 def _base_value(base: dict, key: str):
     return {"temperature": base["kd"]["temperature"], "alpha": base["kd"]["alpha"], "model": base["teacher"],
-            "student": base["student"]}[key]
+            "student": base["student"], "recipe": base["recipe"]}[key]
 
 
 def expand_setups(config: dict) -> dict[str, dict]:
@@ -102,22 +123,6 @@ def seeds_of(config: dict) -> list[int]:
     return list(range(seeds)) if isinstance(seeds, int) else sorted(seeds)
 
 
-def teacher_key(setup: dict) -> str:
-    return f"teacher/{setup['dataset']}/{setup['teacher']}/{setup['recipe']}"
-
-
-def control_key(condition: str, setup: dict) -> str:
-    return f"{condition}/{setup['dataset']}/{setup['student']}/{setup['recipe']}"
-
-
-def run_key(condition: str, setup_name: str, setup: dict) -> str:
-    if condition == "teacher":
-        return teacher_key(setup)
-    if condition in ("nokd", "independent"):
-        return control_key(condition, setup)
-    return f"{condition}/{setup_name}"
-
-
 def _kd_settings(setup: dict) -> dict:
     """What a kd/rcd student's loss depends on. Feature settings only for feature variants, so
     a logit setup's spec does not change when unrelated feature defaults do."""
@@ -139,13 +144,60 @@ class Plan:
         self.setups = expand_setups(config)
         self.seeds = seeds_of(config)
         self.conditions = ["teacher", *config["conditions"]]
+        self.data_keys = {name: f"{name}-{digest(entry)}" for name, entry in config["datasets"].items()}
         # (condition, run key) -> name of the first setup that produces it (shared runs are
         # identical whichever setup names them: the key holds everything they depend on).
         self._setup_of_key: dict[tuple[str, str], str] = {}
+        self._keys: dict[tuple[str, str], str] = {}  # (condition, setup name) -> run key
         for name, setup in self.setups.items():
             for condition in self.conditions:
-                self._setup_of_key.setdefault((condition, run_key(condition, name, setup)), name)
+                key = self._keys[(condition, name)] = self._run_key(condition, name, setup)
+                self._setup_of_key.setdefault((condition, key), name)
         self.runs = [Run(c, k, s) for (c, k) in self._setup_of_key for s in self.seeds]
+
+    def data_file(self, dataset: str) -> str:
+        """The prepared arrays of a dataset, named by the digest of its loader and options."""
+        return f"results/data/{self.data_keys[dataset]}.npz"
+
+    def _spec_body(self, condition: str, setup: dict) -> dict:
+        """A run's specification without its key and seed."""
+        model_name = setup["teacher"] if condition == "teacher" else setup["student"]
+        training = self.config["training"]
+        body = {
+            "condition": condition,
+            "model": copy.deepcopy(self.config["models"][model_name]),
+            "recipe": copy.deepcopy(self.config["recipes"][setup["recipe"]]),
+            "deterministic": training["deterministic"],
+            "bf16": training["bf16"],
+            "compile": training["compile"],
+        }
+        if condition in DISTILLED_CONDITIONS:
+            body["kd"] = _kd_settings(setup)
+        if condition == "rcd":
+            body["rcd"] = dict(setup["rcd"])
+        return body
+
+    def _run_key(self, condition: str, setup_name: str, setup: dict) -> str:
+        identity = {**self._spec_body(condition, setup), "data": self.data_keys[setup["dataset"]],
+                    "teacher": self._teacher_identity(condition, setup)}
+        if condition in DISTILLED_CONDITIONS:
+            name = setup_name
+        else:
+            model = setup["teacher"] if condition == "teacher" else setup["student"]
+            name = f"{setup['dataset']}/{model}/{setup['recipe']}"
+        return f"{condition}/{name}-{digest(identity)}"
+
+    def _teacher_identity(self, condition: str, setup: dict):
+        """What a distilled run takes from its teacher: kd the trained teacher (its run key),
+        rcd of a feature variant the teacher's architecture (the shapes of the noise maps)."""
+        if condition == "kd":
+            return self._run_key("teacher", "", setup)
+        if condition == "rcd" and setup["kd"]["variant"] != "logit":
+            return canonical(self.config["models"][setup["teacher"]])
+        return None
+
+    def run_key(self, condition: str, setup_name: str) -> str:
+        return self._keys[(condition, setup_name)]
 
     def setup_for_key(self, condition: str, key: str) -> dict:
         try:
@@ -155,8 +207,7 @@ class Plan:
 
     def setup_runs(self, setup_name: str) -> dict[str, list[Run]]:
         """Runs a setup's analysis needs, by condition (teacher first)."""
-        setup = self.setups[setup_name]
-        return {c: [Run(c, run_key(c, setup_name, setup), s) for s in self.seeds] for c in self.conditions}
+        return {c: [Run(c, self.run_key(c, setup_name), s) for s in self.seeds] for c in self.conditions}
 
     def run_spec(self, condition: str, key: str, seed: int) -> dict:
         """Everything that determines a run's result, and nothing else (the rule's params).
@@ -165,30 +216,15 @@ class Plan:
         re-runs only what it changes. `training.checkpoint_every` is not here: resuming is
         bit-identical, so how often a run checkpoints never changes its result.
         """
-        setup = self.setup_for_key(condition, key)
-        model_name = setup["teacher"] if condition == "teacher" else setup["student"]
-        training = self.config["training"]
-        spec = {
-            "run_key": key,
-            "condition": condition,
-            "seed": int(seed),
-            "model": copy.deepcopy(self.config["models"][model_name]),
-            "recipe": copy.deepcopy(self.config["recipes"][setup["recipe"]]),
-            "deterministic": training["deterministic"],
-            "bf16": training["bf16"],
-            "compile": training["compile"],
-        }
-        if condition in DISTILLED_CONDITIONS:
-            spec["kd"] = _kd_settings(setup)
-        if condition == "rcd":
-            spec["rcd"] = dict(setup["rcd"])
-        return canonical(spec)
+        body = self._spec_body(condition, self.setup_for_key(condition, key))
+        return canonical({"run_key": key, "seed": int(seed), **body})
 
     def teacher_run_key(self, condition: str, key: str) -> str | None:
         """The teacher whose weights a run loads: kd students only (rcd never sees a teacher)."""
         if condition != "kd":
             return None
-        return teacher_key(self.setup_for_key(condition, key))
+        self.setup_for_key(condition, key)  # an unknown key is named
+        return self.run_key("teacher", self._setup_of_key[(condition, key)])
 
     def teacher_model(self, condition: str, key: str) -> dict | None:
         """The teacher's model entry a distilled run needs: kd always (to load its weights); rcd

@@ -27,11 +27,16 @@ def _log_uncaught(exc_type, exc, tb) -> None:
         log.error("job failed", exc_info=(exc_type, exc, tb))
 
 
-def log_to(path: str, level: int = logging.INFO) -> logging.Logger:
-    handler = logging.FileHandler(path, mode="a")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"))
+def log_to(path: str, level: int = logging.INFO, *, job: str = "") -> logging.Logger:
+    """Log to the job's file and to stderr. `job` (e.g. "kd/digits_mlp-1a2b3c4d seed 3") starts
+    every line, so the lines of jobs that run side by side can be told apart on the console."""
+    prefix = f"[{job}] " if job else ""
+    formatter = logging.Formatter(f"%(asctime)s %(levelname)s {prefix}%(name)s: %(message)s", "%Y-%m-%d %H:%M:%S")
+    handlers = [logging.FileHandler(path, mode="a"), logging.StreamHandler(sys.stderr)]
+    for handler in handlers:
+        handler.setFormatter(formatter)
     root = logging.getLogger()
-    root.handlers[:] = [handler, logging.StreamHandler(sys.stderr)]
+    root.handlers[:] = handlers
     root.setLevel(level)
     logging.captureWarnings(True)
     sys.excepthook = _log_uncaught

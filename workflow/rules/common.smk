@@ -1,4 +1,6 @@
 # Helpers only: config validation, run enumeration (science-free; kdtransfer.plan does it).
+import sys
+
 import kdtransfer
 from kdtransfer.config import ConfigError, validate_config
 from kdtransfer import plan
@@ -29,6 +31,7 @@ wildcard_constraints:
     dataset=r"[A-Za-z0-9_]+",
     model=r"[A-Za-z0-9_]+",
     recipe=r"[A-Za-z0-9_]+",
+    digest=r"[0-9a-f]{%d}" % plan.DIGEST_LENGTH,
     split="|".join(SPLITS),
 
 
@@ -49,11 +52,15 @@ def prediction_outputs(wildcards):
 
 
 def reference_key(wildcards):
-    return f"{wildcards.condition}/{wildcards.dataset}/{wildcards.model}/{wildcards.recipe}"
+    return f"{wildcards.condition}/{wildcards.dataset}/{wildcards.model}/{wildcards.recipe}-{wildcards.digest}"
 
 
 def distilled_key(wildcards):
-    return f"{wildcards.condition}/{wildcards.setup}"
+    return f"{wildcards.condition}/{wildcards.setup}-{wildcards.digest}"
+
+
+def reference_data(wildcards):
+    return PLAN.data_file(wildcards.dataset)
 
 
 def reference_spec(wildcards):
@@ -65,7 +72,7 @@ def distilled_spec(wildcards):
 
 
 def distilled_data(wildcards):
-    return f"results/data/{SETUPS[wildcards.setup]['dataset']}.npz"
+    return PLAN.data_file(SETUPS[wildcards.setup]["dataset"])
 
 
 def distilled_teacher_weights(wildcards):
@@ -87,6 +94,10 @@ def setup_prediction_files(wildcards):
     return [p for by_seed in setup_prediction_paths(wildcards).values() for p in by_seed.values()]
 
 
+def setup_metrics_files(wildcards):
+    return expand("results/analysis/metrics/{setup}.parquet", setup=SETUPS)
+
+
 def dataset_loader(wildcards):
     return config["datasets"][wildcards.dataset]["loader"]
 
@@ -101,3 +112,11 @@ def analysis_params(wildcards):
 
 def setup_info_rows(wildcards):
     return PLAN.setup_table()
+
+
+def stale_analysis_warning():
+    return (
+        "kdtransfer: jobs failed, so results/analysis, results/figures and results/tables may still show an "
+        "earlier run's answer. Fix the failures above and run the same command again: it re-plans exactly the "
+        "failed jobs and everything downstream of them."
+    )

@@ -8,16 +8,16 @@ CONFIG_DOWNLOADS = sorted(
 
 rule prepare_data:
     output:
-        "results/data/{dataset}.npz",
+        "results/data/{dataset}-{digest}.npz",
     params:
         loader=dataset_loader,
         options=dataset_options,
     conda:
         "../../envs/train.yaml"
     log:
-        "logs/prepare_data/{dataset}.log",
+        "logs/prepare_data/{dataset}-{digest}.log",
     benchmark:
-        "benchmarks/prepare_data/{dataset}.tsv"
+        "benchmarks/prepare_data/{dataset}-{digest}.tsv"
     script:
         "../scripts/prepare_data.py"
 

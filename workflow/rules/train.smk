@@ -1,15 +1,16 @@
 # Training: one script, one loop, for every condition. Teachers and controls are keyed by what
-# they depend on (dataset/model/recipe), kd and rcd students by their setup.
+# they depend on (dataset/model/recipe), kd and rcd students by their setup; each key ends in the
+# digest of the run's specification (kdtransfer.plan), so a changed hyper-parameter is a new path.
 
 
 rule train_reference:
     input:
-        data="results/data/{dataset}.npz",
+        data=reference_data,
     output:
-        weights="results/runs/{condition}/{dataset}/{model}/{recipe}/seed{seed}/model.pt",
-        history="results/runs/{condition}/{dataset}/{model}/{recipe}/seed{seed}/history.parquet",
+        weights="results/runs/{condition}/{dataset}/{model}/{recipe}-{digest}/seed{seed}/model.pt",
+        history="results/runs/{condition}/{dataset}/{model}/{recipe}-{digest}/seed{seed}/history.parquet",
         predictions=ensure(
-            expand("results/runs/{{condition}}/{{dataset}}/{{model}}/{{recipe}}/seed{{seed}}/predictions_{split}.parquet", split=SPLITS),
+            expand("results/runs/{{condition}}/{{dataset}}/{{model}}/{{recipe}}-{{digest}}/seed{{seed}}/predictions_{split}.parquet", split=SPLITS),
             non_empty=True,
         ),
     wildcard_constraints:
@@ -21,9 +22,9 @@ rule train_reference:
     conda:
         "../../envs/train.yaml"
     log:
-        "logs/train/{condition}/{dataset}/{model}/{recipe}/seed{seed}.log",
+        "logs/train/{condition}/{dataset}/{model}/{recipe}-{digest}/seed{seed}.log",
     benchmark:
-        "benchmarks/train/{condition}/{dataset}/{model}/{recipe}/seed{seed}.tsv"
+        "benchmarks/train/{condition}/{dataset}/{model}/{recipe}-{digest}/seed{seed}.tsv"
     threads: 1
     resources:
         mem_mb=2000,
@@ -37,10 +38,10 @@ rule train_distilled:
         data=distilled_data,
         teacher=distilled_teacher_weights,
     output:
-        weights="results/runs/{condition}/{setup}/seed{seed}/model.pt",
-        history="results/runs/{condition}/{setup}/seed{seed}/history.parquet",
+        weights="results/runs/{condition}/{setup}-{digest}/seed{seed}/model.pt",
+        history="results/runs/{condition}/{setup}-{digest}/seed{seed}/history.parquet",
         predictions=ensure(
-            expand("results/runs/{{condition}}/{{setup}}/seed{{seed}}/predictions_{split}.parquet", split=SPLITS),
+            expand("results/runs/{{condition}}/{{setup}}-{{digest}}/seed{{seed}}/predictions_{split}.parquet", split=SPLITS),
             non_empty=True,
         ),
     wildcard_constraints:
@@ -53,9 +54,9 @@ rule train_distilled:
     conda:
         "../../envs/train.yaml"
     log:
-        "logs/train/{condition}/{setup}/seed{seed}.log",
+        "logs/train/{condition}/{setup}-{digest}/seed{seed}.log",
     benchmark:
-        "benchmarks/train/{condition}/{setup}/seed{seed}.tsv"
+        "benchmarks/train/{condition}/{setup}-{digest}/seed{seed}.tsv"
     threads: 1
     resources:
         mem_mb=2000,

@@ -2,7 +2,7 @@ import sys
 
 from kdtransfer.runlog import log_to
 
-log = log_to(snakemake.log[0])
+log = log_to(snakemake.log[0], job=f"{snakemake.params.spec['run_key']} seed {snakemake.params.spec['seed']}")
 
 from kdtransfer.train import RunSpec, TrainingInterrupted, train_and_save
 

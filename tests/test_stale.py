@@ -1,0 +1,140 @@
+"""Never a stale answer, never a surprise retrain (real Snakemake runs of a small config).
+
+Each scenario starts from a copy of one finished, up-to-date run: after any failure the next run
+re-plans exactly the failed jobs and everything downstream; nothing that only touches code or
+moves files retrains; two experiment files in one checkout never overwrite each other's runs.
+"""
+
+import os
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import copy_workflow, planned, run_dir, snakemake
+from test_dag import counts, planned_jobs
+
+pytestmark = pytest.mark.e2e
+
+SMALL = {
+    "seeds": 2,
+    "datasets": {"digits": {"loader": "digits", "options": {"test_fraction": 0.4}}},
+    "models": {"mlp": {"arch": "mlp", "options": {"hidden": [16]}}},
+    "recipes": {"digits": {"lr": 0.05, "epochs": 2, "batch_size": 64}},
+    "setups": {"digits_mlp": {"dataset": "digits", "teacher": "mlp", "recipe": "digits", "kd": {"temperature": 4}}},
+    "analysis": {"bootstrap": 200},
+}
+ANALYSIS = Counter({"metrics": 1, "tests": 1, "figures": 1, "tables": 1, "all": 1})
+
+
+def write_config(wf: Path, name: str, config: dict) -> list[str]:
+    (wf / name).write_text(yaml.safe_dump(config))
+    return ["--configfile", name]
+
+
+@pytest.fixture(scope="module")
+def finished_small(tmp_path_factory) -> Path:
+    wf = copy_workflow(tmp_path_factory.mktemp("stale_base"))
+    args = write_config(wf, "small.yaml", SMALL)
+    snakemake(wf, "--cores", "2", *args)
+    return wf
+
+
+@pytest.fixture
+def wf(finished_small, tmp_path) -> Path:
+    """A private copy of the finished run (file times and Snakemake's records kept)."""
+    dest = tmp_path / "wf"
+    shutil.copytree(finished_small, dest, symlinks=True)
+    return dest
+
+
+def dry_run(wf: Path, *args) -> Counter:
+    proc = snakemake(wf, "-n", *args)
+    return Counter() if "Nothing to be done" in proc.stdout + proc.stderr else counts(proc.stdout)
+
+
+def test_a_change_whose_new_runs_fail_is_replanned_until_they_succeed(wf):
+    broken = dict(SMALL, setups={"digits_mlp": dict(SMALL["setups"]["digits_mlp"],
+                                                    kd={"variant": "hint", "layers": ["bogus"]})})
+    args = write_config(wf, "small.yaml", broken)
+    summary_before = (wf / "results/tables/summary.csv").read_text()
+    for attempt in range(2):  # the same command, twice: it fails both times, never "nothing to do"
+        proc = snakemake(wf, "--cores", "2", *args, check=False)
+        out = proc.stdout + proc.stderr
+        assert proc.returncode != 0, f"attempt {attempt}: {out[-3000:]}"
+        assert "no module named 'bogus'" in out and "may still show an earlier run's answer" in out
+    # The failed kd and rcd runs and everything downstream of them stay planned.
+    assert dry_run(wf, *args) == Counter({"train_distilled": 4}) + ANALYSIS
+    # The old analysis was never re-labelled as current: the tables are the old run's, untouched.
+    assert (wf / "results/tables/summary.csv").read_text() == summary_before
+
+
+def test_truncated_predictions_are_recomputed_after_the_suggested_forcerun(wf):
+    plan = planned(wf / "small.yaml")
+    args = ["--configfile", "small.yaml"]
+    victim = f"{run_dir(plan, 'kd', 'digits_mlp', 0)}/predictions_test.parquet"
+    raw = (wf / victim).read_bytes()
+    (wf / victim).write_bytes(raw[: len(raw) // 3])
+    proc = snakemake(wf, "--cores", "2", *args, check=False)  # the newer file re-runs metrics, which stops
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and victim in out and f"--forcerun {victim}" in out
+    snakemake(wf, "--cores", "2", "--forcerun", victim, *args)  # the fix the message suggests
+    assert dry_run(wf, *args) == Counter()
+    metrics = pd.read_parquet(wf / "results/analysis/metrics.parquet")
+    assert len(metrics.query("condition == 'kd' and seed == 0")) == 1  # the run is analysed again
+
+
+def test_predictions_a_failed_job_deleted_are_replanned_with_their_analysis(wf):
+    plan = planned(wf / "small.yaml")
+    (wf / run_dir(plan, "rcd", "digits_mlp", 1) / "predictions_test.parquet").unlink()
+    jobs = planned_jobs(snakemake(wf, "-n", "--configfile", "small.yaml").stdout)
+    assert Counter(rule for rule, _ in jobs) == Counter({"train_distilled": 1}) + ANALYSIS
+    assert [(w["condition"], w["seed"]) for rule, w in jobs if rule == "train_distilled"] == [("rcd", "1")]
+
+
+def test_a_deleted_per_setup_metrics_file_is_replanned(wf):
+    (wf / "results/analysis/metrics/digits_mlp.parquet").unlink()
+    assert dry_run(wf, "--configfile", "small.yaml") == ANALYSIS
+
+
+def test_train_split_predictions_are_made_when_asked_for(wf):
+    args = write_config(wf, "small.yaml", dict(SMALL, training={"predict_splits": ["test", "train"]}))
+    assert dry_run(wf, *args) == Counter({"train_reference": 4, "train_distilled": 4}) + ANALYSIS
+
+
+def test_editing_code_retrains_nothing(wf):
+    for script in ("workflow/scripts/train.py", "workflow/scripts/metrics.py"):
+        os.utime(wf / script)  # an edit, a git pull, a fresh clone: a newer script
+    assert dry_run(wf, "--configfile", "small.yaml") == Counter()
+
+
+def test_moved_results_are_kept_with_snakemake_touch(wf, tmp_path):
+    # A fresh clone with results/ and .snakemake/ copied in, file times not preserved.
+    moved = copy_workflow(tmp_path / "moved")
+    for name in ("results", ".snakemake", "small.yaml"):
+        copy = shutil.copytree if (wf / name).is_dir() else shutil.copyfile
+        copy(wf / name, moved / name, **({"copy_function": shutil.copyfile} if copy is shutil.copytree else {}))
+    snakemake(moved, "--touch", "--cores", "1", "--configfile", "small.yaml")
+    assert dry_run(moved, "--configfile", "small.yaml") == Counter()
+
+
+def test_two_experiment_files_never_overwrite_each_others_runs(wf):
+    # The same dataset, model and recipe names, meaning other things: new runs beside the old.
+    other = dict(SMALL, datasets={"digits": {"loader": "digits", "options": {"test_fraction": 0.5}}})
+    runs = sorted((wf / "results/runs").rglob("predictions_test.parquet"))
+    before = {p: p.read_bytes() for p in runs}
+    snakemake(wf, "--cores", "2", *write_config(wf, "other.yaml", other))
+    assert all(p.read_bytes() == content for p, content in before.items())
+    assert len(list((wf / "results/runs").rglob("predictions_test.parquet"))) == 2 * len(runs)
+    # Back to the first experiment: its runs are all there; only its analysis is redone.
+    assert dry_run(wf, "--configfile", "small.yaml") == ANALYSIS
+
+
+def test_the_same_run_in_two_experiment_files_is_shared(wf):
+    # Another experiment with an extra setup that reuses the teacher and control: they are not retrained.
+    extra = dict(SMALL, setups={**SMALL["setups"], "digits_mlp_T8": dict(SMALL["setups"]["digits_mlp"], kd={"temperature": 8})})
+    jobs = dry_run(wf, *write_config(wf, "extra.yaml", extra))
+    assert jobs == Counter({"train_distilled": 4, "metrics": 1, "tests": 1, "figures": 1, "tables": 1, "all": 1})
