@@ -1,7 +1,13 @@
 # kdtransfer: what does knowledge distillation really transfer? See README.md.
+import os
+
 from snakemake.utils import min_version
 
 min_version("9.0")
+
+# envs/*.post-deploy.sh (--sdm conda) install the package from this checkout, wherever the
+# workflow is run from.
+os.environ["KDTRANSFER_ROOT"] = workflow.basedir
 
 
 # The embedded default, unless the user names an experiment with --configfile: an experiment
