@@ -170,6 +170,16 @@ def test_pooled_odds_ratio_ci_and_cmh_by_hand():
     assert P.cmh_greater(c, b)[1] == pytest.approx(1 - p, rel=1e-12)
 
 
+def test_cmh_p_does_not_underflow():
+    """statsmodels' test_null_odds p-value is 1 - chi2.cdf: 0 for a large statistic. The one-sided
+    p is taken from the statistic, so a strong effect keeps its order of magnitude."""
+    b, c = 1053, 22
+    statistic, p = P.cmh_greater(b, c)
+    assert StratifiedTable(P.pair_strata(b, c)).test_null_odds(correction=True).pvalue == 0.0
+    assert 0 < p == pytest.approx(scipy.stats.chi2.sf(statistic, 1) / 2, rel=1e-9)
+    assert P.cmh_greater(c, b)[1] == 1.0  # against the hypothesis
+
+
 def test_cmh_approximates_the_exact_conditional_test():
     """With 1:1 strata the exact conditional CMH test is the binomial test on the pooled counts;
     the continuity-corrected chi-square tracks it."""
@@ -206,7 +216,7 @@ def rows(tables):
 
 
 def test_rows_per_seed_and_pooled(rows, tables):
-    assert list(rows.columns) == S.TEST_COLUMNS + P.COUNT_COLUMNS
+    assert list(rows.columns) == S.TEST_COLUMNS + P.PER_SAMPLE_COLUMNS
     assert len(rows) == 2 * 2 * (3 + 1)
     assert (rows["kind"] == "per-sample").all() and (rows["family"] == "per-sample: hand").all()
     assert (rows["alternative"] == "greater").all() and rows["primary"].all()
@@ -215,12 +225,12 @@ def test_rows_per_seed_and_pooled(rows, tables):
     seed0 = r.loc["per-sample agreement: kd > nokd (seed 0)"]
     assert (seed0["n"], seed0["only_a_agrees"], seed0["only_b_agrees"], seed0["n_nonzero"], seed0["statistic"]) == (21, 6, 1, 7, 6)
     assert seed0["p_value"] == pytest.approx(scipy.stats.binomtest(6, 7, 0.5, alternative="greater").pvalue)
-    assert seed0["effect_size"] == 6 and seed0["metric"] == "agreement"
+    assert seed0["effect_size"] == 6 and seed0["metric"] == "agreement" and seed0["seed"] == 0
     pooled = r.loc["per-sample agreement: kd > nokd (pooled, CMH)"]
     d = tables.discordance.query("condition_b == 'nokd' and subset == 'all'")
     b, c = int(d["only_a_agrees"].sum()), int(d["only_b_agrees"].sum())
     assert (b, c) == (12, 5) and (pooled["n"], pooled["only_a_agrees"], pooled["only_b_agrees"]) == (63, 12, 5)
-    assert pooled["effect_size"] == pytest.approx(12 / 5)
+    assert pooled["effect_size"] == pytest.approx(12 / 5) and pd.isna(pooled["seed"])
     assert pooled["statistic"] == pytest.approx((12 - 5 - 1) ** 2 / 17)
     assert pooled["p_value"] == pytest.approx(scipy.stats.chi2.sf(36 / 17, 1) / 2)
     assert (pooled["ci_low"], pooled["ci_high"]) == pytest.approx(P.matched_odds_ratio(12, 5)[1:3])
@@ -279,7 +289,7 @@ def test_own_family_leaves_seed_level_tests_and_verdicts_unchanged(fdr_family):
     combined = P.with_per_sample_tests(seed_level, synthetic_discordance(), fdr_family=fdr_family)
     before = combined[combined["kind"] != "per-sample"]
     pd.testing.assert_frame_equal(before[S.TEST_COLUMNS], seed_level)
-    assert before[P.COUNT_COLUMNS].isna().all().all()
+    assert before[P.PER_SAMPLE_COLUMNS].isna().all().all()
     pd.testing.assert_frame_equal(S.verdicts(combined, metrics), S.verdicts(seed_level, metrics))
 
     extra = combined[combined["kind"] == "per-sample"]

@@ -32,7 +32,8 @@ Choices (documented here once):
   test is the binomial test on the pooled counts, and the corrected chi-square is its usual
   normal approximation, (|Σb − Σc| − 1)² / (Σb + Σc); uncorrected it is anti-conservative when
   few samples are discordant (a digits-sized test split has a few dozen). The reported p is
-  one-sided: half the two-sided chi-square p when Σb > Σc, one minus that half otherwise.
+  one-sided: half the two-sided chi-square p when Σb > Σc, one minus that half otherwise
+  (computed from the statistic: statsmodels' own p-value underflows to 0 below ~1e-16).
   `statistic` = the corrected CMH chi-square.
 - Effect size: the matched-pairs (MH) odds ratio, per seed b/c, pooled Σb/Σc, with its 95% CI
   in ci_low/ci_high (statsmodels `StratifiedTable.oddsratio_pooled_confint`). Undefined when
@@ -67,8 +68,9 @@ SUBSETS = {"all": "agreement", "teacher_incorrect": "agreement_incorrect"}
 
 DISCORDANCE_COLUMNS = ["setup", "seed", "condition_a", "condition_b", "subset", "n", "both_agree", "only_a_agrees",
                        "only_b_agrees", "neither_agrees"]
-# Appended to the tests table: the discordant counts b and c of a per-sample row (null elsewhere).
-COUNT_COLUMNS = ["only_a_agrees", "only_b_agrees"]
+# Appended to the tests table, null on the seed-level rows: the seed of a per-seed row (null on a
+# pooled one) and the discordant counts b and c.
+PER_SAMPLE_COLUMNS = ["seed", "only_a_agrees", "only_b_agrees"]
 KIND = "per-sample"
 CONDITIONAL_NOTE = ("per-sample: conditional on the trained models (samples are not independent training replicates; "
                     "the seed-level tests are the primary evidence)")
@@ -164,15 +166,18 @@ def cmh_greater(only_a: int, only_b: int) -> tuple[float, float]:
     discordant per-pair strata; (0, 1) when there is none."""
     if only_a + only_b == 0:
         return 0.0, 1.0
-    res = StratifiedTable(pair_strata(only_a, only_b)).test_null_odds(correction=True)
-    half = float(res.pvalue) / 2
-    return float(res.statistic), half if only_a > only_b else 1.0 - half
+    statistic = float(StratifiedTable(pair_strata(only_a, only_b)).test_null_odds(correction=True).statistic)
+    # Half the two-sided chi-square p (1 df: the square of a normal z) in the observed direction,
+    # one minus that half against it. From the statistic, not test_null_odds' p-value: that is
+    # 1 - chi2.cdf, which rounds every p below about 1e-16 to exactly 0.
+    z = math.sqrt(statistic)
+    return statistic, float(scipy.stats.norm.sf(z) if only_a > only_b else scipy.stats.norm.cdf(z))
 
 
 _NO_SAMPLES = "no samples in this subset (the teacher makes no error)"
 
 
-def _row(setup, family, cond_a, cond_b, subset, test, n, only_a, only_b, statistic, p, method):
+def _row(setup, family, cond_a, cond_b, subset, seed, test, n, only_a, only_b, statistic, p, method):
     """One per-sample test row; a subset without samples has no statistic, p or odds ratio."""
     if n == 0:
         statistic = p = odds = low = high = math.nan
@@ -183,7 +188,7 @@ def _row(setup, family, cond_a, cond_b, subset, test, n, only_a, only_b, statist
     return {"setup": setup, "family": family, "kind": KIND, "test": test, "metric": SUBSETS[subset], "condition_a": cond_a,
             "condition_b": cond_b, "alternative": "greater", "n": int(n), "n_nonzero": int(only_a + only_b), "statistic": statistic,
             "p_value": p, "method": method, "effect_size": odds, "median_diff": math.nan, "ci_low": low, "ci_high": high,
-            "primary": True, "note": note, "only_a_agrees": int(only_a), "only_b_agrees": int(only_b)}
+            "primary": True, "note": note, "seed": seed, "only_a_agrees": int(only_a), "only_b_agrees": int(only_b)}
 
 
 def per_sample_tests(discordance: pd.DataFrame, *, alpha: float = 0.05, fdr_family: str = "setup") -> pd.DataFrame:
@@ -191,7 +196,7 @@ def per_sample_tests(discordance: pd.DataFrame, *, alpha: float = 0.05, fdr_fami
 
     Per setup, comparison and subset: one exact McNemar row per seed, then one pooled
     Mantel–Haenszel / CMH row; tests "per-sample <metric>: kd > nokd (seed 3)" and "... (pooled,
-    CMH)". Columns TEST_COLUMNS + COUNT_COLUMNS; kind "per-sample"; BY within the per-sample
+    CMH)". Columns TEST_COLUMNS + PER_SAMPLE_COLUMNS; kind "per-sample"; BY within the per-sample
     family (module docstring). A subset without samples (the teacher makes no error) is a row
     with NaN p, outside the adjustment.
     """
@@ -208,13 +213,13 @@ def per_sample_tests(discordance: pd.DataFrame, *, alpha: float = 0.05, fdr_fami
             name = f"per-sample {SUBSETS[subset]}: {cond_a} > {cond_b}"
             for r in part.itertuples(index=False):
                 b, c = int(r.only_a_agrees), int(r.only_b_agrees)
-                rows.append(_row(setup, family, cond_a, cond_b, subset, f"{name} (seed {r.seed})", int(r.n), b, c, float(b),
+                rows.append(_row(setup, family, cond_a, cond_b, subset, int(r.seed), f"{name} (seed {r.seed})", int(r.n), b, c, float(b),
                                  mcnemar_exact_greater(b, c), "McNemar exact, one-sided (binomial on the discordant samples)"))
             n, b, c = (int(part[k].sum()) for k in ("n", "only_a_agrees", "only_b_agrees"))
-            rows.append(_row(setup, family, cond_a, cond_b, subset, f"{name} (pooled, CMH)", n, b, c, *cmh_greater(b, c),
+            rows.append(_row(setup, family, cond_a, cond_b, subset, pd.NA, f"{name} (pooled, CMH)", n, b, c, *cmh_greater(b, c),
                              f"Cochran–Mantel–Haenszel over the (sample, seed) strata of {len(part)} seeds, continuity-corrected, one-sided"))
     df = pd.DataFrame(rows, columns=[c for c in TEST_COLUMNS if c not in ("p_adjusted", "significant", "min_p_adjusted_possible", "seeds_needed")]
-                      + COUNT_COLUMNS)
+                      + PER_SAMPLE_COLUMNS)
     df["p_adjusted"] = math.nan
     df["significant"] = False
     # The seed-count power floor of the seed-level tests has no meaning for these rows.
@@ -222,12 +227,12 @@ def per_sample_tests(discordance: pd.DataFrame, *, alpha: float = 0.05, fdr_fami
     df["seeds_needed"] = math.nan
     for _, idx in df.groupby("family", sort=False).groups.items():
         fam = df.loc[idx]
-        tested = fam[fam["primary"] & fam["p_value"].notna()]
+        tested = fam[fam["p_value"].notna()]
         if len(tested):
             adj = multipletests(tested["p_value"].to_numpy(dtype=float), alpha=alpha, method="fdr_by")[1]
             df.loc[tested.index, "p_adjusted"] = adj
             df.loc[tested.index, "significant"] = adj <= alpha
-    return _typed(df[TEST_COLUMNS + COUNT_COLUMNS])
+    return _typed(df[TEST_COLUMNS + PER_SAMPLE_COLUMNS])
 
 
 def _typed(df: pd.DataFrame) -> pd.DataFrame:
@@ -238,17 +243,17 @@ def _typed(df: pd.DataFrame) -> pd.DataFrame:
         df[col] = df[col].astype("float64")
     df["significant"] = df["significant"].astype(bool)
     df["primary"] = df["primary"].astype(bool)
-    for col in COUNT_COLUMNS:
+    for col in PER_SAMPLE_COLUMNS:
         df[col] = df[col].astype("Int64")
     return df.reset_index(drop=True)
 
 
 def with_per_sample_tests(tests: pd.DataFrame, discordance: pd.DataFrame, *, alpha: float = 0.05, fdr_family: str = "setup") -> pd.DataFrame:
     """The seed-level tests (stats.setup_tests), unchanged, followed by the per-sample rows in
-    their own family; COUNT_COLUMNS are null on the seed-level rows."""
+    their own family; PER_SAMPLE_COLUMNS are null on the seed-level rows."""
     extra = per_sample_tests(discordance, alpha=alpha, fdr_family=fdr_family)
     seed_level = tests.copy()
-    for col in COUNT_COLUMNS:
+    for col in PER_SAMPLE_COLUMNS:
         seed_level[col] = pd.array([pd.NA] * len(seed_level), dtype="Int64")
     if extra.empty:
         return seed_level.reset_index(drop=True)
