@@ -1,7 +1,9 @@
 """Functional-similarity metrics between a student and its teacher (PROTOCOL.md, "Metrics").
 
 Array-level functions are vectorised numpy and take per-sample arrays; `run_metrics` compares
-two prediction files; `setup_metrics` builds the per-run metrics table of one setup.
+two prediction files; `setup_metrics` builds the per-run metrics table of one setup, and
+`setup_tables` that table and, in the same pass over the files, the per-seed matched-pairs counts
+of the per-sample tests (kdtransfer.persample).
 
 All divergences use the natural logarithm and are computed in float64. Where logits are at
 hand (run_metrics), KL and JS are computed from log-softmax so that a probability that
@@ -17,12 +19,13 @@ from __future__ import annotations
 
 import math
 from concurrent.futures import ThreadPoolExecutor
-from typing import Mapping
+from typing import Mapping, NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from kdtransfer.catalog import STUDENT_CONDITIONS
+from kdtransfer.persample import discordance_table
 from kdtransfer.predictions import Predictions, PredictionsError, check_aligned, read_predictions
 
 METRIC_KEYS = (
@@ -317,6 +320,11 @@ def _read_ahead(paths: list[str]):
         yield pending.result()
 
 
+class SetupTables(NamedTuple):
+    metrics: pd.DataFrame  # one row per (condition, seed): setup_metrics
+    discordance: pd.DataFrame  # one row per (seed, comparison, subset): persample.discordance_table
+
+
 def setup_metrics(setup: str, teachers: Mapping[int, str], students: Mapping[str, Mapping[int, str]]) -> pd.DataFrame:
     """The metrics table of one setup: one row per (condition, seed).
 
@@ -337,6 +345,13 @@ def setup_metrics(setup: str, teachers: Mapping[int, str], students: Mapping[str
     if absent: the student's, or the teacher's own on "teacher" rows). Every file is read once;
     only the teachers' float32 logits are held, softmax is recomputed per block (see _Run).
     """
+    return setup_tables(setup, teachers, students).metrics
+
+
+def setup_tables(setup: str, teachers: Mapping[int, str], students: Mapping[str, Mapping[int, str]]) -> SetupTables:
+    """setup_metrics's table and, from the same single read of each file, the per-sample
+    discordance counts (persample.discordance_table: per seed, kd vs nokd and kd vs rcd, all
+    samples and the teacher's errors). Arguments as setup_metrics."""
     teachers = {int(k): str(v) for k, v in teachers.items()}
     students = {cond: {int(k): str(v) for k, v in runs.items()} for cond, runs in students.items()}
     teacher_seeds = sorted(teachers)
@@ -364,9 +379,11 @@ def setup_metrics(setup: str, teachers: Mapping[int, str], students: Mapping[str
             t = prepared_t[seed]
             add("teacher", seed, t, teachers[seed], teachers[seed], _teacher_self_row(t))
 
+        agrees = {}  # (condition, seed) -> student agrees with its teacher, per sample
         for condition, seed, path in student_runs:
             s = _Run(next(reader))
             add(condition, seed, s, path, teachers[seed], _compare(s, prepared_t[seed]))
+            agrees[(condition, seed)] = s.pred == prepared_t[seed].pred
     finally:
         reader.close()
 
@@ -381,4 +398,4 @@ def setup_metrics(setup: str, teachers: Mapping[int, str], students: Mapping[str
     df["num_parameters"] = df["num_parameters"].astype("float64")
     for key in ("n", "n_teacher_correct", "n_teacher_incorrect", "seed"):
         df[key] = df[key].astype("int64")
-    return df
+    return SetupTables(df, discordance_table(setup, agrees, {seed: t.correct for seed, t in prepared_t.items()}))

@@ -6,7 +6,10 @@ rule metrics:
     input:
         setup_prediction_files,
     output:
-        "results/analysis/metrics/{setup}.parquet",
+        metrics="results/analysis/metrics/{setup}.parquet",
+        # per seed: samples where kd agrees with the teacher and the control does not, and the
+        # reverse (the per-sample tests' counts, from the same read of the predictions)
+        discordance="results/analysis/discordance/{setup}.parquet",
     params:
         paths=setup_prediction_paths,
         revision=kdtransfer.ANALYSIS_REVISION,
@@ -21,7 +24,8 @@ rule metrics:
 
 rule tests:
     input:
-        expand("results/analysis/metrics/{setup}.parquet", setup=SETUPS),
+        metrics=expand(rules.metrics.output.metrics, setup=SETUPS),
+        discordance=expand(rules.metrics.output.discordance, setup=SETUPS),
     output:
         metrics="results/analysis/metrics.parquet",
         tests="results/analysis/tests.parquet",

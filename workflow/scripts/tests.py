@@ -4,14 +4,18 @@ log = log_to(snakemake.log[0])
 
 import pandas as pd
 
+from kdtransfer.persample import with_per_sample_tests
 from kdtransfer.stats import setup_tests, verdicts
 from kdtransfer.atomic import write_parquet
 
 a = snakemake.params.analysis
-metrics = pd.concat([pd.read_parquet(p) for p in snakemake.input], ignore_index=True)
+metrics = pd.concat([pd.read_parquet(p) for p in snakemake.input.metrics], ignore_index=True)
+discordance = pd.concat([pd.read_parquet(p) for p in snakemake.input.discordance], ignore_index=True)
 tests = setup_tests(metrics, alpha=a["alpha"], fdr_family=a["fdr_family"], asymmetry_primary=a["asymmetry_primary"],
                     n_bootstrap=a["bootstrap"])
+# Verdicts rest on the seed-level tests alone; the per-sample rows follow them in their own family.
 summary = verdicts(tests, metrics, alpha=a["alpha"])
+tests = with_per_sample_tests(tests, discordance, alpha=a["alpha"], fdr_family=a["fdr_family"])
 log.info("tests:\n%s", tests.to_string())
 log.info("verdicts:\n%s", summary.to_string())
 write_parquet(metrics, snakemake.output.metrics)
