@@ -15,4 +15,6 @@ __version__ = "0.1.0"
 #    convolution backward corrupts memory on CPU at one thread with < 8 input channels).
 TRAINING_REVISION = 3
 # 2: metrics gain num_parameters; verdicts give RCD's share of KD's gain only for a positive gain.
-ANALYSIS_REVISION = 2
+# 3: per-sample McNemar/CMH rows (their own FDR family) and seed/only_a_agrees/only_b_agrees
+#    columns in tests.parquet.
+ANALYSIS_REVISION = 3
