@@ -1,4 +1,4 @@
-"""The paper's figures, regenerated from the metrics / tests tables (PROTOCOL.md, "Figures").
+"""The paper's figures, regenerated from the metrics / tests tables (docs/protocol.md, "Figures and tables").
 
 Every public function takes `path` ending in ".png" and writes the PNG there and a PDF of the
 same figure beside it (same name, ".pdf"); it returns the two paths. Files are written

@@ -1,4 +1,4 @@
-"""Functional-similarity metrics between a student and its teacher (PROTOCOL.md, "Metrics").
+"""Functional-similarity metrics between a student and its teacher (docs/protocol.md, "Metrics").
 
 Array-level functions are vectorised numpy and take per-sample arrays; `run_metrics` compares
 two prediction files; `setup_metrics` builds the per-run metrics table of one setup, and
@@ -281,7 +281,7 @@ def _compare(s: _Run, t: _Run) -> dict:
 
 
 def run_metrics(student: Predictions, teacher: Predictions) -> dict:
-    """All PROTOCOL metrics of `student` against `teacher` (same samples, checked).
+    """All metrics of docs/protocol.md ("Metrics") of `student` against `teacher` (same samples, checked).
 
     Keys: n, accuracy, teacher_accuracy, agreement, agreement_correct, agreement_incorrect (NaN if
     the teacher makes no error), n_teacher_correct, n_teacher_incorrect, js, activation_distance,

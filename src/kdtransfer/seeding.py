@@ -16,7 +16,7 @@ def derive_seed(seed: int, *roles: object) -> int:
 
 
 def run_roles(condition: str) -> tuple[str, str]:
-    """(init role, data-order role) of a condition, per PROTOCOL.md's table of runs."""
+    """(init role, data-order role) of a condition, per the table of runs in docs/protocol.md ("Runs")."""
     if condition == "teacher":
         return "init", "order/teacher"
     if condition in ("kd", "rcd", "nokd"):

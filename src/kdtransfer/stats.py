@@ -1,4 +1,4 @@
-"""Paired, per-setup hypothesis tests (PROTOCOL.md, "Tests"). Seeds are the unit of replication.
+"""Paired, per-setup hypothesis tests (docs/protocol.md, "Tests"). Seeds are the unit of replication.
 
 Choices (documented here once):
 
@@ -255,7 +255,7 @@ def setup_tests(
     n_bootstrap: int = 2000,
     random_seed: int = 0,
 ) -> pd.DataFrame:
-    """All PROTOCOL tests for every setup in `metrics` (the setup_metrics tables, concatenated).
+    """All tests of docs/protocol.md ("Tests") for every setup in `metrics` (the setup_metrics tables, concatenated).
 
     One row per test (columns TEST_COLUMNS). Tests needing a missing condition are omitted;
     a test with < 2 paired seeds is a row with NaN p and a note. See the module docstring for

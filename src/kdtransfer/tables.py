@@ -207,7 +207,7 @@ def tests_table(tests: pd.DataFrame, setup_info: pd.DataFrame, alpha: float = 0.
     return pd.DataFrame(rows)
 
 
-RCD_MATCH_FRACTION = 0.5  # PROTOCOL.md claim 2: noise gives "much of" KD's accuracy gain
+RCD_MATCH_FRACTION = 0.5  # docs/protocol.md, "Claims" (2) and "Verdicts": noise gives "much of" KD's accuracy gain
 
 
 def _yes_no(flag, p) -> str:
