@@ -2,15 +2,14 @@
 
 Choices (documented here once):
 
-- Wilcoxon signed-rank via `scipy.stats.wilcoxon(d, zero_method="wilcox",
-  method=PermutationMethod(n_resamples=np.inf))`: the p-value is the *exact* permutation
-  (sign-flip) distribution of the signed-rank statistic over all 2^n sign assignments of the
-  non-zero differences, with mid-ranks for ties. scipy's `method="exact"` is not exact when
-  differences tie or are zero (agreement is a multiple of 1/n_test, so ties happen with 10
-  seeds); the exhaustive permutation is, and is cheap for n <= ~16. Without ties or zeros the
-  two coincide and the faster `method="exact"` is used (same p-value; `method` column says which). For n > 16 paired seeds the
-  cost doubles per seed, so we fall back to scipy's `method="auto"` (asymptotic with tie/zero
-  correction) and say so in the `method` column.
+- Wilcoxon signed-rank, exact wherever it can be: zero differences are dropped
+  (`zero_method="wilcox"`) and the p-value comes from the exact sign-flip distribution of the
+  signed-rank statistic over the non-zero differences. Three paths, named in the `method`
+  column: without tied magnitudes (and n_nonzero <= 50) scipy's `method="exact"`, which is that
+  distribution; with ties (agreement is a multiple of 1/n_test, so ties happen with 10 seeds),
+  where scipy's "exact" is not exact, the exhaustive permutation over all 2^n sign assignments
+  with mid-ranks (`PermutationMethod(n_resamples=inf)`), cheap for n_nonzero <= 16; beyond that,
+  scipy's `method="auto"` (asymptotic with tie correction).
 - Zero differences are dropped (Wilcoxon's convention, `zero_method="wilcox"`); `n` is the
   number of paired seeds, `n_nonzero` the number used by the rank test. If every difference is
   zero, p = 1 (no evidence in either direction).
