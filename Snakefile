@@ -3,11 +3,21 @@ import os
 
 from snakemake.utils import min_version
 
+from kdtransfer.config import ConfigError, check_config_files
+
 min_version("9.0")
 
 # envs/*.post-deploy.sh (--sdm conda) install the package from this checkout, wherever the
 # workflow is run from.
 os.environ["KDTRANSFER_ROOT"] = workflow.basedir
+
+# YAML syntax errors with file, line and column, and keys written twice. Snakemake reads
+# --configfile files itself before this file runs, and stops on a syntax error there with a
+# message that names neither line nor column; the embedded config.yaml is read below.
+try:
+    check_config_files(workflow.overwrite_configfiles or ["config.yaml"])
+except ConfigError as exc:
+    raise WorkflowError(f"invalid config: {exc}") from None
 
 
 # The embedded default, unless the user names an experiment with --configfile: an experiment

@@ -5,6 +5,7 @@ No test touches the network: downloads are exercised through file:// URLs on loc
 
 import csv
 import hashlib
+import inspect
 import json
 import pickle
 import re
@@ -21,10 +22,12 @@ import pytest
 import yaml
 
 from conftest import REPO, copy_workflow, snakemake
-from kdtransfer.data import DATASETS, DOWNLOAD_NAMES, ArrayDataset, DatasetError, load_arrays, load_dataset, save_arrays
+from kdtransfer.data import (DATASETS, DOWNLOAD_NAMES, ArrayDataset, DatasetError, load_arrays, load_dataset, loader_options,
+                             save_arrays)
 from kdtransfer.data import audio, download
 from kdtransfer.data.core import channel_mean_std, stratified_head
 from kdtransfer.data.text import encode_names
+from kdtransfer.options import matches, signature_options
 
 # ---------------------------------------------------------------------------------------------
 # Writers of the real on-disk formats
@@ -200,8 +203,100 @@ def test_embedded_loaders_record_their_modality(name, modality):
 
 
 def test_unknown_loader_options_are_named():
-    with pytest.raises(DatasetError, match=r"unknown option\(s\) max_trian for dataset loader 'cifar10'; valid options: root, max_train, max_test"):
+    with pytest.raises(DatasetError, match=r"unknown option 'max_trian' at load_dataset\('cifar10'\) \(did you mean 'max_train'\?\); "
+                                           r"options of loader cifar10: root, max_train, max_test"):
         load_dataset("cifar10", max_trian=10)
+
+
+@pytest.mark.parametrize("loader,options,needle", [
+    # The embedded loaders used to take **_ and train on unchanged data.
+    ("digits", {"test_fractio": 0.2}, "unknown option 'test_fractio' at load_dataset('digits') (did you mean 'test_fraction'?)"),
+    ("mnist1d", {"num_sample": 100}, "unknown option 'num_sample' at load_dataset('mnist1d') (did you mean 'num_samples'?)"),
+    ("mnist_subset", {"test_fraction": "half"}, "load_dataset('mnist_subset').test_fraction: expected a number, got 'half'"),
+    ("cifar10", {"max_train": 10.5}, "load_dataset('cifar10').max_train: expected an integer or null, got 10.5"),
+])
+def test_loaders_reject_options_they_do_not_take(loader, options, needle):
+    with pytest.raises(DatasetError) as info:
+        load_dataset(loader, **options)
+    assert needle in str(info.value)
+
+
+@pytest.mark.parametrize("name", sorted(DATASETS))
+def test_every_loader_declares_its_options_with_types(name):
+    """A loader's keyword parameters are the config's options for it (no **kwargs that would
+    swallow a typo); each has a type the config check understands and a default of that type."""
+    parameters = inspect.signature(DATASETS[name]).parameters.values()
+    declared = loader_options(name)
+    assert list(declared) == [p.name for p in parameters]
+    for p in parameters:
+        assert matches(p.default, declared[p.name]), f"{name}.{p.name}: default {p.default!r} is not {declared[p.name]}"
+
+
+def test_a_loader_without_types_or_with_kwargs_is_refused():
+    def untyped(root="x"):
+        pass
+
+    def swallowing(root: str = "x", **_):
+        pass
+
+    with pytest.raises(TypeError, match="parameter 'root': no type annotation"):
+        signature_options(untyped)
+    with pytest.raises(TypeError, match="parameter '_' must be a keyword with a default"):
+        signature_options(swallowing)
+
+
+def _prepared(tmp_path) -> Path:
+    path = tmp_path / "results" / "data" / "digits.npz"
+    path.parent.mkdir(parents=True)
+    save_arrays(load_dataset("digits"), path)
+    return path
+
+
+def _flip_a_byte(raw: bytes) -> bytes:
+    data = bytearray(raw)
+    data[len(data) // 3] ^= 0xFF
+    return bytes(data)
+
+
+DAMAGES = {
+    "cut short": lambda raw: raw[: len(raw) // 2],
+    "empty": lambda raw: b"",
+    "not an npz": lambda raw: b"<html>502 Bad Gateway</html>" * 10,
+    "one byte flipped": _flip_a_byte,
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
+def test_a_corrupt_prepared_dataset_names_the_file_and_the_fix(tmp_path, damage):
+    path = _prepared(tmp_path)
+    path.write_bytes(DAMAGES[damage](path.read_bytes()))
+    with pytest.raises(DatasetError) as info:
+        load_arrays(path)
+    message = str(info.value)
+    assert f"prepared dataset {path} is unreadable" in message
+    assert "Rule prepare_data remakes it" in message
+    assert f"`rm {path}`" in message and f"`--forcerun {path}`" in message
+
+
+def test_a_prepared_dataset_without_a_field_is_reported_as_unreadable(tmp_path):
+    path = tmp_path / "d.npz"
+    np.savez(path, x_train=np.zeros((2, 3), np.float32))
+    with pytest.raises(DatasetError, match="d.npz is unreadable \\(KeyError: 'y_train is not a file in the archive'\\)"):
+        load_arrays(path)
+
+
+def test_a_corrupt_prepared_dataset_is_logged_without_a_traceback(tmp_path):
+    """What a training job's log shows: kdtransfer.runlog writes kdtransfer errors as one line."""
+    path = _prepared(tmp_path)
+    path.write_bytes(path.read_bytes()[:100])
+    log = tmp_path / "job.log"
+    code = ("import sys; from kdtransfer.runlog import log_to; log_to(sys.argv[1]); "
+            "from kdtransfer.data import load_arrays; load_arrays(sys.argv[2])")
+    proc = subprocess.run([sys.executable, "-c", code, str(log), str(path)], capture_output=True, text=True)
+    assert proc.returncode == 1
+    text = log.read_text()
+    assert f"DatasetError: prepared dataset {path} is unreadable" in text
+    assert "Traceback" not in text and "Traceback" not in proc.stderr
 
 
 @pytest.mark.parametrize("loader", sorted(DOWNLOAD_NAMES))

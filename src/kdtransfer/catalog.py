@@ -1,16 +1,18 @@
 """Names the config may use, known without importing torch (the Snakefile checks them at parse)."""
 
-# Built-in architectures and the options each accepts (kdtransfer.models checks that its
-# builders take exactly these), so a config can be checked before any job imports torch.
+# Built-in architectures, the options each accepts and their types (as in kdtransfer.options),
+# so a config can be checked before any job imports torch. These are the builders' keyword
+# parameters and annotations: tests/test_config.py checks that the two agree.
 MODEL_OPTIONS = {
-    "mlp": ("hidden", "dropout"),
-    "cnn1d": ("channels", "pooled"),
-    "cnn2d": ("channels", "pooled"),
-    "resnet_cifar": ("depth", "width"),
-    "vgg_cifar": ("depth", "width"),
-    "vit": ("patch_size", "dim", "depth", "heads", "mlp_ratio", "dropout", "pool"),
-    "char_gru": ("embed_dim", "hidden", "layers", "bidirectional", "dropout"),
-    "char_transformer": ("dim", "depth", "heads", "mlp_ratio", "dropout"),
+    "mlp": {"hidden": "list[int] | int", "dropout": "float"},
+    "cnn1d": {"channels": "list[int]", "pooled": "int"},
+    "cnn2d": {"channels": "list[int]", "pooled": "int"},
+    "resnet_cifar": {"depth": "int", "width": "int"},
+    "vgg_cifar": {"depth": "int", "width": "int"},
+    "vit": {"patch_size": "int | list[int]", "dim": "int", "depth": "int", "heads": "int", "mlp_ratio": "float",
+            "dropout": "float", "pool": "str"},
+    "char_gru": {"embed_dim": "int", "hidden": "int", "layers": "int", "bidirectional": "bool", "dropout": "float"},
+    "char_transformer": {"dim": "int", "depth": "int", "heads": "int", "mlp_ratio": "float", "dropout": "float"},
 }
 BUILTIN_MODELS = tuple(MODEL_OPTIONS)
 # These read int64 tokens [n, L] (0 = padding) and take their vocabulary size from the dataset.

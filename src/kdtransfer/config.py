@@ -1,19 +1,25 @@
 """Config validation with messages that name the offending key and the valid choices.
 
-Runs at Snakefile parse time, before any job: schema (unknown keys rejected, defaults filled),
-then cross-references (setups name existing datasets, models and recipes; loaders and model
-architectures exist). torch is imported only if a `timm:` model must be checked.
+Runs at Snakefile parse time, before any job: the config files' YAML (syntax, with line and
+column; duplicate keys), the schema (unknown keys rejected, defaults filled), then
+cross-references (setups name existing datasets, models and recipes; loaders and model
+architectures exist; loader and model options have the declared names and types, see
+kdtransfer.options). torch is imported only if a `timm:` model must be checked.
 """
 
 from __future__ import annotations
 
 import copy
 import difflib
+import json
+import os
+import re
 
 import jsonschema
 import yaml
 
 from kdtransfer.catalog import BUILTIN_MODELS, MODEL_OPTIONS, TIMM_PREFIX
+from kdtransfer.options import option_problem
 
 
 class ConfigError(ValueError):
@@ -47,11 +53,18 @@ def _format_error(err: jsonschema.ValidationError) -> str:
                 f"valid choices: {', '.join(map(str, err.validator_value))}")
     if err.validator == "required":
         return f"config at {where} is missing a required key: {err.message}"
-    if err.validator == "propertyNames":
-        return f"config key {err.instance!r} under {where} is not a valid name: use letters, digits and _ (start with a letter)"
-    if where in NO_RUN_HINTS:
+    if "propertyNames" in err.schema_path:
+        return _bad_name_message(str(err.instance), where, err.validator_value)
+    if where in NO_RUN_HINTS and _is_empty(err.instance):
         return f"config at {where}: {err.message}; {NO_RUN_HINTS[where]}"
+    if err.validator == "type" and isinstance(err.instance, str) and _EXPONENT_NUMBER.fullmatch(err.instance.strip()):
+        return (f"config at {where}: {err.instance!r} is text, not a number: YAML reads {err.instance} as a string; "
+                f"write it with a decimal point and a signed exponent (e.g. 1.0e-3)")
     return f"config at {where}: {err.message}"
+
+
+# YAML 1.1 (PyYAML, hence Snakemake) reads 1e-3 (no point) and 1.0e3 (unsigned exponent) as text.
+_EXPONENT_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 # Keys that, when empty, leave nothing to train: say so, and what to write instead.
@@ -62,6 +75,91 @@ NO_RUN_HINTS = {
     "models": "define at least one model (e.g. mlp: {arch: mlp})",
     "recipes": "define at least one recipe (lr, epochs, batch_size)",
 }
+
+
+def _bad_name_message(name: str, where: str, pattern: str) -> str:
+    fixed = re.sub(r"[^A-Za-z0-9_]", "_", name)
+    if not re.match(pattern, fixed):
+        fixed = f"x{fixed}"
+    renamed = "" if where == "setups" else " and every setup that refers to it"
+    return (f"{where}.{name}: {name!r} is not a valid name: names under `{where}` may use letters, digits and _ "
+            f"and start with a letter (they become file names and Snakemake wildcards); rename it (e.g. to "
+            f"{fixed!r}){renamed}")
+
+
+def _is_empty(value) -> bool:
+    if isinstance(value, (dict, list)):
+        return not value
+    return isinstance(value, int) and not isinstance(value, bool) and value < 1
+
+
+def check_config_files(paths) -> None:
+    """Read each config file as Snakemake does (JSON, else YAML) and raise ConfigError naming
+    the file, line and column of a YAML syntax error, or a key written twice in one mapping
+    (YAML keeps the last silently: a second `digits_mlp:` would replace the first). Missing
+    files are left to Snakemake."""
+    for path in map(str, paths):
+        if not os.path.isfile(path):
+            continue
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+        try:
+            json.loads(text, object_pairs_hook=lambda pairs: _no_duplicate_json_keys(path, pairs))
+        except ConfigError:
+            raise
+        except ValueError:
+            pass  # not JSON: YAML
+        else:
+            continue
+        try:
+            document = yaml.compose(text, Loader=yaml.SafeLoader)
+        except yaml.MarkedYAMLError as exc:
+            raise ConfigError(_yaml_error_message(path, exc)) from None
+        if document is not None and not _uses_yte(document):
+            _no_duplicate_yaml_keys(path, document)
+
+
+def _yaml_error_message(path: str, exc: yaml.MarkedYAMLError) -> str:
+    mark = exc.problem_mark or exc.context_mark
+    where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark else path
+    message = f"{where}: YAML syntax error: {exc.problem or exc.context}"
+    if exc.context and exc.context_mark and exc.problem:
+        message += f" ({exc.context} at line {exc.context_mark.line + 1}, column {exc.context_mark.column + 1})"
+    if "\\t" in str(exc.problem):
+        message += "; indent with spaces, not tabs"
+    return message
+
+
+def _uses_yte(document) -> bool:
+    # yte templates (`__use_yte__: true`) may repeat keys such as `?if`; leave them to yte.
+    return isinstance(document, yaml.MappingNode) and any(key.value == "__use_yte__" for key, _ in document.value)
+
+
+def _no_duplicate_yaml_keys(path: str, node) -> None:
+    if isinstance(node, yaml.MappingNode):
+        seen = {}
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode):
+                # By tag too: `1:` and `"1":` are different keys.
+                if (key.tag, key.value) in seen:
+                    raise ConfigError(
+                        f"{path}, line {key.start_mark.line + 1}: key {key.value!r} appears twice in one mapping "
+                        f"(first at line {seen[key.tag, key.value] + 1}); YAML would silently keep only the last: "
+                        f"rename or merge them")
+                seen[key.tag, key.value] = key.start_mark.line
+            _no_duplicate_yaml_keys(path, value)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _no_duplicate_yaml_keys(path, item)
+
+
+def _no_duplicate_json_keys(path: str, pairs) -> dict:
+    keys = [key for key, _ in pairs]
+    for key in keys:
+        if keys.count(key) > 1:
+            raise ConfigError(f"{path}: key {key!r} appears twice in one object; JSON readers keep only the last: "
+                              f"rename or merge them")
+    return dict(pairs)
 
 
 def _with_defaults(validator_class):
@@ -100,7 +198,7 @@ def validate_config(config: dict, schema_path: str) -> dict:
 
 
 def _check_references(config: dict) -> None:
-    from kdtransfer.data import DATASETS
+    from kdtransfer.data import DATASETS, loader_options
 
     for name, ds in config["datasets"].items():
         if ds["loader"] not in DATASETS:
@@ -108,6 +206,8 @@ def _check_references(config: dict) -> None:
                 f"unknown dataset {ds['loader']!r} at datasets.{name}.loader{_hint(ds['loader'], DATASETS)}; "
                 f"valid choices: {', '.join(sorted(DATASETS))}"
             )
+        _raise_if(option_problem(loader_options(ds["loader"]), ds["options"], f"datasets.{name}.options",
+                                 f"loader {ds['loader']}"))
     timm_names = []
     for name, model in config["models"].items():
         arch = model["arch"]
@@ -126,12 +226,7 @@ def _check_references(config: dict) -> None:
                 f"{', '.join(BUILTIN_MODELS)}, or any timm model as 'timm:<name>' (e.g. timm:resnet18)"
             )
         else:
-            unknown = sorted(set(model.get("options", {})) - set(MODEL_OPTIONS[arch]))
-            if unknown:
-                raise ConfigError(
-                    f"unknown option {unknown[0]!r} at models.{name}.options{_hint(unknown[0], MODEL_OPTIONS[arch])}; "
-                    f"options of {arch}: {', '.join(MODEL_OPTIONS[arch])}"
-                )
+            _raise_if(option_problem(MODEL_OPTIONS[arch], model["options"], f"models.{name}.options", arch))
     if timm_names:
         import timm  # only now: it imports torch
 
@@ -150,12 +245,27 @@ def _check_references(config: dict) -> None:
                 )
     for setup_name, setup in config["setups"].items():
         _check_setup(setup_name, setup, config)
+    _check_training(config["training"])
     from kdtransfer.plan import expand_setups
 
     try:
         expand_setups(config)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+
+
+def _raise_if(problem: str | None) -> None:
+    if problem:
+        raise ConfigError(problem)
+
+
+def _check_training(training: dict) -> None:
+    splits = training["predict_splits"]
+    if "test" not in splits:
+        raise ConfigError(
+            f"training.predict_splits is {splits}, without test: every analysis (metrics, tests, figures) compares "
+            f"the runs' test predictions; write [test] (the default) or [test, train]"
+        )
 
 
 DATASET_DERIVED_OPTIONS = {"num_classes", "in_chans", "in_channels", "in_features", "vocab_size"}

@@ -108,7 +108,7 @@ def make_optimizer(params, recipe: dict, steps_per_epoch: int):
     else:
         raise ValueError(f"unknown optimizer {recipe['optimizer']!r}; valid: sgd, adamw")
     schedule = LRSchedule(opt, recipe["lr"], recipe["epochs"] * steps_per_epoch,
-                          int(recipe.get("warmup_epochs", 0) * steps_per_epoch), recipe.get("schedule", "cosine"))
+                          int(recipe.get("warmup_epochs", 0) * steps_per_epoch), recipe.get("schedule", "constant"))
     return opt, schedule
 
 

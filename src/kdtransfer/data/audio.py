@@ -157,7 +157,7 @@ def _mean_std(x: np.ndarray, chunk: int = 4096) -> tuple[float, float]:
     return mean, float(np.sqrt(squares / x.size)) + 1e-8
 
 
-def load_speech_commands(root: str = SPEECH_COMMANDS_ROOT, classes="all", n_mels: int = 40, sample_rate: int = 16000,
+def load_speech_commands(root: str = SPEECH_COMMANDS_ROOT, classes: str | list[str] = "all", n_mels: int = 40, sample_rate: int = 16000,
                          win_ms: float = 25.0, hop_ms: float = 10.0, max_train: int | None = None,
                          max_test: int | None = None) -> ArrayDataset:
     """SpeechCommands v0.02 as standardised log-mel spectrograms, float32 [n, 1, n_mels, frames]

@@ -6,6 +6,8 @@ numpy only: this module is imported when the Snakefile is parsed.
 from __future__ import annotations
 
 import os
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from kdtransfer.atomic import atomic_path
 DATA_DIR = "resources/data"
 DOWNLOAD_RULE = "download_dataset"
 DOWNLOAD_TARGET = "download_data"
+PREPARE_RULE = "prepare_data"  # writes results/data/<dataset>.npz
 
 
 class DatasetError(ValueError):
@@ -99,7 +102,18 @@ def load_arrays(path: str | os.PathLike) -> ArrayDataset:
                 class_names=[str(c) for c in z["class_names"]] if "class_names" in files else None,
             )
     except FileNotFoundError:
-        raise DatasetError(f"prepared dataset {path} is missing; run `snakemake {path}` (rule prepare_data)") from None
+        raise DatasetError(f"prepared dataset {path} is missing; run `snakemake {path}` (rule {PREPARE_RULE})") from None
+    except DatasetError as exc:
+        raise DatasetError(_unreadable(path, str(exc))) from None
+    # What numpy raises for a cut-short, overwritten or foreign file, or one that lacks a field.
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
+        raise DatasetError(_unreadable(path, f"{type(exc).__name__}: {exc}")) from None
+
+
+def _unreadable(path, reason: str) -> str:
+    return (f"prepared dataset {path} is unreadable ({reason}): it is corrupt or was cut short. Rule {PREPARE_RULE} "
+            f"remakes it: delete it (`rm {path}`) and rerun Snakemake, or add `--forcerun {path}` to your snakemake "
+            f"command (with the same --configfile)")
 
 
 def standardise(x_train: np.ndarray, x_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

