@@ -159,17 +159,15 @@ def test_workflow_stops_before_any_job(workflow_copy, case):
 
 
 def test_run_keys_share_teachers_and_controls_across_a_sweep():
-    cfg = validate_config(DEFAULT, SCHEMA)
-    runs = plan.Plan(cfg).runs
-    by = {}
-    for r in runs:
-        by.setdefault(r.condition, set()).add(r.key)
-    # digits sweep T in {1, 4, 16} -> 3 kd and 3 rcd setups, but one teacher and one nokd key.
-    assert len([k for k in by["teacher"] if k.startswith("teacher/digits/")]) == 1
-    assert len([k for k in by["nokd"] if k.startswith("nokd/digits/")]) == 1
-    assert {k for k in by["kd"] if "digits" in k} == {"kd/digits_mlp", "kd/digits_mlp_T1", "kd/digits_mlp_T16"}
-    spec_kd = plan.Plan(cfg).run_spec("kd", "kd/digits_mlp_T16", 0)
-    spec_nokd = plan.Plan(cfg).run_spec("nokd", "nokd/digits/mlp/digits", 0)
+    p = plan.Plan(validate_config(DEFAULT, SCHEMA))
+    # digits sweeps T in {1, 4, 16} (one teacher and one nokd key) and its recipe (one more each).
+    teachers = {p.run_key("teacher", s) for s in ("digits_mlp", "digits_mlp_T1", "digits_mlp_T16")}
+    controls = {p.run_key("nokd", s) for s in ("digits_mlp", "digits_mlp_T1", "digits_mlp_T16")}
+    assert len(teachers) == len(controls) == 1
+    assert p.run_key("teacher", "digits_mlp_digits_cosine") not in teachers
+    assert len({p.run_key("kd", s) for s in ("digits_mlp", "digits_mlp_T1", "digits_mlp_T16")}) == 3
+    spec_kd = p.run_spec("kd", p.run_key("kd", "digits_mlp_T16"), 0)
+    spec_nokd = p.run_spec("nokd", p.run_key("nokd", "digits_mlp"), 0)
     assert spec_kd["kd"]["temperature"] == 16 and "kd" not in spec_nokd
 
 
@@ -178,8 +176,10 @@ def test_reordered_config_keys_give_identical_params():
     reordered = copy.deepcopy(DEFAULT)
     reordered["recipes"]["digits"] = dict(reversed(list(reordered["recipes"]["digits"].items())))
     cfg2 = validate_config(reordered, SCHEMA)
-    key = "teacher/digits/mlp/digits"
-    assert repr(plan.Plan(cfg).run_spec("teacher", key, 0)) == repr(plan.Plan(cfg2).run_spec("teacher", key, 0))
+    a, b = plan.Plan(cfg), plan.Plan(cfg2)
+    key = a.run_key("teacher", "digits_mlp")
+    assert key == b.run_key("teacher", "digits_mlp")
+    assert repr(a.run_spec("teacher", key, 0)) == repr(b.run_spec("teacher", key, 0))
 
 
 @pytest.mark.parametrize("mutate,needle", [
@@ -199,7 +199,8 @@ def test_independent_condition_adds_fresh_reference_runs(workflow_copy):
     cfg["conditions"] = ["kd", "rcd", "nokd", "independent"]
     (workflow_copy / "config.yaml").write_text(yaml.safe_dump(cfg))
     c = counts(snakemake(workflow_copy, "-n").stdout)
-    assert c["train_reference"] == 90 and c["train_distilled"] == 100
+    # 4 (dataset, model, recipe) keys x 10 seeds more: one fresh reference per teacher.
+    assert c["train_reference"] == 120 and c["train_distilled"] == 120
 
 
 # ---------------------------------------------------------------------------------------------
