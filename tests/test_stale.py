@@ -113,6 +113,7 @@ def test_editing_code_retrains_nothing(wf):
 
 def test_moved_results_are_kept_with_snakemake_touch(wf, tmp_path):
     # A fresh clone with results/ and .snakemake/ copied in, file times not preserved.
+    (tmp_path / "moved").mkdir()
     moved = copy_workflow(tmp_path / "moved")
     for name in ("results", ".snakemake", "small.yaml"):
         copy = shutil.copytree if (wf / name).is_dir() else shutil.copyfile
