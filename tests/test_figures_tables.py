@@ -465,6 +465,13 @@ def test_write_tables_writes_every_declared_output(tmp_path, data):
     assert "Verdicts per setup" in (tmp_path / "verdicts.html").read_text()
 
 
+def test_write_tables_names_stale_verdicts(tmp_path, data):
+    m, tests, v = data
+    old = v.drop(columns=["kd_accuracy_gain", "kd_accuracy_gain_note"])
+    with pytest.raises(ValueError, match="kd_accuracy_gain.*older kdtransfer.*--forcerun tests"):
+        TB.write_tables({"verdicts": tmp_path / "v.csv", "verdicts_tex": tmp_path / "v.tex"}, m, tests, old, make_info())
+
+
 def test_report_items_show_the_answer_first_and_sweeps_only_when_swept():
     assert list(report_items.tables(set())) == ["verdicts", "tests", "summary"]
     assert list(report_items.tables({"recipe"})) == ["verdicts", "robustness", "tests", "summary"]

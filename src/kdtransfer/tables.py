@@ -377,6 +377,10 @@ def write_tables(outputs, metrics: pd.DataFrame, tests: pd.DataFrame, verdicts: 
     """Every table named in `outputs` (a mapping with, per table, keys `<name>` (CSV),
     `<name>_tex` and `<name>_html`; the rule's output), from the analysis tables. Returns the
     frames written."""
+    stale = [c for claim in CLAIMS for c in (claim, f"{claim}_note") if c not in verdicts.columns]
+    if stale:
+        raise ValueError(f"the verdicts table lacks the columns {', '.join(stale)}: it was written by an older kdtransfer. "
+                         "Re-run the statistics: snakemake --forcerun tests")
     keys = set(outputs.keys())
     frames = {}
     if "verdicts" in keys:
