@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from conftest import REPO, copy_workflow, planned, run_dir, snakemake
+from report_browser import ReportBrowser, find_chromium
 from kdtransfer.predictions import read_predictions
 from test_dag import counts, planned_jobs
 
@@ -83,6 +84,46 @@ def test_figures_tables_report_regenerate_without_weights(finished):
     assert (finished / "results/tables/summary.csv").read_text() == before
     snakemake(finished, "--report", "report.html", *TINY)
     assert (finished / "report.html").stat().st_size > 10_000
+
+
+def test_deleted_pdf_or_tex_is_remade(finished):
+    """Every file the figures and tables rules write is a declared output: deleting one plans its
+    rule again (the PDFs and .tex files were undeclared: "Nothing to be done")."""
+    (finished / "results/figures/robustness.pdf").unlink()
+    (finished / "results/tables/verdicts.tex").unlink()
+    out = snakemake(finished, "-n", *TINY).stdout
+    assert counts(out) == Counter({"figures": 1, "tables": 1, "all": 1})
+    snakemake(finished, "--cores", "1", *TINY)
+    assert (finished / "results/figures/robustness.pdf").exists() and (finished / "results/tables/verdicts.tex").exists()
+
+
+def test_report_shows_the_verdicts_in_a_browser(finished):
+    """Open the report in a real headless Chromium, click "1. Verdicts", open the verdicts
+    table: the verdict of every setup is visible text, and the robustness table beside it."""
+    if find_chromium() is None:
+        pytest.skip("no chromium binary: install it with `apt-get install -y chromium` (or set $CHROMIUM) to check the report in a browser")
+    report = finished / "results" / "report.html"
+    snakemake(finished, "--report", "results/report.html", *TINY)
+    verdicts = pd.read_parquet(finished / "results/analysis/verdicts.parquet")
+    shown = pd.read_csv(finished / "results/tables/verdicts.csv")
+    with ReportBrowser(report) as browser:
+        assert "1. Verdicts" in browser.page_text()
+        menu = browser.evaluate("[...document.querySelectorAll('a')].map(a => a.textContent.trim()).filter(t => /^[0-9]\\. /.test(t))")
+        assert menu[:2] == ["1. Verdicts", "2. Robustness"] and menu == sorted(menu)
+        browser.click_menu("1. Verdicts")
+        browser.open_result("Verdicts per setup")
+        text = browser.shown_text()
+        assert "Verdicts per setup" in text and "transfer: kd > nokd" in text
+        lines = text.splitlines()
+        for _, table_row in shown.iterrows():  # each setup's row, every claim's answer, as written in verdicts.csv
+            row = next(line for line in lines if line.startswith(table_row["setup"] + "\t"))
+            assert row.split("\t") == [str(cell) for cell in table_row], row
+        answers = [cell.split(" ")[0] for cell in shown["transfer: kd > nokd"]]
+        assert answers == ["yes" if flag else "no" for flag in verdicts["transfer_kd_vs_nokd"]]
+        browser.click_menu("2. Robustness")
+        assert browser.result_labels() == ["Verdicts along each sweep", "Verdicts along each sweep: effect sizes"]
+        browser.open_result("Verdicts along each sweep")
+        assert "summary (2 values)" in browser.shown_text()
 
 
 def test_truncated_predictions_stop_analysis_naming_the_file_and_keep_other_results(finished):

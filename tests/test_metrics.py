@@ -173,7 +173,8 @@ def test_analysis_modules_never_import_torch():
     import subprocess
     import sys
 
-    code = ("import sys, kdtransfer.metrics, kdtransfer.stats, kdtransfer.figures, kdtransfer.tables; "
+    code = ("import sys, kdtransfer.metrics, kdtransfer.stats, kdtransfer.persample, kdtransfer.figures, kdtransfer.tables, "
+            "kdtransfer.display, kdtransfer.report_items, kdtransfer.verdict_summary, kdtransfer.plan, kdtransfer.config; "
             "sys.exit(1 if 'torch' in sys.modules else 0)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env={**__import__("os").environ, "PYTHONPATH": str(__import__("pathlib").Path(M.__file__).parents[1])})

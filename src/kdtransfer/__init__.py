@@ -17,4 +17,5 @@ TRAINING_REVISION = 3
 # 2: metrics gain num_parameters; verdicts give RCD's share of KD's gain only for a positive gain.
 # 3: per-sample McNemar/CMH rows (their own FDR family) and seed/only_a_agrees/only_b_agrees
 #    columns in tests.parquet.
-ANALYSIS_REVISION = 3
+# 4: verdicts carry tri-state claim flags with notes (kd_accuracy_gain, rcd_matches_kd added).
+ANALYSIS_REVISION = 4

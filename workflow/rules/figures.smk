@@ -1,18 +1,11 @@
 # Figures and tables from the analysis tables alone: regenerating them never touches a model.
+# The report shows the answer first: categories are numbered in reading order (verdicts,
+# robustness, functional transfer, regulariser, significance, sweeps, summary), and every item
+# carries a label instead of its file name (kdtransfer.report_items).
+from kdtransfer import report_items
 
-FIGURES = {
-    "agreement_by_condition": "Functional transfer",
-    "asymmetric_payoff": "Functional transfer",
-    "accuracy_by_condition": "Regulariser",
-    "tests_overview": "Significance",
-    "temperature": "Sweeps",
-    "scaling": "Sweeps",
-}
-# Drawn only when the config has such a sweep (with at least one value besides the base setup's).
-SWEEP_FIGURES = {"temperature": {"temperature"}, "scaling": set(plan.SIZE_SWEEPS)}
-FIGURES = {name: category for name, category in FIGURES.items()
-           if name not in SWEEP_FIGURES or SWEEP_FIGURES[name] & PLAN.swept_keys()}
-TABLES = {"summary": "Tables", "tests": "Tables", "verdicts": "Tables"}
+FIGURES = report_items.figures(PLAN.swept_keys())
+TABLES = report_items.tables(PLAN.swept_keys())
 
 
 rule figures:
@@ -25,11 +18,14 @@ rule figures:
                 f"results/figures/{name}.png",
                 caption=f"../report/{name}.rst",
                 category=category,
+                labels={"result": label},
             )
-            for name, category in FIGURES.items()
+            for name, (category, label) in FIGURES.items()
         },
+        **{f"{name}_pdf": f"results/figures/{name}.pdf" for name in FIGURES},
     params:
         setups=setup_info_rows,
+        analysis=analysis_params,
         revision=kdtransfer.ANALYSIS_REVISION,
     conda:
         "../../envs/analysis.yaml"
@@ -47,13 +43,19 @@ rule tables:
         verdicts=rules.tests.output.verdicts,
     output:
         **{
-            name: report(f"results/tables/{name}.csv", caption=f"../report/table_{name}.rst", category=category)
-            for name, category in TABLES.items()
+            f"{name}_html": report(
+                f"results/tables/{name}.html",
+                caption=f"../report/table_{name}.rst",
+                category=category,
+                labels={"result": label},
+            )
+            for name, (category, label) in TABLES.items()
         },
+        **{name: f"results/tables/{name}.csv" for name in TABLES},
         **{f"{name}_tex": f"results/tables/{name}.tex" for name in TABLES},
     params:
         setups=setup_info_rows,
-        alpha=config["analysis"]["alpha"],
+        analysis=analysis_params,
         revision=kdtransfer.ANALYSIS_REVISION,
     conda:
         "../../envs/analysis.yaml"

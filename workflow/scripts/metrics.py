@@ -8,8 +8,8 @@ from kdtransfer.atomic import write_parquet
 paths = {c: {int(s): p for s, p in by_seed.items()} for c, by_seed in snakemake.params.paths.items()}
 teachers = paths.pop("teacher")
 tables = setup_tables(snakemake.wildcards.setup, teachers, paths)
-log.info("metrics of %s: %d rows\n%s", snakemake.wildcards.setup, len(tables.metrics),
-         tables.metrics.groupby("condition").mean(numeric_only=True).to_string())
-log.info("discordant samples of %s:\n%s", snakemake.wildcards.setup, tables.discordance.to_string())
+means = tables.metrics.groupby("condition")[["accuracy", "agreement"]].mean()
+log.info("metrics of %s (%d rows), mean over seeds: %s", snakemake.wildcards.setup, len(tables.metrics),
+         "; ".join(f"{c} accuracy {r.accuracy:.4f} agreement {r.agreement:.4f}" for c, r in means.iterrows()))
 write_parquet(tables.metrics, snakemake.output.metrics)
 write_parquet(tables.discordance, snakemake.output.discordance)

@@ -16,8 +16,9 @@ tests = setup_tests(metrics, alpha=a["alpha"], fdr_family=a["fdr_family"], asymm
 # Verdicts rest on the seed-level tests alone; the per-sample rows follow them in their own family.
 summary = verdicts(tests, metrics, alpha=a["alpha"])
 tests = with_per_sample_tests(tests, discordance, alpha=a["alpha"], fdr_family=a["fdr_family"])
-log.info("tests:\n%s", tests.to_string())
-log.info("verdicts:\n%s", summary.to_string())
+log.info("%d tests (%d seed-level, %d per-sample) over %d setups; verdicts in %s",
+         len(tests), int((tests["kind"] != "per-sample").sum()), int((tests["kind"] == "per-sample").sum()),
+         len(summary), snakemake.output.verdicts)
 write_parquet(metrics, snakemake.output.metrics)
 write_parquet(tests, snakemake.output.tests)
 write_parquet(summary, snakemake.output.verdicts)
