@@ -84,8 +84,11 @@ def main(argv=None) -> int:
     import importlib
 
     args = parse_args(argv)
-    command = "python -m bench " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
-    args.command = command.strip()
+    words = list(sys.argv[1:] if argv is None else argv)
+    if "--results-dir" in words:  # a machine's folder: left out of the command the tables record
+        at = words.index("--results-dir")
+        del words[at:at + 2]
+    args.command = ("python -m bench " + " ".join(shlex.quote(a) for a in words)).strip()
     for part in args.parts:
         title, module, function = PARTS[part]
         print(f"== {part}: {title}", flush=True)

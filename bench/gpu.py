@@ -5,8 +5,9 @@ Three parts (bench/gpu_check.sh runs them on a GPU machine, with `--results-dir 
 `gpu-training`
   1. Loop comparison, per case, one epoch at the paper's recipe (batch 256, bf16 autocast,
      channels_last on CUDA), same model and initial weights everywhere:
-     CIFAR-10-shaped ResNet-18 (50,000 synthetic uint8 32x32 images, flip_crop),
-     SpeechCommands-shaped audio CNN (84,843 log-mel 1x40x101), Names-shaped char GRU (14,400 rows).
+     CIFAR-10-shaped ResNet-18 (50,000 synthetic uint8 32x32 images, flip_crop), SpeechCommands-
+     shaped audio CNN (128 batches of log-mel 1x40x101 of the 84,843), Names-shaped char GRU
+     (14,400 rows of 20 tokens).
      - `project nokd|rcd|kd`: kdtransfer.train.train_run as a training job runs it, data resident
        on the GPU, augmentation on the GPU; kd runs its teacher (same architecture) every step
        when the inputs are augmented. Images/s over the epoch's training steps (train_run's own
@@ -72,7 +73,6 @@ TO_SECONDS = {"s": 1.0, "ms": 1e-3}
 class Sizes:
     """How much to run: real sizes on a GPU, tiny ones for --gpu-smoke on the CPU."""
 
-    smoke: bool
     batch: int | None  # None: the recipe's
     headline_batches: dict  # setup -> batches of train data in the loop comparison (None: the real size)
     class_steps: int
@@ -83,10 +83,10 @@ class Sizes:
 
 def sizes(args) -> Sizes:
     if getattr(args, "gpu_smoke", False):
-        return Sizes(True, batch=4, headline_batches={name: 1.5 for name, _ in HEADLINE_CASES}, class_steps=1,
+        return Sizes(batch=4, headline_batches={name: 1.5 for name, _ in HEADLINE_CASES}, class_steps=1,
                      class_epochs=2, n_test=8, loader_workers=0)
     # CIFAR-10 and Names at their real sizes; SpeechCommands' 84,843 clips cut to 128 batches.
-    return Sizes(False, batch=None, headline_batches={"cifar10_resnet18": None, "speech_cnn": 128, "names_gru": None},
+    return Sizes(batch=None, headline_batches={"cifar10_resnet18": None, "speech_cnn": 128, "names_gru": None},
                  class_steps=12, class_epochs=2, n_test=None, loader_workers=4)
 
 

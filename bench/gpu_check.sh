@@ -18,7 +18,7 @@
 #     gpu-projection.md|csv            projected GPU-hours of experiments/paper.yaml
 #     gpu-compile.md|csv               torch.compile of ResNet-18 (only if time is left)
 #
-# GPU_CHECK_BUDGET_S (default 420): seconds for all parts; a part's limit is its own cap or what
+# GPU_CHECK_BUDGET_S (default 440): seconds for all parts; a part's limit is its own cap or what
 # is left, whichever is less, and gpu-compile is skipped with under 100 s left.
 # GPU_CHECK_PARTS (default "tests training projection compile"): the parts to run, e.g. only
 # "training projection" to rerun the benchmarks; GPU_CHECK_PYTEST_ARGS: extra pytest arguments
@@ -39,7 +39,7 @@ PY=${PYTHON:-python3}
 SMOKE=${GPU_CHECK_SMOKE:-0}
 SLOWER=1  # the CPU of a smoke run is far slower than a GPU: its limits are ten times as long
 [ "$SMOKE" = 1 ] && SLOWER=10
-BUDGET=${GPU_CHECK_BUDGET_S:-$((420 * SLOWER))}
+BUDGET=${GPU_CHECK_BUDGET_S:-$((440 * SLOWER))}
 PARTS=" ${GPU_CHECK_PARTS:-tests training projection compile} "
 export PYTHONUNBUFFERED=1
 export PYTHONPATH="$REPO/src${PYTHONPATH:+:$PYTHONPATH}"
@@ -114,7 +114,7 @@ for name in ("numpy", "pandas", "pyarrow", "yaml", "scipy", "timm", "pytest", "j
 EOF
     echo "PYTHONPATH=$PYTHONPATH KDTRANSFER_TEST_DEVICE=$KDTRANSFER_TEST_DEVICE budget ${BUDGET} s"
 
-    part gpu-tests 190 "$PY" -m pytest tests/gpu -m gpu -v -rfEs -p no:cacheprovider --durations=15 \
+    part gpu-tests 200 "$PY" -m pytest tests/gpu -m gpu -v -rfEs -p no:cacheprovider --durations=15 \
         --junitxml="$OUT/gpu_tests.xml" "${TEST_ARGS[@]}"
     part gpu-training 210 "$PY" -m bench --only gpu-training --results-dir "$OUT" "${BENCH_ARGS[@]}"
     part gpu-projection 20 "$PY" -m bench --only gpu-projection --results-dir "$OUT" "${BENCH_ARGS[@]}"

@@ -113,6 +113,26 @@ def loss_curve(history: list[dict]) -> list[dict]:
     return [{k: v for k, v in row.items() if k != "seconds"} for row in history]
 
 
+def difference(a: tuple[dict, list], b: tuple[dict, list]) -> str:
+    """Where two (weight_bytes, loss_curve) results differ: for a failure message."""
+    (weights_a, curve_a), (weights_b, curve_b) = a, b
+    tensors = [k for k in weights_a if weights_a.get(k) != weights_b.get(k)]
+    epochs = [i + 1 for i, (x, y) in enumerate(zip(curve_a, curve_b)) if x != y]
+    return f"differing tensors {tensors[:6]}{' ...' if len(tensors) > 6 else ''} of {len(weights_a)}; differing epochs {epochs}"
+
+
+@contextlib.contextmanager
+def nondeterminism_alerts():
+    """Collects the warnings of ops without a deterministic CUDA kernel (warn_only mode)."""
+    import warnings
+
+    alerts: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield alerts
+    alerts += sorted({str(w.message).split(" does not have")[0] for w in caught if "deterministic" in str(w.message)})
+
+
 @contextlib.contextmanager
 def sigterm_at_step(monkeypatch, step: int):
     """Send this process a real SIGTERM during training step `step` (1-based, counted over the

@@ -12,14 +12,17 @@ the CPU (see gpu_support). Skipped without CUDA, so `make test` spends nothing h
 
 import importlib
 import warnings
+from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 import kdtransfer.train as train_module
-from gpu_support import (BATCH, DEVICE, EPOCHS, ON_CUDA, PAPER, PAPER_SETUPS, SKIP_WITHOUT_DEVICE, STEPS, loss_curve,
-                         paper_spec, random_teacher, setup_data, sigterm_at_step, train, weight_bytes)
+from gpu_support import (BATCH, DEVICE, EPOCHS, ON_CUDA, PAPER, PAPER_SETUPS, SKIP_WITHOUT_DEVICE, STEPS, difference,
+                         loss_curve, nondeterminism_alerts, paper_spec, random_teacher, setup_data, sigterm_at_step, train,
+                         weight_bytes)
 from kdtransfer.batches import BatchInputs, predict_logits
 from kdtransfer.train import TrainingInterrupted
 
@@ -144,8 +147,10 @@ def test_deterministic_runs_are_bit_identical_also_across_sigterm_and_resume(tmp
     spec, teacher_model = paper_spec(setup_name, condition, deterministic=True, checkpoint_every=1)
     data = data_of(setup_name)
     weights = teacher_of(setup_name, teacher_model) if condition == "kd" else None
-    model, history, _ = train(spec, data, tmp_path / "again", weights, teacher_model)
-    assert (weight_bytes(model), loss_curve(history)) == first, "two deterministic runs differ"
+    with nondeterminism_alerts() as alerts:
+        model, history, _ = train(spec, data, tmp_path / "again", weights, teacher_model)
+    again = (weight_bytes(model), loss_curve(history))
+    assert again == first, f"two deterministic runs differ: {difference(first, again)}; ops without a deterministic kernel: {alerts}"
 
     # A real SIGTERM in the first step of epoch 2: a checkpoint mid-epoch, then a rerun resumes it.
     with sigterm_at_step(monkeypatch, STEPS + 1), pytest.raises(TrainingInterrupted):
@@ -153,16 +158,19 @@ def test_deterministic_runs_are_bit_identical_also_across_sigterm_and_resume(tmp
     saved = torch.load(tmp_path / "interrupted" / "checkpoint.pt", weights_only=True)
     assert (saved["epoch"], saved["batch"]) == (1, 1)
     model, history, _ = train(spec, data, tmp_path / "interrupted", weights, teacher_model)
-    assert (weight_bytes(model), loss_curve(history)) == first, "the resumed run differs from the uninterrupted one"
+    resumed = (weight_bytes(model), loss_curve(history))
+    assert resumed == first, f"the resumed run differs from the uninterrupted one: {difference(first, resumed)}"
 
 
 @pytest.mark.parametrize("setup_name", FAMILY_SETUPS)
 def test_zero_distillation_weight_trains_bit_for_bit_as_nokd(deterministic_runs, setup_name):
     # tests/test_alpha_zero.py checks this on the CPU; on a GPU in deterministic mode it must hold too.
-    nokd_weights, _ = deterministic_runs(setup_name, "nokd")
+    nokd = deterministic_runs(setup_name, "nokd")
+    nokd_weights = nokd[0]
     for condition in ("kd", "rcd"):
-        zero_weights, _ = deterministic_runs(setup_name, condition, alpha=0.0)
-        assert zero_weights == nokd_weights, f"{condition} with alpha = 0 (and feature_weight = 0) differs from nokd"
+        zero = deterministic_runs(setup_name, condition, alpha=0.0)
+        assert zero[0] == nokd_weights, (f"{condition} with alpha = 0 (and feature_weight = 0) differs from nokd: "
+                                         f"{difference(nokd, (zero[0], nokd[1]))}")
     distilled_weights, _ = deterministic_runs(setup_name, "kd")
     assert distilled_weights != nokd_weights  # the invariant is not met trivially
 
@@ -178,7 +186,7 @@ def test_training_steps_never_wait_for_the_gpu(tmp_path, teacher_of, setup_name,
     numbers) leaves the GPU idle while Python queues the next one. Counted with CUDA's sync
     debug mode over two runs that differ only in their number of steps: setup and the per-epoch
     evaluation synchronise alike in both, so the difference is what the extra steps did."""
-    syncs = {}
+    syncs, where = {}, {}
     for steps in (2, 2, 10):  # the first run selects kernels for these shapes: not counted
         spec, teacher_model = paper_spec(setup_name, condition)
         data = setup_data(setup_name, n_train=steps * BATCH)
@@ -190,9 +198,10 @@ def test_training_steps_never_wait_for_the_gpu(tmp_path, teacher_of, setup_name,
                 train(spec, data, tmp_path / f"{steps}-{len(syncs)}", weights, teacher_model)
         finally:
             torch.cuda.set_sync_debug_mode(0)
-        syncs[steps] = sum("synchronizing" in str(w.message) for w in caught)
+        lines = [f"{Path(w.filename).name}:{w.lineno}" for w in caught if "synchronizing" in str(w.message)]
+        syncs[steps], where[steps] = len(lines), Counter(lines)
     per_step = (syncs[10] - syncs[2]) / (EPOCHS * 8)
-    assert per_step < 0.25, f"{per_step:.2f} host syncs per training step ({syncs})"
+    assert per_step < 0.25, f"{per_step:.2f} host syncs per training step ({syncs}), from {where[10] - where[2]}"
 
 
 COMPILE_CASES = {
