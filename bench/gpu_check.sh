@@ -53,6 +53,11 @@ else
     TEST_ARGS=()
     BENCH_ARGS=(--repeats 3)
 fi
+# Test processes share the GPU (pytest-xdist, where installed: the GPU machine has it): the
+# tests' time is mostly Python and the CPU (model set-up, checkpoints), which then overlaps.
+if "$PY" -c "import xdist" 2>/dev/null; then
+    TEST_ARGS+=(-n "${GPU_CHECK_TEST_WORKERS:-4}")
+fi
 read -r -a EXTRA_PYTEST <<< "${GPU_CHECK_PYTEST_ARGS:-}"
 read -r -a EXTRA_BENCH <<< "${GPU_CHECK_BENCH_ARGS:-}"
 TEST_ARGS+=("${EXTRA_PYTEST[@]}")
