@@ -99,6 +99,10 @@ def main(argv=None) -> int:
         for note in notes:
             print(f"  - {note}")
         print(f"== {part} took {time.perf_counter() - started:.0f} s; written to {path}\n", flush=True)
+    failures = getattr(args, "failures", [])
+    if failures:  # measurements a part reported as failed and went on without
+        print(f"FAILED: {'; '.join(failures)}", flush=True)
+        return 1
     return 0
 
 

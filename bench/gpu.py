@@ -48,6 +48,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -348,16 +349,32 @@ def compare_loops(runs: PaperRuns, setup_name: str, label: str, device, workdir:
         return out
 
     # Warm-up: every variant once on a full batch and the epoch's last, partial one (cuDNN
-    # autotunes each shape), with the whole test split (the evaluation's shapes).
+    # autotunes each shape), with the whole test split (the evaluation's shapes). A variant that
+    # fails is reported and left out; the others are still measured.
+    failed: dict[str, str] = {}
+
+    def attempt(variant, time_one):
+        try:
+            return time_one()
+        except Exception as exc:  # noqa: BLE001 - one run on a lent machine: report and carry on
+            traceback.print_exc()
+            failed[variant] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+            return None
+
     keep = batch + (n % batch or batch)
-    for time_one in variant_runs(replace(data, x_train=data.x_train[:keep], y_train=data.y_train[:keep])).values():
-        time_one()
+    for variant, time_one in variant_runs(replace(data, x_train=data.x_train[:keep], y_train=data.y_train[:keep])).items():
+        attempt(variant, time_one)
     timed = variant_runs(data)
     variants = list(timed)
     seconds, whole_call = {v: [] for v in variants}, []
     for repeat in range(repeats):
         for variant in variants[repeat % len(variants):] + variants[:repeat % len(variants)]:
-            steps, total = timed[variant]()
+            if variant in failed:
+                continue
+            result = attempt(variant, timed[variant])
+            if result is None:
+                continue
+            steps, total = result
             seconds[variant].append(steps[0] if isinstance(steps, list) else steps)
             if variant == PROJECT.format("nokd"):
                 whole_call.append(total)
@@ -365,11 +382,15 @@ def compare_loops(runs: PaperRuns, setup_name: str, label: str, device, workdir:
     del teacher
     if device.type == "cuda":
         torch.cuda.empty_cache()
-    rate = {v: n / median(s) for v, s in seconds.items()}
+    rate = {v: n / median(s) for v, s in seconds.items() if v not in failed and s}
     with_teacher = (PROJECT.format("kd"), BARE_TEACHER) if augmented else ()
     rows = []
     for v in variants:
         ceiling = BARE_TEACHER if v in with_teacher else BARE
+        if v not in rate:
+            rows.append(Row(label, v, "training throughput", float("nan"), "samples/s", None,
+                            f"FAILED: {failed.get(v, 'no run finished')}"))
+            continue
         notes = []
         if v == PROJECT.format("nokd"):
             notes += [f"{n:,} x {list(size.sample)} {size.dtype}, batch {batch}, {recipe['optimizer']}, augment "
@@ -380,8 +401,8 @@ def compare_loops(runs: PaperRuns, setup_name: str, label: str, device, workdir:
         if v == LOADER:
             notes.append(f"{sz.loader_workers} workers; the project's normalisation{' and augmentation' if augmented else ''} on the device")
         notes.append(f"ratio = this / {ceiling.split(' (')[0]}")
-        rows.append(Row(label, v, "training throughput", rate[v], "samples/s", rate[v] / rate[ceiling], "; ".join(notes),
-                        [n / s for s in seconds[v]]))
+        rows.append(Row(label, v, "training throughput", rate[v], "samples/s", rate[v] / rate[ceiling] if ceiling in rate else None,
+                        "; ".join(notes), [n / s for s in seconds[v]]))
     return rows
 
 
@@ -511,15 +532,30 @@ def run_training(args) -> tuple[list[Row], list[str]]:
         write_results(f"gpu-training-{args.tag}" if args.tag else "gpu-training", title, rows, notes, args.command,
                       args.results_dir)
 
+    def measured(what: str, measure) -> list[Row]:
+        """One measurement's rows; a failure is printed, noted and counted, and the part goes on."""
+        try:
+            return measure()
+        except Exception as exc:  # noqa: BLE001 - one run on a lent machine: report and carry on
+            traceback.print_exc()
+            args.failures = [*getattr(args, "failures", []), what]
+            notes.append(f"FAILED: {what}: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
+            return []
+        finally:
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+
     wanted = [w.strip().lower() for w in (args.gpu_cases or "").split(",") if w.strip()]
     with tempfile.TemporaryDirectory(prefix="kdtransfer-gpu-bench-") as tmp:
         workdir = Path(tmp)
-        rows.append(start_up_row(device, args.repeats))
+        rows += measured("training process start-up", lambda: [start_up_row(device, args.repeats)])
         flush()
         for setup_name, label in HEADLINE_CASES:
             if wanted and not any(w in label.lower() for w in wanted):
                 continue
-            rows += compare_loops(runs, setup_name, label, device, workdir, sz, args.repeats)
+            rows += measured(label, lambda: compare_loops(runs, setup_name, label, device, workdir, sz, args.repeats))
+            args.failures = [*getattr(args, "failures", []), *(f"{label}: {r.variant}" for r in rows if r.case == label
+                                                               and r.note.startswith("FAILED"))]
             flush()
         classes = paper_cost_classes(runs)
         wanted_classes = [w.strip().lower() for w in (args.gpu_classes or "").split(",") if w.strip()]
@@ -527,12 +563,12 @@ def run_training(args) -> tuple[list[Row], list[str]]:
             if wanted_classes and not any(w in cls.key.lower() for w in wanted_classes):
                 continue
             started = time.perf_counter()
-            rows += measure_class(runs, cls, members[0], device, workdir, sz)
-            print(f"[gpu] cost class {cls.key} ({len(members)} runs): {rows[-3].value:.1f} ms per step, "
-                  f"test pass {rows[-2].value:.2f} s ({time.perf_counter() - started:.0f} s)", flush=True)
+            new = measured(f"cost class {cls.key}", lambda: measure_class(runs, cls, members[0], device, workdir, sz))
+            rows += new
+            if new:
+                print(f"[gpu] cost class {cls.key} ({len(members)} runs): {new[0].value:.1f} ms per step, "
+                      f"test pass {new[1].value:.2f} s ({time.perf_counter() - started:.0f} s)", flush=True)
             flush()
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
     return rows, notes
 
 
