@@ -546,20 +546,23 @@ def run_training(args) -> tuple[list[Row], list[str]]:
                 torch.cuda.empty_cache()
 
     wanted = [w.strip().lower() for w in (args.gpu_cases or "").split(",") if w.strip()]
+    wanted_classes = [w.strip().lower() for w in (args.gpu_classes or "").split(",") if w.strip()]
+
+    def comparison(setup_name: str, label: str) -> None:
+        nonlocal rows
+        if wanted and not any(w in label.lower() for w in wanted):
+            return
+        rows += measured(label, lambda: compare_loops(runs, setup_name, label, device, workdir, sz, args.repeats))
+        args.failures = [*getattr(args, "failures", []),
+                         *(f"{label}: {r.variant}" for r in rows if r.case == label and r.note.startswith("FAILED"))]
+        flush()
+
+    # In order of what matters, as a run cut short keeps what it measured: the CIFAR-10 comparison
+    # (the headline), the cost classes and start-up (the projection), then the other comparisons.
     with tempfile.TemporaryDirectory(prefix="kdtransfer-gpu-bench-") as tmp:
         workdir = Path(tmp)
-        rows += measured("training process start-up", lambda: [start_up_row(device, args.repeats)])
-        flush()
-        for setup_name, label in HEADLINE_CASES:
-            if wanted and not any(w in label.lower() for w in wanted):
-                continue
-            rows += measured(label, lambda: compare_loops(runs, setup_name, label, device, workdir, sz, args.repeats))
-            args.failures = [*getattr(args, "failures", []), *(f"{label}: {r.variant}" for r in rows if r.case == label
-                                                               and r.note.startswith("FAILED"))]
-            flush()
-        classes = paper_cost_classes(runs)
-        wanted_classes = [w.strip().lower() for w in (args.gpu_classes or "").split(",") if w.strip()]
-        for cls, members in classes.items():
+        comparison(*HEADLINE_CASES[0])
+        for cls, members in paper_cost_classes(runs).items():
             if wanted_classes and not any(w in cls.key.lower() for w in wanted_classes):
                 continue
             started = time.perf_counter()
@@ -569,6 +572,10 @@ def run_training(args) -> tuple[list[Row], list[str]]:
                 print(f"[gpu] cost class {cls.key} ({len(members)} runs): {new[0].value:.1f} ms per step, "
                       f"test pass {new[1].value:.2f} s ({time.perf_counter() - started:.0f} s)", flush=True)
             flush()
+        rows += measured("training process start-up", lambda: [start_up_row(device, args.repeats)])
+        flush()
+        for setup_name, label in HEADLINE_CASES[1:]:
+            comparison(setup_name, label)
     return rows, notes
 
 
@@ -591,7 +598,7 @@ def run_projection(args) -> tuple[list[Row], list[str]]:
                          "gpu-training on a GPU first, or pass --gpu-csv)")
     measured = read_measurements(source)
     runs = PaperRuns()
-    start_up = measured.get(("training process", START_UP), 0.0)
+    start_up = measured.get(("training process", START_UP))
     per_class: dict[str, dict] = {}
     missing = set()
     for run in runs.plan.runs:
@@ -608,7 +615,7 @@ def run_projection(args) -> tuple[list[Row], list[str]]:
         steps = n_train // recipe["batch_size"] if recipe.get("drop_last") else math.ceil(n_train / recipe["batch_size"])
         epochs = recipe["epochs"]
         checkpoints = (epochs - 1) // runs.config["training"]["checkpoint_every"] + 1  # + the final weights
-        seconds = (start_up + epochs * (steps * step + test_pass) + checkpoints * checkpoint
+        seconds = ((start_up or 0.0) + epochs * (steps * step + test_pass) + checkpoints * checkpoint
                    + (test_pass * n_train / size.n_test if teacher_pass else 0.0))
         entry = per_class.setdefault(cls.key, {"runs": 0, "seconds": 0.0, "epochs": set(), "epoch_s": steps * step + test_pass,
                                                "dataset": cls.dataset})
@@ -637,6 +644,8 @@ def run_projection(args) -> tuple[list[Row], list[str]]:
              "data preparation, the analysis (CPU), queueing.",
              f"Training flags as in experiments/paper.yaml (deterministic: {runs.config['training']['deterministic']}, "
              f"compile: {runs.config['training']['compile']})."]
+    if start_up is None:
+        notes.append("NOT MEASURED: the training process start-up, counted as 0.")
     if missing:
         notes.append(f"NOT MEASURED, left out of the totals: {', '.join(sorted(missing))}.")
     return rows, notes

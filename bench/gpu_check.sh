@@ -16,12 +16,13 @@
 #     gpu_tests.xml                    the GPU tests (JUnit XML: each test's time and failure)
 #     gpu-training.md|csv              loop comparison and cost classes (bench/results/ format)
 #     gpu-projection.md|csv            projected GPU-hours of experiments/paper.yaml
-#     gpu-compile.md|csv               torch.compile of ResNet-18 (only if time is left)
+#     gpu-compile.md|csv               torch.compile of ResNet-18 (when asked for)
 #
-# GPU_CHECK_BUDGET_S (default 440): seconds for all parts; a part's limit is its own cap or what
-# is left, whichever is less, and gpu-compile is skipped with under 100 s left.
-# GPU_CHECK_PARTS (default "tests training projection compile"): the parts to run, e.g. only
-# "training projection" to rerun the benchmarks; GPU_CHECK_PYTEST_ARGS: extra pytest arguments
+# GPU_CHECK_BUDGET_S (default 420): seconds for all parts; a part's limit is its own cap or what
+# is left, whichever is less (the benchmarks leave 20 s for the projection).
+# GPU_CHECK_PARTS (default "tests training projection", and compile in a smoke run; add
+# "compile" for gpu-compile, about two minutes more): the parts to run, e.g. "compile" alone on a second call, or "training
+# projection" to rerun the benchmarks; GPU_CHECK_PYTEST_ARGS: extra pytest arguments
 # (e.g. -k vit), GPU_CHECK_BENCH_ARGS: extra `python -m bench` arguments (e.g. --gpu-classes vit).
 # GPU_CHECK_SMOKE=1: the same steps on the CPU with tiny sizes, a few of the tests and ten times
 # the time limits, and with
@@ -39,8 +40,10 @@ PY=${PYTHON:-python3}
 SMOKE=${GPU_CHECK_SMOKE:-0}
 SLOWER=1  # the CPU of a smoke run is far slower than a GPU: its limits are ten times as long
 [ "$SMOKE" = 1 ] && SLOWER=10
-BUDGET=${GPU_CHECK_BUDGET_S:-$((440 * SLOWER))}
-PARTS=" ${GPU_CHECK_PARTS:-tests training projection compile} "
+BUDGET=${GPU_CHECK_BUDGET_S:-$((420 * SLOWER))}
+DEFAULT_PARTS="tests training projection"
+[ "$SMOKE" = 1 ] && DEFAULT_PARTS="$DEFAULT_PARTS compile"  # the smoke run checks every part
+PARTS=" ${GPU_CHECK_PARTS:-$DEFAULT_PARTS} "
 export PYTHONUNBUFFERED=1
 export PYTHONPATH="$REPO/src${PYTHONPATH:+:$PYTHONPATH}"
 if [ "$SMOKE" = 1 ]; then
@@ -67,16 +70,17 @@ START=$SECONDS
 SUMMARY=()
 FAILED=0
 
-# part NAME CAP_SECONDS COMMAND...: run COMMAND with a time limit of min(CAP, budget left).
+# part NAME CAP_SECONDS RESERVE_SECONDS COMMAND...: run COMMAND with a time limit of
+# min(CAP, budget left - RESERVE), RESERVE being kept for the parts after it.
 part() {
-    local name=$1 cap=$2
-    shift 2
+    local name=$1 cap=$2 reserve=$3
+    shift 3
     if [[ "$PARTS" != *" ${name#gpu-} "* ]]; then
         SUMMARY+=("$(printf '%-16s not asked for (GPU_CHECK_PARTS)' "$name")")
         return
     fi
     cap=$((cap * SLOWER))
-    local left=$((BUDGET - (SECONDS - START)))
+    local left=$((BUDGET - (SECONDS - START) - reserve * SLOWER))
     local limit=$((cap < left ? cap : left))
     if [ "$limit" -lt 10 ]; then
         SUMMARY+=("$(printf '%-16s skipped: %3d s of the %d s budget left' "$name" "$left" "$BUDGET")")
@@ -119,16 +123,11 @@ for name in ("numpy", "pandas", "pyarrow", "yaml", "scipy", "timm", "pytest", "j
 EOF
     echo "PYTHONPATH=$PYTHONPATH KDTRANSFER_TEST_DEVICE=$KDTRANSFER_TEST_DEVICE budget ${BUDGET} s"
 
-    part gpu-tests 200 "$PY" -m pytest tests/gpu -m gpu -v -rfEs -p no:cacheprovider --durations=15 \
+    part gpu-tests 180 60 "$PY" -m pytest tests/gpu -m gpu -v -rfEs -p no:cacheprovider --durations=15 \
         --junitxml="$OUT/gpu_tests.xml" "${TEST_ARGS[@]}"
-    part gpu-training 210 "$PY" -m bench --only gpu-training --results-dir "$OUT" "${BENCH_ARGS[@]}"
-    part gpu-projection 20 "$PY" -m bench --only gpu-projection --results-dir "$OUT" "${BENCH_ARGS[@]}"
-    if [ $((BUDGET - (SECONDS - START))) -ge $((100 * SLOWER)) ]; then
-        part gpu-compile 120 "$PY" -m bench --only gpu-compile --results-dir "$OUT" "${BENCH_ARGS[@]}"
-    else
-        SUMMARY+=("$(printf '%-16s skipped: under 100 s of the budget left' gpu-compile)")
-    fi
-
+    part gpu-training 260 20 "$PY" -m bench --only gpu-training --results-dir "$OUT" "${BENCH_ARGS[@]}"
+    part gpu-projection 20 0 "$PY" -m bench --only gpu-projection --results-dir "$OUT" "${BENCH_ARGS[@]}"
+    part gpu-compile 150 0 "$PY" -m bench --only gpu-compile --results-dir "$OUT" "${BENCH_ARGS[@]}"
     echo
     for table in gpu-training gpu-projection gpu-compile; do
         if [ -f "$OUT/$table.md" ]; then
