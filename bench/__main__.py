@@ -47,7 +47,7 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", help=f"comma-separated parts to run ({', '.join(PARTS)})")
     parser.add_argument("--skip", help="comma-separated parts to leave out")
-    parser.add_argument("--all", action="store_true", help="every part, e2e and regen included")
+    parser.add_argument("--all", action="store_true", help="every part but the gpu-* ones, e2e and regen included")
     parser.add_argument("--repeats", type=int, default=3, help="repeats per measurement (medians are reported); default 3")
     parser.add_argument("--threads", type=int, default=1, help="torch threads for the training part (default 1, as a training job)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="training device (auto: CUDA when present)")
@@ -68,8 +68,8 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.only:
         parts = [p.strip() for p in args.only.split(",") if p.strip()]
-    elif args.all:
-        parts = list(PARTS)
+    elif args.all:  # the gpu-* parts need a GPU: bench/gpu_check.sh runs them
+        parts = [p for p in PARTS if not p.startswith("gpu-")]
     else:
         parts = list(DEFAULT_PARTS)
     skip = {p.strip() for p in (args.skip or "").split(",") if p.strip()}
