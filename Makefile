@@ -4,7 +4,7 @@ VENV ?= .venv
 CORES ?= 2
 BIN := $(VENV)/bin
 
-.PHONY: setup run test test-slurm bench report clean
+.PHONY: setup run test test-slurm test-gpu gpu-check bench report clean
 
 # torch/torchvision are pinned in pyproject.toml; an unpinned torch would download GBs.
 $(BIN)/snakemake: pyproject.toml
@@ -28,6 +28,15 @@ test: setup
 # apt; about 20 min on 2 cores): tests/test_slurm_cluster.py. Not part of `make test`.
 test-slurm: setup
 	$(BIN)/python -m pytest -m slurm -s -rs --durations=0 tests/test_slurm_cluster.py
+
+# On a machine with a CUDA GPU: the GPU tests alone (tests/gpu, a few minutes), or the whole GPU
+# check (bench/gpu_check.sh: the GPU tests, then the CUDA benchmarks; tables and log under GPU_OUT).
+GPU_OUT ?= gpu-check
+test-gpu: setup
+	KDTRANSFER_TEST_DEVICE=cuda $(BIN)/python -m pytest -m gpu -v tests/gpu
+
+gpu-check: setup
+	OUT=$(GPU_OUT) PYTHON=$(BIN)/python bash bench/gpu_check.sh
 
 # Benchmarks (bench/): side-by-side timings printed as tables and written to bench/results/.
 # Not part of `make test`. BENCH_ARGS picks parts, e.g. BENCH_ARGS="--only e2e,regen" or "--all".

@@ -72,7 +72,12 @@ def machine_summary() -> str:
     except OSError:
         load = "n/a"
     mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{platform.machine()}, {cores} cores, {mem_gib:.0f} GiB, Python {platform.python_version()}, load average (1, 5, 15 min) when written {load}"
+    gpu = ""
+    torch = sys.modules.get("torch")  # only where a benchmark imported it: never imported for this line
+    if torch is not None and torch.cuda.is_available():
+        gpu = f", GPU {torch.cuda.get_device_name()}"
+    return (f"{platform.machine()}, {cores} cores, {mem_gib:.0f} GiB{gpu}, Python {platform.python_version()}, "
+            f"load average (1, 5, 15 min) when written {load}")
 
 
 def run_child(args: list[str], *, env: dict | None = None, timeout: float = 3600) -> dict:
@@ -134,16 +139,18 @@ def markdown_table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def write_results(part: str, title: str, rows: list[Row], notes: list[str], command: str) -> Path:
+def write_results(part: str, title: str, rows: list[Row], notes: list[str], command: str,
+                  results_dir: str | Path = RESULTS_DIR) -> Path:
     """bench/results/<part>.md (the committed record) and <part>.csv (every repeat's samples)."""
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    md = RESULTS_DIR / f"{part}.md"
+    results_dir = Path(results_dir)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    md = results_dir / f"{part}.md"
     text = [f"# {title}", "", f"Command: `{command}`  ", f"Measured {time.strftime('%Y-%m-%d %H:%M %Z')} on {machine_summary()}.", "",
             markdown_table(rows), ""]
     if notes:
         text += ["Notes:", ""] + [f"- {n}" for n in notes] + [""]
     md.write_text("\n".join(text))
-    csv = RESULTS_DIR / f"{part}.csv"
+    csv = results_dir / f"{part}.csv"
     with csv.open("w") as fh:
         fh.write("case,variant,metric,median,unit,ratio,samples,note\n")
         for r in rows:

@@ -318,3 +318,47 @@ def test_divergence_hint_names_the_bf16_switch_only_when_bf16_was_on():
 def test_checkpoint_frequency_is_not_part_of_the_run_identity():
     assert spec_fingerprint(spec("kd", checkpoint_every=1)) == spec_fingerprint(spec("kd", checkpoint_every=5))
     assert spec_fingerprint(spec("kd")) != spec_fingerprint(spec("kd", bf16=False))
+
+
+# --- What a GPU run needs that a CPU run does not show -------------------------------------------
+
+
+def test_sgd_momentum_returns_to_the_parameters_device_on_resume():
+    # Checkpoints are read onto the CPU; a resumed GPU run steps with these buffers. The meta
+    # device stands in for the GPU here: any device other than the checkpoint's.
+    from kdtransfer.optim import SGD
+
+    cpu = torch.nn.Linear(3, 2)
+    opt = SGD(cpu.parameters(), lr=0.1, momentum=0.9)
+    torch.nn.functional.mse_loss(cpu(torch.ones(4, 3)), torch.zeros(4, 2)).backward()
+    opt.step()
+    elsewhere = torch.nn.Linear(3, 2, device="meta")
+    resumed = SGD(elsewhere.parameters(), lr=0.1, momentum=0.9)
+    resumed.load_state_dict(opt.state_dict())
+    assert [buf.device.type for buf in resumed.momentum_buffers] == ["meta", "meta"]
+    for p in elsewhere.parameters():
+        p.grad = torch.ones_like(p)
+    resumed.step()  # the buffers and the gradients now live on one device
+
+
+def test_deterministic_cuda_runs_use_the_math_attention_kernel(monkeypatch):
+    # The fused attention kernels' backward is not reproducible under warn_only determinism;
+    # configure_device only sets process-wide switches, so this runs without a GPU.
+    from kdtransfer.train import FUSED_ATTENTION_SWITCHES, configure_device
+
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    flags = {"flash": torch.backends.cuda.flash_sdp_enabled, "mem_efficient": torch.backends.cuda.mem_efficient_sdp_enabled,
+             "cudnn": torch.backends.cuda.cudnn_sdp_enabled, "math": torch.backends.cuda.math_sdp_enabled}
+    try:
+        configure_device(spec("kd", deterministic=True), torch.device("cuda"))
+        assert {name: enabled() for name, enabled in flags.items()} == {"flash": False, "mem_efficient": False, "cudnn": False,
+                                                                         "math": True}
+        assert torch.are_deterministic_algorithms_enabled() and not torch.backends.cudnn.benchmark
+        configure_device(spec("kd", deterministic=False), torch.device("cuda"))
+        assert all(enabled() for enabled in flags.values())
+        assert not torch.are_deterministic_algorithms_enabled() and torch.backends.cudnn.benchmark
+    finally:
+        torch.use_deterministic_algorithms(False)
+        torch.backends.cudnn.benchmark = False
+        for switch in FUSED_ATTENTION_SWITCHES:
+            getattr(torch.backends.cuda, switch)(True)

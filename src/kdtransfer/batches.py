@@ -21,6 +21,19 @@ def autocast_context(device: torch.device, bf16: bool):
     return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and bf16 else contextlib.nullcontext()
 
 
+def to_device_async(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A small CPU tensor (random draws) on `device` without stalling the host.
+
+    A plain copy from pageable memory to a GPU waits until the GPU has finished all the work
+    queued before it: one such copy per step would leave the GPU idle while Python queues the
+    next step. A pinned, non-blocking copy is queued behind that work instead (the pinned buffer
+    is kept until the copy has run). On the CPU it is the tensor itself.
+    """
+    if device.type != "cuda":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
+
+
 def augment_batch(x: torch.Tensor, augment: str, generator: torch.Generator) -> torch.Tensor:
     """Batched augmentation on the device: `flip_crop` = random 4-px-padded crop + horizontal flip.
 
@@ -35,12 +48,12 @@ def augment_batch(x: torch.Tensor, augment: str, generator: torch.Generator) -> 
     n, _, h, w = x.shape
     pad = 4
     padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
-    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(x.device)
-    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(x.device)
+    dx = to_device_async(torch.randint(0, 2 * pad + 1, (n,), generator=generator), x.device)
+    dy = to_device_async(torch.randint(0, 2 * pad + 1, (n,), generator=generator), x.device)
     rows = (dy[:, None] + torch.arange(h, device=x.device)[None, :])  # [n, h]
     cols = (dx[:, None] + torch.arange(w, device=x.device)[None, :])  # [n, w]
     out = padded[torch.arange(n, device=x.device)[:, None, None, None], torch.arange(x.shape[1], device=x.device)[None, :, None, None], rows[:, None, :, None], cols[:, None, None, :]]
-    flip = torch.rand(n, generator=generator).to(x.device) < 0.5
+    flip = to_device_async(torch.rand(n, generator=generator) < 0.5, x.device)
     return torch.where(flip[:, None, None, None], out.flip(3), out)
 
 

@@ -45,8 +45,11 @@ class SGD:
         return {"param_groups": [dict(g) for g in self.param_groups], "momentum_buffers": list(self.momentum_buffers)}
 
     def load_state_dict(self, state: dict) -> None:
+        """Checkpoints are read onto the CPU: each momentum buffer goes back to its parameter's
+        device (as torch.optim's optimizers do), else a resumed GPU run would fail at its first step."""
         self.param_groups = [dict(g) for g in state["param_groups"]]
-        self.momentum_buffers = list(state["momentum_buffers"])
+        self.momentum_buffers = [None if buf is None else buf.to(p.device)
+                                 for buf, p in zip(state["momentum_buffers"], self.params, strict=True)]
 
 
 class LRSchedule:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from kdtransfer.batches import BatchInputs, autocast_context, predict_logits
+from kdtransfer.batches import BatchInputs, autocast_context, predict_logits, to_device_async
 from kdtransfer.catalog import DISTILLED_CONDITIONS, KD_VARIANTS
 from kdtransfer.data import ArrayDataset
 from kdtransfer.losses import HintRegressor, fixed_example_noise, random_control_noise
@@ -145,7 +145,7 @@ class NoiseTargets:
         if self.fixed:
             logits = self.fixed_logits[idx]
         else:
-            logits = random_control_noise((len(idx), self.num_classes), self.noise, self.logit_gen).to(self.device)
+            logits = to_device_async(random_control_noise((len(idx), self.num_classes), self.noise, self.logit_gen), self.device)
         if self.feature_shapes is None:
             return logits, None
         if self.fixed:

@@ -194,13 +194,17 @@ class EpochStats:
         self.sums = torch.zeros(len(self.FIELDS), dtype=torch.float64, device=device)
         self.zero = torch.zeros((), device=device)
         self.seen, self.seconds = 0, 0.0
+        # Per batch size: the weights of the terms (means x k, the count of correct ones x 1).
+        # Made once, not per step: a tensor built from Python numbers on a GPU is a host sync.
+        self._weights: dict[int, torch.Tensor] = {}
 
     def add(self, loss: torch.Tensor, parts: dict, logits: torch.Tensor, labels: torch.Tensor) -> None:
         k = labels.shape[0]
         terms = [loss.detach(), parts["ce"], parts.get("kd", self.zero), parts.get("feature", self.zero),
                  (logits.argmax(1) == labels).sum()]
-        self.sums += torch.stack([t.to(torch.float64) for t in terms]) * torch.tensor([k, k, k, k, 1], dtype=torch.float64,
-                                                                                      device=self.device)
+        if k not in self._weights:
+            self._weights[k] = torch.tensor([k, k, k, k, 1], dtype=torch.float64, device=self.device)
+        self.sums += torch.stack([t.to(torch.float64) for t in terms]) * self._weights[k]
         self.seen += k
 
     def loss_is_finite(self) -> bool:
@@ -221,7 +225,19 @@ class EpochStats:
         self.seen, self.seconds = state["seen"], state["seconds"]
 
 
+FUSED_ATTENTION_SWITCHES = ("enable_flash_sdp", "enable_mem_efficient_sdp", "enable_cudnn_sdp")
+
+
 def configure_device(spec: RunSpec, device: torch.device) -> None:
+    """The determinism switch, on CUDA (process-wide settings, set for each run).
+
+    warn_only=True: strict mode raises on every op flagged as non-deterministic on CUDA, such as
+    the backward of adaptive pooling (the ResNet's global average pool), whose atomic adds are
+    reproducible anyway where each input element gets one (non-overlapping windows, as here).
+    Attention's are not: the fused kernels' backward passes (flash, memory-efficient, cuDNN)
+    accumulate in a varying order unless strict mode is on, so a deterministic run computes
+    attention with the math kernel (the sequences here are short). tests/gpu checks the result.
+    """
     if device.type == "cuda":
         if spec.deterministic:  # deterministic cuBLAS; read when CUDA first creates its handle
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -229,6 +245,9 @@ def configure_device(spec: RunSpec, device: torch.device) -> None:
         # also import torch._inductor (1.5 s per job, most of a small job's time).
         torch.use_deterministic_algorithms(spec.deterministic, warn_only=True)
         torch.backends.cudnn.benchmark = not spec.deterministic
+        for switch in FUSED_ATTENTION_SWITCHES:
+            if hasattr(torch.backends.cuda, switch):  # enable_cudnn_sdp: torch >= 2.3
+                getattr(torch.backends.cuda, switch)(not spec.deterministic)
 
 
 def train_run(
