@@ -147,9 +147,7 @@ class PaperRuns:
 
 
 def setup_run_key(runs: PaperRuns, setup_name: str, condition: str) -> str:
-    from kdtransfer.plan import run_key
-
-    return run_key(condition, setup_name, runs.plan.setups[setup_name])
+    return runs.plan.run_key(condition, setup_name)
 
 
 def teacher_weights_for(entry: dict, data, folder: Path) -> str:

@@ -36,11 +36,11 @@ def test_config_read_without_jsonschema_equals_the_validated_one(path):
 def test_every_paper_run_has_one_cost_class():
     runs = PaperRuns()
     classes = paper_cost_classes(runs)
-    assert sum(len(members) for members in classes.values()) == len(runs.plan.runs) == 630
+    assert sum(len(members) for members in classes.values()) == len(runs.plan.runs) == 670
     keys = {cls.key: cls for cls in classes}
     # A temperature sweep costs what its base setup costs; a feature variant and a larger teacher do not.
     swept = {run.key for run in classes[keys["cifar10 / resnet18 / kd resnet18"]]}
-    assert {"kd/cifar10_resnet18", "kd/cifar10_resnet18_T1", "kd/cifar10_resnet18_T16"} <= swept
+    assert {runs.plan.run_key("kd", s) for s in ("cifar10_resnet18", "cifar10_resnet18_T1", "cifar10_resnet18_T16")} <= swept
     assert {"cifar10 / resnet18 / kd resnet18 hint", "cifar10 / resnet18 / rcd attention", "cifar10 / resnet18 / kd resnet34",
             "cifar10 / resnet34", "tiny_imagenet / resnet18", "names / char_gru"} <= set(keys)
     # Without augmentation kd's teacher runs once per run, not per step: its steps are cross-entropy's.

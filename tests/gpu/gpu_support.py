@@ -24,7 +24,7 @@ if str(REPO) not in sys.path:  # bench/ is not an installed package
 
 from bench.paper import dataset_size, read_config, synthetic_dataset  # noqa: E402
 from kdtransfer.models import create_model_for  # noqa: E402
-from kdtransfer.plan import Plan, run_key  # noqa: E402
+from kdtransfer.plan import Plan  # noqa: E402
 from kdtransfer.train import RunSpec, train_run  # noqa: E402
 
 DEVICE_VARIABLE = "KDTRANSFER_TEST_DEVICE"
@@ -80,7 +80,7 @@ def paper_spec(setup_name: str, condition: str, *, epochs: int = EPOCHS, checkpo
     The spec is Plan.run_spec's, so model options, recipe and KD settings are the paper's; the
     recipe is cut to `epochs` of STEPS batches of BATCH; `training` overrides the paper's
     training flags (deterministic, bf16, compile); `kd` updates the KD settings."""
-    key = run_key(condition, setup_name, PLAN.setups[setup_name])
+    key = PLAN.run_key(condition, setup_name)
     params = PLAN.run_spec(condition, key, 0)
     params["recipe"] = dict(params["recipe"], epochs=epochs, batch_size=BATCH)
     params.update(training, checkpoint_every=checkpoint_every)
