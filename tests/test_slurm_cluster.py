@@ -228,7 +228,9 @@ def test_failed_job_is_reported_retried_and_fails_the_run(failed_run):
     assert {jobid: job["JobState"] for jobid, job in slurm_jobs(ids).items()} == {jobid: "FAILED" for jobid in ids}
     for _, jobid, log in subs:  # each attempt's SLURM log shows the training script's error
         text = log.read_text()
-        assert re.search(r"Traceback|ERROR kdtransfer", text) and "Exited with exit code 1" in text, text[-3000:]
+        # the one-line explanation naming the file and the rule that remakes it, with the job's prefix
+        assert re.search(r"ERROR \[[^\]]+ seed 0\] kdtransfer: DatasetError: prepared dataset \S+ is unreadable", text), text[-3000:]
+        assert "prepare_data" in text and "Exited with exit code 1" in text, text[-3000:]
     assert not (wf / SMALL_RUN / "model.pt").exists()
 
 
