@@ -152,13 +152,16 @@ def setup_run_key(runs: PaperRuns, setup_name: str, condition: str) -> str:
 
 def teacher_weights_for(entry: dict, data, folder: Path) -> str:
     """Untrained teacher weights (a teacher's cost does not depend on what it learnt)."""
+    import hashlib
     import json
 
     import torch
 
     from kdtransfer.models import create_model_for
 
-    path = folder / f"teacher-{abs(hash(json.dumps(entry, sort_keys=True) + str(data.input_shape)))}.pt"
+    # The weights depend on the model, the input shape and the number of classes (its head).
+    key = json.dumps([entry, list(data.input_shape), int(data.num_classes)], sort_keys=True)
+    path = folder / f"teacher-{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt"
     if not path.exists():
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(1)
