@@ -8,7 +8,7 @@ Three parts (bench/gpu_check.sh runs them on a GPU machine, with `--results-dir 
      CIFAR-10-shaped ResNet-18 (50,000 synthetic uint8 32x32 images, flip_crop), SpeechCommands-
      shaped audio CNN (128 batches of log-mel 1x40x101 of the 84,843), Names-shaped char GRU
      (14,400 rows of 20 tokens).
-     - `project nokd|rcd|kd`: kdtransfer.train.train_run as a training job runs it, data resident
+     - `project nokd|rcd|kd`: kdtransfer.training.loop.train_run as a training job runs it, data resident
        on the GPU, augmentation on the GPU; kd runs its teacher (same architecture) every step
        when the inputs are augmented. Images/s over the epoch's training steps (train_run's own
        per-epoch timing, which ends on a host sync); the whole call (set-up, test pass) is noted.
@@ -127,7 +127,7 @@ class PaperRuns:
     """experiments/paper.yaml's Plan, read without jsonschema (bench.paper.read_config)."""
 
     def __init__(self, config_path: Path = PAPER_CONFIG):
-        from kdtransfer.plan import Plan
+        from kdtransfer.plan.runs import Plan
 
         self.config = read_config(config_path)
         self.plan = Plan(self.config)
@@ -138,7 +138,7 @@ class PaperRuns:
         return name, dataset_size(entry["loader"], entry["options"])
 
     def spec(self, condition: str, key: str, *, epochs: int, batch: int | None, **training):
-        from kdtransfer.train import RunSpec
+        from kdtransfer.training.loop import RunSpec
 
         params = self.plan.run_spec(condition, key, 0)
         params["recipe"] = dict(params["recipe"], epochs=epochs, batch_size=batch or params["recipe"]["batch_size"])
@@ -156,7 +156,7 @@ def teacher_weights_for(entry: dict, data, folder: Path) -> str:
 
     import torch
 
-    from kdtransfer.models import create_model_for
+    from kdtransfer.training.models import create_model_for
 
     path = folder / f"teacher-{abs(hash(json.dumps(entry, sort_keys=True) + str(data.input_shape)))}.pt"
     if not path.exists():
@@ -168,7 +168,7 @@ def teacher_weights_for(entry: dict, data, folder: Path) -> str:
 
 def project_epoch(runs: PaperRuns, spec, data, device, workdir: Path, teacher_model: dict | None) -> tuple[list[float], float]:
     """(seconds of training steps per epoch from train_run's history, seconds of the whole call)."""
-    from kdtransfer.train import train_run
+    from kdtransfer.training.loop import train_run
 
     weights = teacher_weights_for(teacher_model, data, workdir) if spec.condition == "kd" else None
     run_dir = Path(tempfile.mkdtemp(prefix=f"{spec.condition}-", dir=workdir))
@@ -199,7 +199,7 @@ def torch_optimizer(params, recipe: dict):
 
 
 def fresh_student(spec, data, inputs):
-    from kdtransfer.train import build_initial_model
+    from kdtransfer.training.loop import build_initial_model
 
     return inputs.place(build_initial_model(spec, data)).train()
 
@@ -210,7 +210,7 @@ def dataloader_epoch(spec, data, device, workers: int) -> float:
     import torch.nn.functional as F
     from torch.utils.data import DataLoader, TensorDataset
 
-    from kdtransfer.batches import BatchInputs, autocast_context
+    from kdtransfer.training.batches import BatchInputs, autocast_context
 
     inputs = BatchInputs(data, device)
     model = fresh_student(spec, data, inputs)
@@ -254,9 +254,9 @@ def bare_epoch(spec, data, device, teacher=None, *, project_sgd: bool = False, p
     import torch
     import torch.nn.functional as F
 
-    from kdtransfer.batches import BatchInputs, autocast_context
-    from kdtransfer.losses import kd_loss
-    from kdtransfer.optim import SGD
+    from kdtransfer.training.batches import BatchInputs, autocast_context
+    from kdtransfer.training.losses import kd_loss
+    from kdtransfer.training.optim import SGD
 
     inputs = BatchInputs(data, device)
     model = fresh_student(spec, data, inputs)
@@ -300,7 +300,7 @@ def bare_epoch(spec, data, device, teacher=None, *, project_sgd: bool = False, p
 def loaded_teacher(entry: dict, data, inputs, weights: str):
     import torch
 
-    from kdtransfer.models import create_model_for
+    from kdtransfer.training.models import create_model_for
 
     teacher = create_model_for(entry, data)
     teacher.load_state_dict(torch.load(weights, weights_only=True))
@@ -315,7 +315,7 @@ def loaded_teacher(entry: dict, data, inputs, weights: str):
 def compare_loops(runs: PaperRuns, setup_name: str, label: str, device, workdir: Path, sz: Sizes, repeats: int) -> list[Row]:
     import torch
 
-    from kdtransfer.batches import BatchInputs
+    from kdtransfer.training.batches import BatchInputs
 
     _, size = runs.dataset_of("nokd", setup_run_key(runs, setup_name, "nokd"))
     specs = {c: runs.spec(c, setup_run_key(runs, setup_name, c), epochs=1, batch=sz.batch) for c in ("nokd", "rcd", "kd")}
@@ -455,8 +455,8 @@ def paper_cost_classes(runs: PaperRuns) -> dict[CostClass, list]:
 def measure_class(runs: PaperRuns, cls: CostClass, run, device, workdir: Path, sz: Sizes) -> list[Row]:
     import torch
 
-    from kdtransfer.batches import BatchInputs, predict_logits
-    from kdtransfer.train import save_checkpoint_file, train_run
+    from kdtransfer.training.batches import BatchInputs, predict_logits
+    from kdtransfer.training.loop import save_checkpoint_file, train_run
 
     _, size = runs.dataset_of(run.condition, run.key)
     spec = runs.spec(run.condition, run.key, epochs=sz.class_epochs, batch=sz.batch)
@@ -497,8 +497,8 @@ def measure_class(runs: PaperRuns, cls: CostClass, run, device, workdir: Path, s
 
 def start_up_row(device, repeats: int) -> Row:
     """A training job's process start: interpreter, imports, the CUDA context."""
-    program = ("import torch, kdtransfer.train; torch.zeros(1, device='cuda').sum().item()" if device.type == "cuda"
-               else "import torch, kdtransfer.train")
+    program = ("import torch, kdtransfer.training.loop; torch.zeros(1, device='cuda').sum().item()" if device.type == "cuda"
+               else "import torch, kdtransfer.training.loop")
     seconds = []
     for _ in range(max(2, repeats - 1)):
         started = time.perf_counter()

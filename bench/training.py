@@ -1,4 +1,4 @@
-"""Training throughput: the project's loop (`kdtransfer.train.train_run`) vs plain PyTorch loops.
+"""Training throughput: the project's loop (`kdtransfer.training.loop.train_run`) vs plain PyTorch loops.
 
 Cases: the embedded default's three (dataset, model, recipe) triples from config.yaml, and a
 CIFAR-shaped synthetic set (random 3x32x32 float32 images, 10 classes) with ResNet-18
@@ -83,7 +83,7 @@ def load_case_data(case: dict):
 
 
 def make_spec(case: dict, condition: str, *, augment: str = "none"):
-    from kdtransfer.train import RunSpec
+    from kdtransfer.training.loop import RunSpec
 
     params = {"run_key": f"{condition}/bench", "condition": condition, "seed": 0, "model": case["model"],
               "recipe": dict(case["recipe"], augment=augment), "checkpoint_every": case["checkpoint_every"], "deterministic": True}
@@ -102,7 +102,7 @@ def make_spec(case: dict, condition: str, *, augment: str = "none"):
 def project_loop(case: dict, data, device, workdir: Path, *, condition: str = "teacher", augment: str = "none",
                  teacher_weights: Path | None = None) -> tuple[float, float]:
     """(seconds for the whole train_run call, seconds of training steps from its history)."""
-    from kdtransfer.train import train_run
+    from kdtransfer.training.loop import train_run
 
     spec = make_spec(case, condition, augment=augment)
     # A fresh directory per run: any checkpoint left beside the path (train_run may keep more
@@ -143,7 +143,7 @@ def dataloader_loop(case: dict, data, device, *, per_sample: bool) -> tuple[floa
     import torch.nn.functional as F
     from torch.utils.data import DataLoader, TensorDataset
 
-    from kdtransfer.train import build_initial_model
+    from kdtransfer.training.loop import build_initial_model
 
     recipe = case["recipe"]
     _synchronise(device)
@@ -236,7 +236,7 @@ def distillation_rows(case: dict, data, device, workdir: Path, repeats: int) -> 
     """kd (teacher forward every step) vs nokd, both with flip_crop augmentation, project loop."""
     import torch
 
-    from kdtransfer.train import build_initial_model
+    from kdtransfer.training.loop import build_initial_model
 
     teacher_weights = workdir / "teacher.pt"
     torch.save(build_initial_model(make_spec(case, "teacher"), data).state_dict(), teacher_weights)
@@ -276,8 +276,8 @@ def import_rows(repeats: int) -> list[Row]:
     import subprocess
     import sys
 
-    programs = {PROJECT: "import torch, kdtransfer.train; from kdtransfer.optim import SGD; SGD(torch.nn.Linear(2, 2).parameters(), lr=0.1)",
-                "DataLoader loops": "import torch, torch.utils.data, kdtransfer.models; torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=0.1)"}
+    programs = {PROJECT: "import torch, kdtransfer.training.loop; from kdtransfer.training.optim import SGD; SGD(torch.nn.Linear(2, 2).parameters(), lr=0.1)",
+                "DataLoader loops": "import torch, torch.utils.data, kdtransfer.training.models; torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=0.1)"}
     seconds = {name: [] for name in programs}
     for repeat in range(max(3, repeats)):
         for name in (programs if repeat % 2 == 0 else reversed(list(programs))):
@@ -312,7 +312,7 @@ def run(args) -> tuple[list[Row], list[str]]:
                 rows += distillation_rows(case, data, device, workdir, args.repeats)
     notes = [
         f"Device: {device}; torch {torch.__version__}, {args.threads} thread(s) (torch.set_num_threads), as a pipeline training job.",
-        "Same initial weights (kdtransfer.train.build_initial_model), data, epochs, SGD hyper-parameters and per-step cosine "
+        "Same initial weights (kdtransfer.training.loop.build_initial_model), data, epochs, SGD hyper-parameters and per-step cosine "
         "schedule in every variant; the DataLoader loops use torch.optim.SGD and evaluate test accuracy every epoch as train_run "
         "does. Constructing a torch.optim optimizer imports torch._dynamo once per process (the start-up rows; not in the "
         "throughputs); the project's SGD is the same update without it.",

@@ -38,8 +38,8 @@ def planned(config_path) -> "Plan":
     """The plan of a config file, as the Snakefile makes it (validated, defaults filled)."""
     import yaml
 
-    from kdtransfer.config import validate_config
-    from kdtransfer.plan import Plan
+    from kdtransfer.plan.config import validate_config
+    from kdtransfer.plan.runs import Plan
 
     config = yaml.safe_load(Path(config_path).read_text())
     return Plan(validate_config(config, str(REPO / "workflow" / "schemas" / "config.schema.yaml")))

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from kdtransfer.batches import BatchInputs, predict_logits
+from kdtransfer.training.batches import BatchInputs, predict_logits
 from kdtransfer.data import ArrayDataset, load_dataset
-from kdtransfer.train import RunSpec, train_run
+from kdtransfer.training.loop import RunSpec, train_run
 from test_train import TEACHER_NET, standardised, token_data, uint8_images
 
 MLP = {"arch": "mlp", "options": {"hidden": [32]}}

@@ -1,4 +1,4 @@
-"""Arrow arrays built without pandas (kdtransfer.arrowio), and training jobs that never import it."""
+"""Arrow arrays built without pandas (kdtransfer.io.arrow), and training jobs that never import it."""
 
 import subprocess
 import sys
@@ -7,7 +7,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from kdtransfer.arrowio import array_from_numpy, string_array, table_from_records
+from kdtransfer.io.arrow import array_from_numpy, string_array, table_from_records
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int16, np.int32, np.int64])
@@ -33,7 +33,7 @@ def test_a_training_job_never_imports_pandas(tmp_path):
 import sys
 sys.modules["pandas"] = None  # any import of pandas now fails
 from kdtransfer.data import load_dataset, save_arrays
-from kdtransfer.train import RunSpec, train_and_save
+from kdtransfer.training.loop import RunSpec, train_and_save
 save_arrays(load_dataset("digits", test_fraction=0.4), r"{tmp_path}/d.npz")
 spec = RunSpec(run_key="teacher/x", condition="teacher", seed=0, model={{"arch": "mlp", "options": {{"hidden": [8]}}}},
                recipe={{"optimizer": "sgd", "lr": 0.05, "epochs": 1, "batch_size": 64}})

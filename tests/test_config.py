@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from conftest import REPO, snakemake
-from kdtransfer.config import ConfigError, check_config_files, validate_config
-from kdtransfer import plan
+from kdtransfer.plan.config import ConfigError, check_config_files, validate_config
+from kdtransfer.plan.runs import Plan
 
 SCHEMA = str(REPO / "workflow" / "schemas" / "config.schema.yaml")
 DEFAULT = yaml.safe_load((REPO / "config.yaml").read_text())
@@ -159,7 +159,7 @@ def test_workflow_stops_before_any_job(workflow_copy, case):
 
 
 def test_run_keys_share_teachers_and_controls_across_a_sweep():
-    p = plan.Plan(validate_config(DEFAULT, SCHEMA))
+    p = Plan(validate_config(DEFAULT, SCHEMA))
     # digits sweeps T in {1, 4, 16} (one teacher and one nokd key) and its recipe (one more each).
     teachers = {p.run_key("teacher", s) for s in ("digits_mlp", "digits_mlp_T1", "digits_mlp_T16")}
     controls = {p.run_key("nokd", s) for s in ("digits_mlp", "digits_mlp_T1", "digits_mlp_T16")}
@@ -176,7 +176,7 @@ def test_reordered_config_keys_give_identical_params():
     reordered = copy.deepcopy(DEFAULT)
     reordered["recipes"]["digits"] = dict(reversed(list(reordered["recipes"]["digits"].items())))
     cfg2 = validate_config(reordered, SCHEMA)
-    a, b = plan.Plan(cfg), plan.Plan(cfg2)
+    a, b = Plan(cfg), Plan(cfg2)
     key = a.run_key("teacher", "digits_mlp")
     assert key == b.run_key("teacher", "digits_mlp")
     assert repr(a.run_spec("teacher", key, 0)) == repr(b.run_spec("teacher", key, 0))
@@ -212,7 +212,7 @@ def test_model_option_catalog_agrees_with_the_builders():
     keyword parameters (with defaults) and annotations are what the jobs will call."""
     import inspect
 
-    from kdtransfer import models
+    from kdtransfer.training import models
     from kdtransfer.catalog import MODEL_OPTIONS
     from kdtransfer.options import annotation_text, matches
 
@@ -265,7 +265,7 @@ def test_every_option_type_in_use_is_understood():
 
 def test_validating_the_config_does_not_import_torch():
     # The Snakefile validates at parse time: every `snakemake` call would otherwise pay for torch.
-    code = ("import sys, yaml; from kdtransfer.config import validate_config; "
+    code = ("import sys, yaml; from kdtransfer.plan.config import validate_config; "
             f"validate_config(yaml.safe_load(open({str(REPO / 'config.yaml')!r})), {SCHEMA!r}); "
             "heavy = {'torch', 'torchvision', 'sklearn', 'scipy'} & set(sys.modules); assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], check=True)

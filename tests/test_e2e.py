@@ -11,7 +11,7 @@ import yaml
 
 from conftest import REPO, copy_workflow, planned, run_dir, snakemake
 from report_browser import ReportBrowser, find_chromium
-from kdtransfer.predictions import read_predictions
+from kdtransfer.io.predictions import read_predictions
 from test_dag import counts, planned_jobs
 
 pytestmark = pytest.mark.e2e

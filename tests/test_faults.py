@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from kdtransfer.data import load_dataset, save_arrays
-from kdtransfer.predictions import PredictionsError, read_predictions
+from kdtransfer.io.predictions import PredictionsError, read_predictions
 
 SPEC = {
     "run_key": "kd/x", "condition": "rcd", "seed": 3,
@@ -28,7 +28,7 @@ HINT_SPEC = dict(SPEC, run_key="rcd/hint", recipe=dict(SPEC["recipe"], epochs=6)
 HINT_TEACHER = {"arch": "mlp", "options": {"hidden": [48]}}
 RUNNER = """
 import json, sys
-from kdtransfer.train import RunSpec, TrainingInterrupted, train_and_save
+from kdtransfer.training.loop import RunSpec, TrainingInterrupted, train_and_save
 spec, data, out = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
 teacher_model = json.loads(sys.argv[4]) if len(sys.argv) > 4 else None
 try:
@@ -108,7 +108,7 @@ def test_killed_feature_kd_run_resumes_bit_identical(tmp_path, data, uninterrupt
 
 def test_corrupt_checkpoint_is_discarded_and_training_restarts(tmp_path, data, uninterrupted, caplog):
     (tmp_path / "checkpoint.pt").write_bytes(b"not a checkpoint")
-    from kdtransfer.train import RunSpec, train_and_save
+    from kdtransfer.training.loop import RunSpec, train_and_save
 
     train_and_save(RunSpec.from_params(SPEC), data, weights_out=str(tmp_path / "model.pt"),
                    predictions_out={"test": str(tmp_path / "p.parquet")}, history_out=str(tmp_path / "h.parquet"))
@@ -117,7 +117,7 @@ def test_corrupt_checkpoint_is_discarded_and_training_restarts(tmp_path, data, u
 
 
 def test_corrupt_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, data, uninterrupted, caplog):
-    from kdtransfer.train import RunSpec, previous_checkpoint_path, train_and_save
+    from kdtransfer.training.loop import RunSpec, previous_checkpoint_path, train_and_save
 
     caplog.set_level("INFO", logger="kdtransfer")
     proc = start(data, tmp_path)
@@ -143,7 +143,7 @@ def test_corrupt_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, data
 def test_a_checkpoint_exists_at_every_instant_of_writing_the_next(tmp_path, monkeypatch):
     """A SIGKILL can land anywhere; while the next checkpoint is being written the current one
     must still be at checkpoint.pt (the CI failure this guards against: killed mid-write, none)."""
-    from kdtransfer import train
+    from kdtransfer.training import loop as train
 
     ckpt = tmp_path / "checkpoint.pt"
     train.save_checkpoint_file({"epoch": 1}, ckpt)
@@ -164,7 +164,7 @@ def test_a_checkpoint_exists_at_every_instant_of_writing_the_next(tmp_path, monk
 
 
 def test_finished_run_removes_checkpoints_and_half_written_leftovers(tmp_path):
-    from kdtransfer.train import remove_checkpoints
+    from kdtransfer.training.loop import remove_checkpoints
 
     names = ["checkpoint.pt", "checkpoint.prev.pt", ".checkpoint.pt.tmp41", ".checkpoint.prev.pt.tmp42", "model.pt",
              ".model.pt.tmp43"]
@@ -191,7 +191,7 @@ def test_truncated_predictions_name_the_file(tmp_path, uninterrupted):
 
 
 def test_nan_loss_stops_with_run_epoch_and_hint(tmp_path, data):
-    from kdtransfer.train import RunSpec, TrainingDiverged, train_and_save
+    from kdtransfer.training.loop import RunSpec, TrainingDiverged, train_and_save
 
     spec = dict(SPEC, recipe=dict(SPEC["recipe"], lr=1e6, schedule="constant", epochs=3), condition="nokd",
                 run_key="nokd/boom")
@@ -206,7 +206,7 @@ def test_nan_loss_stops_with_run_epoch_and_hint(tmp_path, data):
 
 def test_stale_checkpoint_from_other_hyperparameters_is_not_resumed(tmp_path, data, uninterrupted, caplog):
     from kdtransfer.data import load_arrays
-    from kdtransfer.train import RunSpec, train_and_save, train_run
+    from kdtransfer.training.loop import RunSpec, train_and_save, train_run
 
     # A 4-epoch run leaves a checkpoint (epoch 3); then the config changes to SPEC.
     other = RunSpec.from_params(dict(SPEC, recipe=dict(SPEC["recipe"], epochs=4, lr=0.05)))

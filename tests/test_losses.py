@@ -5,7 +5,7 @@ import pytest
 import torch
 from scipy import stats
 
-from kdtransfer.losses import (HintRegressor, attention_map, attention_transfer_loss, distillation_objective,
+from kdtransfer.training.losses import (HintRegressor, attention_map, attention_transfer_loss, distillation_objective,
                                feature_loss, fixed_example_noise, hint_loss, kd_loss, match_spatial,
                                random_control_noise)
 

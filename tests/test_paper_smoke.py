@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from conftest import REPO, copy_workflow, planned, run_dir, snakemake
-from kdtransfer.predictions import read_predictions
+from kdtransfer.io.predictions import read_predictions
 from test_dag import counts
 from test_loaders import write_cifar10, write_names_csv, write_speech_commands
 

@@ -7,12 +7,12 @@ import torch
 from scipy import stats
 
 from kdtransfer.data import ArrayDataset, load_dataset, save_arrays
-from kdtransfer.models import ModelError, count_parameters, create_model
-from kdtransfer.predictions import read_predictions
-from kdtransfer.batches import BatchInputs, predict_logits
-from kdtransfer.targets import NoiseTargets, TeacherError, build_regressor, teacher_shapes_without_weights
-from kdtransfer.train import RunSpec, divergence_message, epoch_permutation, spec_fingerprint, train_and_save, train_run
-from kdtransfer.seeding import derive_seed, run_roles
+from kdtransfer.training.models import ModelError, count_parameters, create_model
+from kdtransfer.io.predictions import read_predictions
+from kdtransfer.training.batches import BatchInputs, predict_logits
+from kdtransfer.training.objective import NoiseTargets, TeacherError, build_regressor, teacher_shapes_without_weights
+from kdtransfer.training.loop import RunSpec, divergence_message, epoch_permutation, spec_fingerprint, train_and_save, train_run
+from kdtransfer.training.seeding import derive_seed, run_roles
 
 RECIPE = {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4, "epochs": 2, "batch_size": 64}
 MODEL = {"arch": "mlp", "options": {"hidden": [16]}}
@@ -90,7 +90,7 @@ def test_different_seeds_give_different_models(tmp_path, digits_npz):
 
 @pytest.mark.parametrize("nesterov,weight_decay", [(False, 0.0), (False, 5e-4), (True, 5e-4)])
 def test_sgd_matches_torch_optim_sgd(nesterov, weight_decay):
-    from kdtransfer.optim import SGD
+    from kdtransfer.training.optim import SGD
 
     torch.manual_seed(0)
     ref = torch.nn.Linear(5, 3)
@@ -326,7 +326,7 @@ def test_checkpoint_frequency_is_not_part_of_the_run_identity():
 def test_sgd_momentum_returns_to_the_parameters_device_on_resume():
     # Checkpoints are read onto the CPU; a resumed GPU run steps with these buffers. The meta
     # device stands in for the GPU here: any device other than the checkpoint's.
-    from kdtransfer.optim import SGD
+    from kdtransfer.training.optim import SGD
 
     cpu = torch.nn.Linear(3, 2)
     opt = SGD(cpu.parameters(), lr=0.1, momentum=0.9)
@@ -344,7 +344,7 @@ def test_sgd_momentum_returns_to_the_parameters_device_on_resume():
 def test_deterministic_cuda_runs_use_the_math_attention_kernel(monkeypatch):
     # The fused attention kernels' backward is not reproducible under warn_only determinism;
     # configure_device only sets process-wide switches, so this runs without a GPU.
-    from kdtransfer.train import FUSED_ATTENTION_SWITCHES, configure_device
+    from kdtransfer.training.loop import FUSED_ATTENTION_SWITCHES, configure_device
 
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
     flags = {"flash": torch.backends.cuda.flash_sdp_enabled, "mem_efficient": torch.backends.cuda.mem_efficient_sdp_enabled,

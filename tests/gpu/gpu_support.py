@@ -23,9 +23,9 @@ if str(REPO) not in sys.path:  # bench/ is not an installed package
     sys.path.insert(0, str(REPO))
 
 from bench.paper import dataset_size, read_config, synthetic_dataset  # noqa: E402
-from kdtransfer.models import create_model_for  # noqa: E402
-from kdtransfer.plan import Plan  # noqa: E402
-from kdtransfer.train import RunSpec, train_run  # noqa: E402
+from kdtransfer.training.models import create_model_for  # noqa: E402
+from kdtransfer.plan.runs import Plan  # noqa: E402
+from kdtransfer.training.loop import RunSpec, train_run  # noqa: E402
 
 DEVICE_VARIABLE = "KDTRANSFER_TEST_DEVICE"
 
@@ -138,7 +138,7 @@ def sigterm_at_step(monkeypatch, step: int):
     """Send this process a real SIGTERM during training step `step` (1-based, counted over the
     run), from inside the step's loss: train_run's own handler receives it, as it would a
     scheduler's, and the run saves a checkpoint at the end of that step and stops."""
-    import kdtransfer.train as train_module
+    import kdtransfer.training.loop as train_module
 
     objective = train_module.distillation_objective
     calls = {"n": 0}

@@ -19,12 +19,12 @@ import numpy as np
 import pytest
 import torch
 
-import kdtransfer.train as train_module
+import kdtransfer.training.loop as train_module
 from gpu_support import (BATCH, DEVICE, EPOCHS, ON_CUDA, PAPER, PAPER_SETUPS, SKIP_WITHOUT_DEVICE, STEPS, difference,
                          loss_curve, nondeterminism_alerts, paper_spec, random_teacher, setup_data, sigterm_at_step, train,
                          weight_bytes)
-from kdtransfer.batches import BatchInputs, predict_logits
-from kdtransfer.train import TrainingInterrupted
+from kdtransfer.training.batches import BatchInputs, predict_logits
+from kdtransfer.training.loop import TrainingInterrupted
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(DEVICE is None, reason=SKIP_WITHOUT_DEVICE)]
 

@@ -1,9 +1,10 @@
-# Helpers only: config validation, run enumeration (science-free; kdtransfer.plan does it).
+# Helpers only: config validation, run enumeration (science-free; kdtransfer.plan.runs does it).
 import sys
 
 import kdtransfer
-from kdtransfer.config import ConfigError, validate_config
-from kdtransfer import plan
+from kdtransfer.plan.config import ConfigError, validate_config
+from kdtransfer.plan import paths
+from kdtransfer.plan.runs import Plan, canonical
 from kdtransfer.catalog import DISTILLED_CONDITIONS, REFERENCE_CONDITIONS
 
 try:
@@ -14,7 +15,7 @@ config.clear()
 config.update(_validated)
 
 try:
-    PLAN = plan.Plan(config)
+    PLAN = Plan(config)
 except (ConfigError, ValueError) as exc:
     raise WorkflowError(f"invalid config: {exc}") from None
 SETUPS = PLAN.setups
@@ -31,7 +32,7 @@ wildcard_constraints:
     dataset=r"[A-Za-z0-9_]+",
     model=r"[A-Za-z0-9_]+",
     recipe=r"[A-Za-z0-9_]+",
-    digest=r"[0-9a-f]{%d}" % plan.DIGEST_LENGTH,
+    digest=r"[0-9a-f]{%d}" % paths.DIGEST_LENGTH,
     split="|".join(SPLITS),
 
 
@@ -103,11 +104,11 @@ def dataset_loader(wildcards):
 
 
 def dataset_options(wildcards):
-    return plan.canonical(config["datasets"][wildcards.dataset]["options"])
+    return canonical(config["datasets"][wildcards.dataset]["options"])
 
 
 def analysis_params(wildcards):
-    return plan.canonical(config["analysis"])
+    return canonical(config["analysis"])
 
 
 def setup_info_rows(wildcards):

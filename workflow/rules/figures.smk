@@ -1,8 +1,8 @@
 # Figures and tables from the analysis tables alone: regenerating them never touches a model.
 # The report shows the answer first: categories are numbered in reading order (verdicts,
 # robustness, functional transfer, regulariser, significance, sweeps, summary), and every item
-# carries a label instead of its file name (kdtransfer.report_items).
-from kdtransfer import report_items
+# carries a label instead of its file name (kdtransfer.analysis.report_items).
+from kdtransfer.analysis import report_items
 
 FIGURES = report_items.figures(PLAN.swept_keys())
 TABLES = report_items.tables(PLAN.swept_keys())

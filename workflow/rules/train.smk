@@ -1,6 +1,6 @@
 # Training: one script, one loop, for every condition. Teachers and controls are keyed by what
 # they depend on (dataset/model/recipe), kd and rcd students by their setup; each key ends in the
-# digest of the run's specification (kdtransfer.plan), so a changed hyper-parameter is a new path.
+# digest of the run's specification (kdtransfer.plan.runs), so a changed hyper-parameter is a new path.
 
 
 rule train_reference:

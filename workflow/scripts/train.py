@@ -1,10 +1,10 @@
 import sys
 
-from kdtransfer.runlog import log_to
+from kdtransfer.io.runlog import log_to
 
 log = log_to(snakemake.log[0], job=f"{snakemake.params.spec['run_key']} seed {snakemake.params.spec['seed']}")
 
-from kdtransfer.train import RunSpec, TrainingInterrupted, train_and_save
+from kdtransfer.training.loop import RunSpec, TrainingInterrupted, train_and_save
 
 # checkpoint_every comes from the config, not from params: it never changes a result (resuming
 # is bit-identical), so changing it must not re-run finished jobs.

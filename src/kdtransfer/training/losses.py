@@ -4,7 +4,7 @@ hints, attention transfer), and the random-control (noise) targets that replace 
     loss = (1-α)·CE + α·T²·KL(softmax(z_t/T) ‖ softmax(z_s/T)) + β·feature_loss
 
 with β = kd.feature_weight (0 for the `logit` variant). Feature maps are channels first
-([n, c, h, w], [n, c, l] or [n, c]; see kdtransfer.models.features) and are compared in
+([n, c, h, w], [n, c, l] or [n, c]; see kdtransfer.training.models.features) and are compared in
 float32 whatever the autocast dtype.
 """
 
@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdtransfer.catalog import FEATURE_VARIANTS
-from kdtransfer.seeding import derive_seed
+from kdtransfer.training.seeding import derive_seed
 
 
 

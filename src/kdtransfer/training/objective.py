@@ -15,15 +15,15 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from kdtransfer.batches import BatchInputs, autocast_context, predict_logits, to_device_async
+from kdtransfer.training.batches import BatchInputs, autocast_context, predict_logits, to_device_async
 from kdtransfer.catalog import DISTILLED_CONDITIONS, KD_VARIANTS
 from kdtransfer.data import ArrayDataset
-from kdtransfer.losses import HintRegressor, fixed_example_noise, random_control_noise
-from kdtransfer.models import FeatureTap, create_model_for, feature_shapes
-from kdtransfer.seeding import derive_seed
+from kdtransfer.training.losses import HintRegressor, fixed_example_noise, random_control_noise
+from kdtransfer.training.models import FeatureTap, create_model_for, feature_shapes
+from kdtransfer.training.seeding import derive_seed
 
 if TYPE_CHECKING:
-    from kdtransfer.train import RunSpec
+    from kdtransfer.training.loop import RunSpec
 
 
 class TeacherError(ValueError):

@@ -14,7 +14,7 @@ Confidence intervals are percentile bootstraps with the configured number of res
 never changes another setup's interval; the intervals of tested quantities are the tests
 table's own.
 
-`setup_info`: kdtransfer.plan.Plan.setup_table() as a DataFrame (setup, label, dataset, teacher,
+`setup_info`: kdtransfer.plan.runs.Plan.setup_table() as a DataFrame (setup, label, dataset, teacher,
 student, recipe, variant, alpha, temperature, sweep, sweep_params).
 """
 
@@ -36,10 +36,11 @@ from matplotlib.patches import Rectangle  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from kdtransfer.atomic import atomic_path  # noqa: E402
-from kdtransfer.catalog import STUDENT_CONDITIONS  # noqa: E402
-from kdtransfer.display import CONDITION_NAMES, axis_name, axis_value_text, config_labels, setup_labels, setup_order  # noqa: E402
-from kdtransfer.stats import _stable_seed, asymmetry_gains, bootstrap_median_ci, paired_values, student_sizes, sweep_points  # noqa: E402
+from kdtransfer.io.atomic import atomic_path  # noqa: E402
+from kdtransfer.catalog import SIZE_SWEEPS, STUDENT_CONDITIONS  # noqa: E402
+from kdtransfer.analysis.display import CONDITION_NAMES, axis_name, axis_value_text, config_labels, setup_labels, setup_order  # noqa: E402
+from kdtransfer.analysis.stats import _stable_seed, asymmetry_gains, bootstrap_median_ci, paired_values  # noqa: E402
+from kdtransfer.analysis.verdicts import student_sizes, sweep_points  # noqa: E402
 
 # condition -> (marker, face colour, edge colour); greyscale-safe by shape + fill
 CONDITION_STYLE = {
@@ -449,7 +450,7 @@ def plot_scaling(metrics: pd.DataFrame, setup_info: pd.DataFrame, path, *, n_boo
     data: sweep, axis, setup, num_parameters, median, ci_low, ci_high (pp)."""
     sizes = student_sizes(metrics)
     points = sweep_points(setup_info, sizes)
-    points = points[points["axis"].isin(("model", "student")) & points["setup"].isin(set(sizes))]
+    points = points[points["axis"].isin(SIZE_SWEEPS) & points["setup"].isin(set(sizes))]
     groups = [(key, g) for key, g in points.groupby(["sweep", "axis"], sort=False) if len(g) >= 2]
     if not groups:
         return _placeholder(path, "no model-size scaling sweep in this config")

@@ -27,16 +27,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kdtransfer.atomic import atomic_path, leftover_temp_files
-from kdtransfer.batches import BatchInputs, autocast_context, predict_logits
+from kdtransfer.io.atomic import atomic_path, leftover_temp_files
+from kdtransfer.training.batches import BatchInputs, autocast_context, predict_logits
 from kdtransfer.data import ArrayDataset
-from kdtransfer.losses import distillation_objective, feature_loss
-from kdtransfer.models import FeatureTap, count_parameters, create_model_for, feature_shapes, state_fingerprint
-from kdtransfer.optim import SGD, LRSchedule
-from kdtransfer.seeding import derive_seed, run_roles
-from kdtransfer.targets import build_regressor, build_targets, feature_kd_of
+from kdtransfer.training.losses import distillation_objective, feature_loss
+from kdtransfer.training.models import FeatureTap, count_parameters, create_model_for, feature_shapes, state_fingerprint
+from kdtransfer.training.optim import SGD, LRSchedule
+from kdtransfer.training.seeding import derive_seed, run_roles
+from kdtransfer.training.objective import build_regressor, build_targets, feature_kd_of
 
-log = logging.getLogger("kdtransfer.train")
+log = logging.getLogger("kdtransfer.training.loop")
 
 
 class TrainingInterrupted(RuntimeError):
@@ -436,9 +436,9 @@ def train_and_save(
     """What the training rule runs: train (or resume), then write weights, predictions, history."""
     import pyarrow.parquet as pq
 
-    from kdtransfer.arrowio import table_from_records  # not pandas: its import costs ~0.3 s per job
+    from kdtransfer.io.arrow import table_from_records  # not pandas: its import costs ~0.3 s per job
     from kdtransfer.data import load_arrays
-    from kdtransfer.predictions import write_predictions
+    from kdtransfer.io.predictions import write_predictions
 
     torch.set_num_threads(max(1, threads))
     data = load_arrays(data_path)

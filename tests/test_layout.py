@@ -1,0 +1,59 @@
+"""The package's layout is its design: the plan, the files between the halves and the analysis
+half never import torch, and the workflow's rules pass Snakemake's linter."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+PACKAGE = REPO / "src" / "kdtransfer"
+# Torch-free by design: what the Snakefile imports at parse time, what analysis jobs run, and the
+# vocabulary both halves share.
+TORCH_FREE_PACKAGES = ("plan", "io", "analysis")
+TORCH_FREE_MODULES = ("kdtransfer", "kdtransfer.catalog", "kdtransfer.options")
+
+
+def modules_of(package: str) -> list[str]:
+    """Every module of kdtransfer.<package>, found on disk (a new module is covered unasked)."""
+    root = PACKAGE / package
+    return sorted(f"kdtransfer.{package}." + ".".join(p.relative_to(root).with_suffix("").parts)
+                  for p in root.rglob("*.py") if p.name != "__init__.py") + [f"kdtransfer.{package}"]
+
+
+def test_the_torch_free_packages_are_found():
+    found = {m for p in TORCH_FREE_PACKAGES for m in modules_of(p)}
+    assert {"kdtransfer.plan.runs", "kdtransfer.io.predictions", "kdtransfer.analysis.figures"} <= found
+
+
+@pytest.mark.parametrize("package", TORCH_FREE_PACKAGES)
+def test_package_never_imports_torch(package):
+    modules = modules_of(package) + list(TORCH_FREE_MODULES)
+    code = ("import importlib, sys\n"
+            f"for name in {modules!r}:\n"
+            "    importlib.import_module(name)\n"
+            "    heavy = sorted({'torch', 'torchvision', 'timm'} & set(sys.modules))\n"
+            "    if heavy:\n"
+            "        sys.exit(f'{name} imported {heavy}')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO / "src")})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_the_check_sees_torch_where_it_is_imported():
+    """The check above can fail: the training half does import torch."""
+    code = "import sys, kdtransfer.training.loop; sys.exit(0 if 'torch' in sys.modules else 1)"
+    proc = subprocess.run([sys.executable, "-c", code], env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO / "src")})
+    assert proc.returncode == 0
+
+
+@pytest.mark.parametrize("configfile", ["config.yaml", "experiments/paper.yaml"])
+def test_snakemake_lint_finds_nothing(workflow_copy, configfile):
+    from conftest import snakemake
+
+    args = ["--lint"] if configfile == "config.yaml" else ["--lint", "--configfile", configfile]
+    proc = snakemake(workflow_copy, *args, check=False, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "Lints for" not in out, out[-4000:]
