@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from kdtransfer.catalog import DISTILLED_CONDITIONS
 from kdtransfer.plan import paths
 from kdtransfer.plan.sweeps import expand_setups, setup_row
+from kdtransfer.spec import RunSpec
 
 
 @dataclass(frozen=True)
@@ -155,6 +156,10 @@ class Plan:
         """
         body = self._spec_body(condition, self.setup_for_key(condition, key))
         return canonical({"run_key": key, "seed": int(seed), **body})
+
+    def spec(self, condition: str, setup_name: str, seed: int) -> RunSpec:
+        """The RunSpec of a setup's run, as its training job builds it from run_spec's params."""
+        return RunSpec.from_params(self.run_spec(condition, self.run_key(condition, setup_name), seed))
 
     def teacher_run_key(self, condition: str, key: str) -> str | None:
         """The teacher whose weights a run loads: kd students only (rcd never sees a teacher)."""

@@ -1,179 +1,81 @@
-"""What a student is distilled towards: the trained teacher (`kd`) or noise in its place (`rcd`).
+"""What a run minimises: one objective object per run, owning everything its loss needs besides
+the student (the teacher or the noise, the feature taps, the hint regressor), as mdistiller's
+distillers do. The training loop is the same for every condition; only its objective differs.
 
-A target source gives, for a batch, the logits the KD term matches and, for a feature-map
-variant, the feature maps the hint / attention term matches. `kd` reads them off the teacher
-(its logits computed once when the inputs are not augmented); `rcd` draws every teacher signal
-from noise of the same shape, so the control differs from KD only in what it is taught.
+- `Objective`: teacher, nokd, independent: cross-entropy on the labels.
+- `Distillation`: kd and rcd: (1-α)·CE + α·T²·KL(signal ‖ student) [+ β·feature term]
+  (kdtransfer.training.losses), towards a signal (kdtransfer.training.signals): the trained
+  teacher for kd, noise of the teacher's shapes for rcd. A feature variant adds a
+  `FeatureMatch`: the student's maps at kd.layers matched to the signal's maps, for hints
+  through a regressor trained with the student.
+
+Every objective: `objective(forward, xb, yb, idx)` -> (student logits, loss, its parts as
+detached 0-d tensors); `start_epoch` (fresh per-epoch noise generators), `parameters()`
+(trained with the student: the hint regressor), `state_dict` / `load_state_dict` (its part of a
+checkpoint), `close()` (removes its forward hooks).
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
+import torch.nn.functional as F
 
-from kdtransfer.training.batches import BatchInputs, autocast_context, predict_logits, to_device_async
-from kdtransfer.catalog import DISTILLED_CONDITIONS, KD_VARIANTS
+from kdtransfer.catalog import DISTILLED_CONDITIONS
 from kdtransfer.data import ArrayDataset
-from kdtransfer.training.losses import HintRegressor, fixed_example_noise, random_control_noise
-from kdtransfer.training.models import FeatureTap, create_model_for, feature_shapes
+from kdtransfer.spec import KDSettings, RunSpec
+from kdtransfer.training.batches import BatchInputs, autocast_context
+from kdtransfer.training.losses import HintRegressor, distillation_objective, feature_loss
+from kdtransfer.training.models import FeatureTap, feature_shapes
 from kdtransfer.training.seeding import derive_seed
-
-if TYPE_CHECKING:
-    from kdtransfer.training.loop import RunSpec
+from kdtransfer.training.signals import NoiseSignal, TeacherSignal, teacher_shapes_without_weights
 
 
-class TeacherError(ValueError):
-    """The teacher's weights cannot serve this run (wrong dataset, wrong model entry, missing)."""
+class Objective:
+    """teacher, nokd, independent: cross-entropy on the labels, nothing else."""
 
+    def __init__(self, autocast):
+        self.autocast = autocast
 
-@dataclass(frozen=True)
-class FeatureKD:
-    """A feature-map variant of a kd/rcd run: which maps are compared, how, and its weight β."""
-
-    variant: str  # "hint" or "attention"
-    weight: float
-    layers: tuple[str, ...]  # student module names
-    teacher_layers: tuple[str, ...]
-
-
-def feature_kd_of(spec: RunSpec) -> FeatureKD | None:
-    """The run's feature-map KD settings; None for logit KD and for runs without a teacher."""
-    if spec.condition not in DISTILLED_CONDITIONS:
-        return None
-    variant = spec.kd.get("variant", "logit")
-    if variant not in KD_VARIANTS:
-        raise ValueError(f"run {spec.run_key}: unknown kd.variant {variant!r}; valid: {', '.join(KD_VARIANTS)}")
-    if variant == "logit":
-        return None
-    layers = tuple(spec.kd.get("layers") or ())
-    teacher_layers = tuple(spec.kd.get("teacher_layers") or layers)
-    if not layers or len(layers) != len(teacher_layers):
-        raise ValueError(f"run {spec.run_key}: kd.variant {variant!r} needs kd.layers (student module names) and as many "
-                         f"kd.teacher_layers; got {list(layers)} and {list(teacher_layers)}")
-    return FeatureKD(variant, float(spec.kd.get("feature_weight", 0.0)), layers, teacher_layers)
-
-
-def load_teacher(spec: RunSpec, data: ArrayDataset, weights: str | os.PathLike, entry: dict) -> torch.nn.Module:
-    """The trained teacher, or a TeacherError naming the file, the run and what does not fit."""
-    teacher = create_model_for(entry, data)
-    where = f"teacher {weights} (for run {spec.run_key} seed {spec.seed})"
-    try:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise TeacherError(f"{where} does not exist: train the teacher first") from None
-    expected = teacher.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    wrong = [(k, list(state[k].shape), list(expected[k].shape)) for k in expected if k in state and state[k].shape != expected[k].shape]
-    if not (missing or unexpected or wrong):
-        teacher.load_state_dict(state)
-        return teacher
-    # Only the head's output dimension differs: the weights fit the architecture, not the dataset.
-    head_classes = {got[0] for _, got, want in wrong if got and want and want[0] == data.num_classes}
-    if not (missing or unexpected) and len(head_classes) == 1 and all(want and want[0] == data.num_classes for _, _, want in wrong):
-        raise TeacherError(f"{where} has {head_classes.pop()} output classes but dataset has {data.num_classes}: "
-                           "the teacher was trained on another dataset")
-    problems = [f"size mismatch for {k} (file {got}, model {want})" for k, got, want in wrong[:3]]
-    problems += [f"missing keys {missing[:3]}"] if missing else []
-    problems += [f"unexpected keys {unexpected[:3]}"] if unexpected else []
-    raise TeacherError(f"{where} does not fit teacher model {entry['arch']!r} {entry.get('options', {})}: "
-                       f"{'; '.join(problems)}; was it trained with another model entry?")
-
-
-class TeacherTargets:
-    """kd: the trained teacher's logits for a batch and, for a feature variant, its maps."""
-
-    def __init__(self, teacher: torch.nn.Module, features: FeatureKD | None, example: torch.Tensor,
-                 fixed_logits: torch.Tensor | None, autocast):
-        self.teacher, self.fixed_logits, self.autocast = teacher, fixed_logits, autocast
-        self.tap = self.feature_shapes = None
-        if features is not None:
-            self.feature_shapes = feature_shapes(teacher, list(features.teacher_layers), example, "teacher")
-            self.tap = FeatureTap(teacher, list(features.teacher_layers), "teacher")
+    def __call__(self, forward, xb: torch.Tensor, yb: torch.Tensor, idx: torch.Tensor):
+        with self.autocast():
+            logits = forward(xb)
+        ce = F.cross_entropy(logits.float(), yb)
+        return logits, ce, {"ce": ce.detach()}
 
     def start_epoch(self, epoch: int) -> None:
         pass
 
-    @torch.no_grad()
-    def __call__(self, idx: torch.Tensor, xb: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
-        if self.fixed_logits is not None:
-            return self.fixed_logits[idx], None
-        self.teacher.eval()
-        with self.autocast(), (self.tap or contextlib.nullcontext()):
-            logits = self.teacher(xb).float()
-        return logits, (self.tap.take() if self.tap else None)
+    def parameters(self) -> list[torch.nn.Parameter]:
+        return []
 
     def state_dict(self) -> dict:
-        return {}
+        return {"regressor": None, "targets": None}
 
     def load_state_dict(self, state: dict) -> None:
         pass
 
-
-class NoiseTargets:
-    """rcd: every teacher signal replaced by noise of the configured distribution, drawn from
-    the run's noise generators: logits [k, classes] (CPU generator, as logit-only rcd always
-    was) and, for a feature variant, each teacher map in its own shape (a generator on the
-    device: teacher-sized maps are too large to draw on the CPU and copy every step).
-
-    `resample: fixed` gives each training example one logit vector (a stored table) and one map
-    per layer (redrawn from a per-example seed when seen, not stored; see fixed_example_noise).
-    """
-
-    def __init__(self, spec: RunSpec, num_classes: int, n: int, feature_shapes: list[tuple[int, ...]] | None,
-                 device: torch.device):
-        self.seed, self.num_classes, self.feature_shapes, self.device = spec.seed, num_classes, feature_shapes, device
-        self.noise = spec.rcd["noise"]
-        self.fixed = spec.rcd.get("resample", "step") == "fixed"
-        self.logit_gen = torch.Generator()
-        self.feature_gen = torch.Generator(device=device)
-        self.fixed_logits = None
-        if self.fixed:
-            g = torch.Generator().manual_seed(derive_seed(spec.seed, "noise", "fixed"))
-            self.fixed_logits = random_control_noise((n, num_classes), self.noise, g).to(device)
-
-    def start_epoch(self, epoch: int) -> None:
-        # Fresh per-epoch seeds, so a resume mid-run reproduces the same draws.
-        self.logit_gen.manual_seed(derive_seed(self.seed, "noise", epoch))
-        self.feature_gen.manual_seed(derive_seed(self.seed, "noise", "feature", epoch))
-
-    def __call__(self, idx: torch.Tensor, xb: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
-        if self.fixed:
-            logits = self.fixed_logits[idx]
-        else:
-            logits = to_device_async(random_control_noise((len(idx), self.num_classes), self.noise, self.logit_gen), self.device)
-        if self.feature_shapes is None:
-            return logits, None
-        if self.fixed:
-            maps = [fixed_example_noise(idx, shape, self.noise, self.seed, layer, self.device)
-                    for layer, shape in enumerate(self.feature_shapes)]
-        else:
-            maps = [random_control_noise((len(idx), *shape), self.noise, self.feature_gen, self.device)
-                    for shape in self.feature_shapes]
-        return logits, maps
-
-    def state_dict(self) -> dict:
-        return {"logit_rng": self.logit_gen.get_state(), "feature_rng": self.feature_gen.get_state()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.logit_gen.set_state(state["logit_rng"])
-        self.feature_gen.set_state(state["feature_rng"])
+    def close(self) -> None:
+        pass
 
 
-def teacher_shapes_without_weights(spec: RunSpec, data: ArrayDataset, entry: dict | None, layers: tuple[str, ...],
-                                   example: torch.Tensor) -> list[tuple[int, ...]]:
-    """rcd of a feature variant: the shapes of the teacher maps that noise replaces, from the
-    teacher architecture built without weights (on the CPU, leaving the global RNG as it was)."""
-    if entry is None:
-        raise ValueError(f"run {spec.run_key}: rcd with kd.variant {spec.kd['variant']!r} needs the teacher's model "
-                         "entry (teacher_model) for the shapes of the noise feature maps")
-    with torch.random.fork_rng(devices=[]):
-        teacher = create_model_for(entry, data)
-    return feature_shapes(teacher, list(layers), example.cpu(), "teacher")
+class FeatureMatch:
+    """The hint / attention term of a feature variant: the student's maps at kd.layers (a
+    forward hook) against the signal's maps; a hint maps the student's through a regressor."""
+
+    def __init__(self, spec: RunSpec, student: torch.nn.Module, example: torch.Tensor, target_shapes):
+        layers = list(spec.kd.layers)
+        student_shapes = feature_shapes(student, layers, example, "student")
+        self.tap = FeatureTap(student, layers, "student")
+        self.variant = spec.kd.variant
+        self.regressor = build_regressor(spec, student_shapes, target_shapes).to(example.device) if self.variant == "hint" else None
+
+    def __call__(self, target_maps: list[torch.Tensor]) -> torch.Tensor:
+        return feature_loss(self.variant, self.tap.take(), target_maps, self.regressor)
+
+    def close(self) -> None:
+        self.tap.remove()
 
 
 def build_regressor(spec: RunSpec, student_shapes, teacher_shapes) -> HintRegressor:
@@ -184,26 +86,62 @@ def build_regressor(spec: RunSpec, student_shapes, teacher_shapes) -> HintRegres
         try:
             return HintRegressor(student_shapes, teacher_shapes)
         except ValueError as exc:
-            raise ValueError(f"run {spec.run_key}: kd.layers {spec.kd['layers']} vs kd.teacher_layers "
-                             f"{spec.kd.get('teacher_layers')}: {exc}") from None
+            raise ValueError(f"run {spec.run_key}: kd.layers {list(spec.kd.layers)} vs kd.teacher_layers "
+                             f"{list(spec.kd.teacher_layers)}: {exc}") from None
 
 
-def build_targets(spec: RunSpec, data: ArrayDataset, features: FeatureKD | None, teacher_weights, teacher_model: dict | None,
-                  x_train: torch.Tensor, inputs: BatchInputs, device: torch.device) -> TeacherTargets | NoiseTargets | None:
-    """What the student is distilled towards: kd the teacher, rcd noise, other conditions nothing."""
+class Distillation(Objective):
+    """kd and rcd: (1-α)·CE + α·T²·KL(signal ‖ student) [+ β·feature term]."""
+
+    def __init__(self, autocast, kd: KDSettings, signal: TeacherSignal | NoiseSignal, features: FeatureMatch | None):
+        super().__init__(autocast)
+        self.kd, self.signal, self.features = kd, signal, features
+        # The regressor belongs to the loss: trained with the student, not part of it.
+        self.regressor = features.regressor if features is not None else None
+
+    def __call__(self, forward, xb: torch.Tensor, yb: torch.Tensor, idx: torch.Tensor):
+        target_logits, target_maps = self.signal(idx, xb)
+        with self.autocast(), (self.features.tap if self.features else contextlib.nullcontext()):
+            logits = forward(xb)
+        feature_term = self.features(target_maps) if self.features else None
+        loss, parts = distillation_objective(logits.float(), yb, target_logits, alpha=self.kd.alpha, temperature=self.kd.temperature,
+                                             feature_term=feature_term,
+                                             feature_weight=float(self.kd.feature_weight) if self.features else 0.0)
+        return logits, loss, parts
+
+    def start_epoch(self, epoch: int) -> None:
+        self.signal.start_epoch(epoch)
+
+    def parameters(self) -> list[torch.nn.Parameter]:
+        return list(self.regressor.parameters()) if self.regressor is not None else []
+
+    def state_dict(self) -> dict:
+        return {"regressor": self.regressor.state_dict() if self.regressor is not None else None,
+                "targets": self.signal.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.regressor is not None:
+            self.regressor.load_state_dict(state["regressor"])
+        self.signal.load_state_dict(state["targets"])
+
+    def close(self) -> None:
+        self.signal.close()
+        if self.features is not None:
+            self.features.close()
+
+
+def build_objective(spec: RunSpec, student: torch.nn.Module, data: ArrayDataset, x_train: torch.Tensor, inputs: BatchInputs,
+                    teacher_weights=None, teacher_model: dict | None = None) -> Objective:
+    """The objective of `spec`'s condition. kd needs the teacher's weights and model entry; rcd
+    of a feature variant the entry alone (the shapes of the noise maps)."""
+    autocast = lambda: autocast_context(inputs.device, spec.bf16)  # noqa: E731
+    if spec.condition not in DISTILLED_CONDITIONS:
+        return Objective(autocast)
     example = inputs(x_train[:2])  # one forward of two samples gives the feature-map shapes
     if spec.condition == "kd":
-        if teacher_weights is None or teacher_model is None:
-            raise ValueError(f"run {spec.run_key} seed {spec.seed}: kd needs the teacher's weights and model entry")
-        teacher = inputs.place(load_teacher(spec, data, teacher_weights, teacher_model)).eval()
-        fixed_logits = None
-        if spec.recipe.get("augment", "none") == "none" and features is None:
-            # The student sees fixed inputs: teacher logits once, not every step.
-            fixed_logits = predict_logits(teacher, x_train, inputs=inputs, bf16=spec.bf16)
-        return TeacherTargets(teacher, features, example, fixed_logits, lambda: autocast_context(device, spec.bf16))
-    if spec.condition == "rcd":
-        noise_shapes = None
-        if features is not None:
-            noise_shapes = teacher_shapes_without_weights(spec, data, teacher_model, features.teacher_layers, example)
-        return NoiseTargets(spec, data.num_classes, x_train.shape[0], noise_shapes, device)
-    return None
+        signal = TeacherSignal(spec, data, teacher_weights, teacher_model, x_train, inputs, example)
+    else:
+        shapes = teacher_shapes_without_weights(spec, data, teacher_model, example) if spec.kd.feature_variant else None
+        signal = NoiseSignal(spec, data.num_classes, x_train.shape[0], shapes, inputs.device)
+    features = FeatureMatch(spec, student, example, signal.feature_shapes) if spec.kd.feature_variant else None
+    return Distillation(autocast, spec.kd, signal, features)
