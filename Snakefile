@@ -71,4 +71,4 @@ rule predictions:
 
 rule analysis:
     input:
-        rules.tests.output,
+        rules.statistics.output,

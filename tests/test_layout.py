@@ -1,9 +1,10 @@
 """The package's layout is its design: the plan, the files between the halves and the analysis
 half never import torch, and the workflow's rules pass Snakemake's linter."""
 
+import importlib
+import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -13,7 +14,7 @@ PACKAGE = REPO / "src" / "kdtransfer"
 # Torch-free by design: what the Snakefile imports at parse time, what analysis jobs run, and the
 # vocabulary both halves share.
 TORCH_FREE_PACKAGES = ("plan", "io", "analysis")
-TORCH_FREE_MODULES = ("kdtransfer", "kdtransfer.catalog", "kdtransfer.options")
+TORCH_FREE_MODULES = ("kdtransfer", "kdtransfer.catalog", "kdtransfer.options", "kdtransfer.spec")
 
 
 def modules_of(package: str) -> list[str]:
@@ -57,3 +58,40 @@ def test_snakemake_lint_finds_nothing(workflow_copy, configfile):
     proc = snakemake(workflow_copy, *args, check=False, timeout=300)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0 and "Lints for" not in out, out[-4000:]
+
+
+# Documents that name the package's modules and functions by their dotted path.
+DOCUMENTS = ["docs/protocol.md", "Makefile", "config.yaml", "workflow/schemas/config.schema.yaml", "workflow/report/*.rst",
+             "workflow/rules/*.smk", "experiments/*.yaml", "profiles/*/config.yaml"]
+
+
+def resolves(reference: str) -> bool:
+    """Whether a dotted reference names a module, or an attribute reachable from one."""
+    parts = reference.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except ModuleNotFoundError:
+            continue
+        for name in parts[cut:]:
+            if not hasattr(obj, name):
+                return False
+            obj = getattr(obj, name)
+        return True
+    return False
+
+
+def test_module_paths_named_in_the_docs_exist():
+    """A module moved or renamed leaves no stale `kdtransfer.<path>` in the documentation."""
+    stale = []
+    for pattern in DOCUMENTS:
+        for path in sorted(REPO.glob(pattern)):
+            for reference in sorted(set(re.findall(r"\bkdtransfer(?:\.[A-Za-z_]\w*)+", path.read_text()))):
+                if not resolves(reference):
+                    stale.append(f"{path.relative_to(REPO)}: {reference}")
+    assert not stale, stale
+
+
+def test_the_reference_check_can_fail():
+    assert resolves("kdtransfer.analysis.verdicts.verdicts") and resolves("kdtransfer.training.loop")
+    assert not resolves("kdtransfer.stats.verdicts") and not resolves("kdtransfer.analysis.verdicts.no_such_name")

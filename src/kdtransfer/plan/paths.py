@@ -3,8 +3,9 @@ data files, run directories) and the rules use them as they are for their output
 functions (workflow/rules/*.smk), so a rule's output and the path an input function asks for
 can never drift apart.
 
-Templates are `str.format` patterns whose fields are the rules' wildcards; `rule_pattern`
-turns one into a rule's output pattern by leaving the wildcards in place.
+Templates are `str.format` patterns whose fields are the rules' wildcards: filled in with a
+run's key and seed they name its files; filled in with a key template and "{seed}" they are a
+training rule's output pattern.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ DIGEST_LENGTH = 8
 DATA_KEY = "{dataset}-{digest}"
 DATA_FILE = f"results/data/{DATA_KEY}.npz"
 
+# Data the loaders read from disk: rule download_dataset fetches it by hand, leaving a marker.
+DOWNLOAD_MARKER = "resources/data/{name}.done"
+
 # Run keys, the directories below results/runs: teachers and controls by what they depend on,
 # kd and rcd students by their setup; each ends in the digest of everything the run depends on.
 REFERENCE_KEY = "{condition}/{dataset}/{model}/{recipe}-{digest}"
@@ -25,7 +29,6 @@ RUN_DIR = "results/runs/{key}/seed{seed}"
 WEIGHTS = "model.pt"
 HISTORY = "history.parquet"
 PREDICTIONS = "predictions_{split}.parquet"
-CHECKPOINT = "checkpoint.pt"
 TRAIN_LOG = "logs/train/{key}/seed{seed}.log"
 TRAIN_BENCHMARK = "benchmarks/train/{key}/seed{seed}.tsv"
 
@@ -51,10 +54,3 @@ def run_file(key: str, seed: int | str, name: str) -> str:
 def predictions_file(key: str, seed: int | str, split: str) -> str:
     return run_file(key, seed, PREDICTIONS.format(split=split))
 
-
-def rule_pattern(template: str, key: str = "", **fields: str) -> str:
-    """A rule's output (or log) pattern: `template` with the run key `key` (itself a template
-    whose fields are wildcards), `{seed}` left a wildcard, and `fields` filled in, e.g.
-    rule_pattern(RUN_DIR + "/" + WEIGHTS, REFERENCE_KEY) is
-    results/runs/{condition}/{dataset}/{model}/{recipe}-{digest}/seed{seed}/model.pt."""
-    return template.format(key=key, seed="{seed}", **fields)
