@@ -368,3 +368,48 @@ def test_every_config_key_has_a_description():
     walk(schema, "")
     assert len(keys) >= 52 and "setups.<name>.kd.temperature" in keys
     assert not undocumented, f"config keys without a description: {', '.join(undocumented)}"
+
+
+def test_analysis_defaults_in_code_are_the_schemas():
+    """The schema is the one source of defaults. Training code has none for config values (a
+    RunSpec is built by the plan); the analysis functions keep keyword defaults for direct calls,
+    and each must equal the schema's default of the `analysis` key it stands for."""
+    import inspect
+
+    from kdtransfer.analysis import figures, persample, stats, tables, verdicts
+
+    schema = yaml.safe_load(open(SCHEMA))["properties"]["analysis"]["properties"]
+    key_of = {"alpha": "alpha", "fdr_family": "fdr_family", "asymmetry_primary": "asymmetry_primary", "n_bootstrap": "bootstrap"}
+    checked = []
+    for module in (stats, verdicts, persample, tables, figures):
+        for name, function in inspect.getmembers(module, inspect.isfunction):
+            if function.__module__ != module.__name__:
+                continue
+            for parameter in inspect.signature(function).parameters.values():
+                if parameter.name in key_of and parameter.default is not inspect.Parameter.empty:
+                    checked.append(f"{module.__name__}.{name}({parameter.name})")
+                    assert parameter.default == schema[key_of[parameter.name]]["default"], checked[-1]
+    assert len(checked) >= 10, checked  # the check sees them
+
+
+def test_training_code_has_no_defaults_for_config_values():
+    import inspect
+
+    from kdtransfer.training.optim import SGD, LRSchedule
+
+    for cls in (SGD, LRSchedule):
+        defaults = [p.name for p in inspect.signature(cls).parameters.values() if p.default is not inspect.Parameter.empty]
+        assert defaults == [], (cls.__name__, defaults)
+
+
+def test_typed_run_settings_have_exactly_the_schemas_keys():
+    """A key added to the schema's recipe, kd or rcd reaches training only through RunSpec's
+    typed settings: they must name exactly the schema's keys."""
+    from dataclasses import fields
+
+    from kdtransfer.spec import KDSettings, RCDSettings, Recipe
+
+    schema = yaml.safe_load(open(SCHEMA))["properties"]
+    setup = schema["setups"]["additionalProperties"]["properties"]
+    for cls, section in ((Recipe, schema["recipes"]["additionalProperties"]), (KDSettings, setup["kd"]), (RCDSettings, setup["rcd"])):
+        assert {f.name for f in fields(cls)} == set(section["properties"]), cls.__name__

@@ -568,8 +568,10 @@ def plot_robustness(tests: pd.DataFrame, setup_info: pd.DataFrame, path, *, alph
             ax.set_ylabel("% of headroom" if (unit is None and normalised) else "pp", fontsize=9)
     handles = [Line2D([], [], marker="o", color="black", markerfacecolor="black", linestyle="", label=f"significant (p_adj ≤ {alpha:g})"),
                Line2D([], [], marker="o", color="black", markerfacecolor="white", linestyle="", label="not significant"),
-               Line2D([], [], marker=CONDITION_STYLE["kd"][0], color="black", markerfacecolor="0.5", linestyle="", label="KD"),
-               Line2D([], [], marker=CONDITION_STYLE["rcd"][0], color="black", markerfacecolor="0.5", linestyle="", label="random control"),
+               Line2D([], [], marker=CONDITION_STYLE["kd"][0], color="black", markerfacecolor="0.5", linestyle="",
+                      label=CONDITION_NAMES["kd"]),
+               Line2D([], [], marker=CONDITION_STYLE["rcd"][0], color="black", markerfacecolor="0.5", linestyle="",
+                      label=CONDITION_NAMES["rcd"]),
                Line2D([], [], color="black", linewidth=1, label="95% bootstrap CI of the median over seeds")]
     fig.legend(handles=handles, loc="outside lower center", ncol=3, frameon=False, fontsize=8.5)
     columns = ["sweep", "axis", "value", "setup", "effect", "test", "condition", "median", "ci_low", "ci_high", "p_adjusted", "significant"]
