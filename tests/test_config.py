@@ -413,3 +413,46 @@ def test_typed_run_settings_have_exactly_the_schemas_keys():
     setup = schema["setups"]["additionalProperties"]["properties"]
     for cls, section in ((Recipe, schema["recipes"]["additionalProperties"]), (KDSettings, setup["kd"]), (RCDSettings, setup["rcd"])):
         assert {f.name for f in fields(cls)} == set(section["properties"]), cls.__name__
+
+
+# Parameters that share a name with a config key but mean something else.
+NOT_CONFIG_VALUES = {
+    "kdtransfer.training.batches.predict_logits(batch_size)": "inference chunk size, not the recipe's batch size",
+    "kdtransfer.training.models.text.CharGRU.__init__(layers)": "a model option (GRU depth), not kd.layers",
+}
+
+
+def test_no_training_default_disagrees_with_the_schema():
+    """Every function of the training half and of spec with a parameter named like a recipe, kd,
+    rcd or training key: if it has a default at all, it is None (absent) or the schema's own
+    (today weight_decay, feature_weight and alpha must never get a default of their own again)."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import kdtransfer.training
+
+    schema = yaml.safe_load(open(SCHEMA))["properties"]
+    setup = schema["setups"]["additionalProperties"]["properties"]
+    sections = (schema["recipes"]["additionalProperties"], setup["kd"], setup["rcd"], schema["training"])
+    default_of = {key: prop.get("default") for section in sections for key, prop in section["properties"].items()}
+    modules = ["kdtransfer.spec", "kdtransfer.training",
+               *(m.name for m in pkgutil.walk_packages(kdtransfer.training.__path__, "kdtransfer.training."))]
+    checked, wrong = [], []
+    for module_name in modules:
+        module = importlib.import_module(module_name)
+        for name, obj in vars(module).items():
+            if getattr(obj, "__module__", None) != module_name:
+                continue
+            functions = [(name, obj)] if inspect.isfunction(obj) else (
+                [(f"{name}.{n}", f) for n, f in vars(obj).items() if inspect.isfunction(f)] if inspect.isclass(obj) else [])
+            for qualname, function in functions:
+                for p in inspect.signature(function).parameters.values():
+                    where = f"{module_name}.{qualname}({p.name})"
+                    if p.name not in default_of or where in NOT_CONFIG_VALUES:
+                        continue
+                    checked.append(where)
+                    if p.default is not inspect.Parameter.empty and p.default is not None and p.default != default_of[p.name]:
+                        wrong.append(f"{where} = {p.default!r}, the schema says {default_of[p.name]!r}")
+    assert len(checked) >= 20, checked  # the check sees the training code's settings
+    assert not wrong, wrong

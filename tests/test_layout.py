@@ -61,7 +61,7 @@ def test_snakemake_lint_finds_nothing(workflow_copy, configfile):
 
 
 # Documents that name the package's modules and functions by their dotted path.
-DOCUMENTS = ["docs/protocol.md", "Makefile", "config.yaml", "workflow/schemas/config.schema.yaml", "workflow/report/*.rst",
+DOCUMENTS = ["README.md", "docs/protocol.md", "Makefile", ".ci/run", "bench/*.py", "bench/*.sh", "config.yaml", "workflow/schemas/config.schema.yaml", "workflow/report/*.rst",
              "workflow/rules/*.smk", "experiments/*.yaml", "profiles/*/config.yaml"]
 
 

@@ -122,6 +122,11 @@ def fmt_p(p) -> str:
     return f"{p:.2e}" if p < 1e-3 else f"{p:.3f}"
 
 
+def fmt_p_brief(p) -> str:
+    """A p-value in running text (the verdict sentences): 3 significant digits, "n/a" when missing."""
+    return "n/a" if is_missing(p) else f"{float(p):.3g}"
+
+
 def fmt_pp(x, sign: bool = True) -> str:
     """Percentage points, 2 decimals, signed by default."""
     if is_missing(x):

@@ -101,7 +101,7 @@ def _html_class(column: str, value, numeric: bool) -> str:
     text = "" if is_missing(value) else str(value)
     if numeric:
         return "num"
-    if column in CLAIM_NAMES.values() or column == "RCD matches KD accuracy":
+    if column in CLAIM_NAMES.values():
         for answer, css in (("yes", "yes"), ("no", "no"), ("n/a", "na"), ("not tested", "na")):
             if text.startswith(answer):
                 return css

@@ -10,6 +10,7 @@ import math
 
 import pandas as pd
 
+from kdtransfer.analysis.display import fmt_p_brief, fmt_pp
 from kdtransfer.analysis.stats import asymmetry_gains, paired_values
 from kdtransfer.catalog import NUMERIC_AXES, SIZE_SWEEPS, SWEEP_VALUE_COLUMNS
 
@@ -34,10 +35,6 @@ RCD_MATCH_FRACTION = 0.5
 def _row(tests: pd.DataFrame, setup, test_id: str):
     r = tests[(tests["setup"] == setup) & (tests["test"] == test_id)]
     return None if r.empty else r.iloc[0]
-
-
-def _fmt_p(p) -> str:
-    return "n/a" if p is None or (isinstance(p, float) and math.isnan(p)) else f"{p:.3g}"
 
 
 def _decide(test_row, alpha: float, missing: str) -> tuple:
@@ -106,15 +103,15 @@ def verdicts(tests: pd.DataFrame, metrics: pd.DataFrame, alpha: float = 0.05) ->
         if t_nokd is None:
             transfer = note_nokd
         else:
-            transfer = ("significant" if t_nokd else "no significant") + f" functional transfer vs nokd (p_adj {_fmt_p(p_nokd)})"
+            transfer = ("significant" if t_nokd else "no significant") + f" functional transfer vs nokd (p_adj {fmt_p_brief(p_nokd)})"
             if t_rcd is not None:
-                transfer += "; vs rcd " + ("significant" if t_rcd else "not significant") + f" (p_adj {_fmt_p(p_rcd)})"
+                transfer += "; vs rcd " + ("significant" if t_rcd else "not significant") + f" (p_adj {fmt_p_brief(p_rcd)})"
         if math.isnan(gain_kd):
             regul = "not tested"
         else:
-            regul = f"KD accuracy gain {gain_kd:+.2f} pp (p_adj {_fmt_p(p_acc_kd)})"
+            regul = f"KD accuracy gain {fmt_pp(gain_kd)} pp (p_adj {fmt_p_brief(p_acc_kd)})"
             if not math.isnan(gain_rcd):
-                regul += f"; random control {gain_rcd:+.2f} pp (p_adj {_fmt_p(p_acc_rcd)})"
+                regul += f"; random control {fmt_pp(gain_rcd)} pp (p_adj {fmt_p_brief(p_acc_rcd)})"
                 if not math.isnan(frac):
                     regul += f" = {100 * frac:.0f}% of KD's gain"
                 else:
@@ -124,9 +121,9 @@ def verdicts(tests: pd.DataFrame, metrics: pd.DataFrame, alpha: float = 0.05) ->
         if asym is None:
             asym_text = note_asym
         elif asym:
-            asym_text = f"asymmetric and negative: errors copied more (gain_incorrect {g_inc:+.2f} pp vs gain_correct {g_cor:+.2f} pp, p_adj {_fmt_p(p_asym)})"
+            asym_text = f"asymmetric and negative: errors copied more (gain_incorrect {fmt_pp(g_inc)} pp vs gain_correct {fmt_pp(g_cor)} pp, p_adj {fmt_p_brief(p_asym)})"
         else:
-            asym_text = f"no significant asymmetry (gain_incorrect {g_inc:+.2f} pp vs gain_correct {g_cor:+.2f} pp, p_adj {_fmt_p(p_asym)})"
+            asym_text = f"no significant asymmetry (gain_incorrect {fmt_pp(g_inc)} pp vs gain_correct {fmt_pp(g_cor)} pp, p_adj {fmt_p_brief(p_asym)})"
         out.append({
             "setup": setup, "n_seeds": n_seeds,
             "transfer_kd_vs_nokd": t_nokd, "p_adj_transfer_kd_vs_nokd": p_nokd, "transfer_kd_vs_nokd_note": note_nokd,

@@ -106,7 +106,7 @@ class Distillation(Objective):
         feature_term = self.features(target_maps) if self.features else None
         loss, parts = distillation_objective(logits.float(), yb, target_logits, alpha=self.kd.alpha, temperature=self.kd.temperature,
                                              feature_term=feature_term,
-                                             feature_weight=float(self.kd.feature_weight) if self.features else 0.0)
+                                             feature_weight=float(self.kd.feature_weight) if self.features else None)
         return logits, loss, parts
 
     def start_epoch(self, epoch: int) -> None:
