@@ -15,11 +15,11 @@ $(BIN)/snakemake: pyproject.toml
 
 setup: $(BIN)/snakemake
 
-# Ends with the verdicts in a few lines and the report's path (kdtransfer.verdict_summary).
+# Ends with the verdicts in a few lines and the report's path (kdtransfer.analysis.verdict_summary).
 run: setup
 	$(BIN)/snakemake --cores $(CORES)
 	$(BIN)/snakemake --cores 1 --report results/report.html
-	$(BIN)/python -m kdtransfer.verdict_summary --results results --report results/report.html
+	$(BIN)/python -m kdtransfer.analysis.verdict_summary --results results --report results/report.html
 
 test: setup
 	$(BIN)/python -m pytest -q tests

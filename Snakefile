@@ -3,13 +3,14 @@ import os
 
 from snakemake.utils import min_version
 
-from kdtransfer.config import ConfigError, check_config_files
+from kdtransfer.plan.config import ConfigError, check_config_files
 
 min_version("9.0")
 
 # envs/*.post-deploy.sh (--sdm conda) install the package from this checkout, wherever the
-# workflow is run from.
-os.environ["KDTRANSFER_ROOT"] = workflow.basedir
+# workflow is run from. Set, never read here: written as update(), which Snakemake's linter does
+# not mistake for a variable the workflow needs from the user (envvars).
+os.environ.update(KDTRANSFER_ROOT=workflow.basedir)
 
 # YAML syntax errors with file, line and column, and keys written twice. Snakemake reads
 # --configfile files itself before this file runs, and stops on a syntax error there with a
@@ -70,4 +71,4 @@ rule predictions:
 
 rule analysis:
     input:
-        rules.tests.output,
+        rules.statistics.output,

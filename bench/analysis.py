@@ -1,6 +1,6 @@
 """Analysis on millions of prediction rows: the project's metrics + tests vs straightforward pandas.
 
-Synthetic predictions shaped like real output (written with `kdtransfer.predictions.
+Synthetic predictions shaped like real output (written with `kdtransfer.io.predictions.
 write_predictions`, laid out as `results/runs/...` is): `setups` setups x `seeds` seeds x
 (teacher, kd, rcd, nokd) x `samples` test samples x `classes` classes. The default, 5 x 10 x 4 x
 50,000, is 10 million rows (ImageNet-validation-sized test splits); `--analysis-shape 25x10000`
@@ -8,7 +8,7 @@ gives the same rows as CIFAR-sized splits (more, smaller files).
 
 Both sides run in their own child process (so each has its own peak RSS), alternately, and each
 produces the full metrics table of every setup (teacher, kd, rcd, nokd and teacher_other_seed rows)
-and then the same `kdtransfer.stats.setup_tests` on it. The bench asserts that both give the same
+and then the same `kdtransfer.analysis.stats.setup_tests` on it. The bench asserts that both give the same
 numbers before it reports a time.
 
 The naive side is what an analyst writes with pandas: `pd.read_parquet` each file (all columns),
@@ -58,7 +58,7 @@ def generate(root: Path, setups: int, seeds: int, samples: int, classes: int) ->
     manifest_path = root / "manifest.json"
     if manifest_path.exists():
         return json.loads(manifest_path.read_text())["setups"]
-    from kdtransfer.predictions import write_predictions
+    from kdtransfer.io.predictions import write_predictions
 
     rng = np.random.default_rng(20240607)
     manifest: dict = {}
@@ -165,7 +165,7 @@ def naive_setup_metrics(setup: str, paths: dict):
 def worker(impl: str, manifest_path: str, out: str) -> None:
     import pandas as pd
 
-    from kdtransfer.stats import setup_tests
+    from kdtransfer.analysis.stats import setup_tests
 
     manifest = json.loads(Path(manifest_path).read_text())["setups"]
     started = time.perf_counter()
@@ -174,7 +174,7 @@ def worker(impl: str, manifest_path: str, out: str) -> None:
         if impl == "naive":
             tables.append(naive_setup_metrics(setup, paths))
         else:
-            from kdtransfer.metrics import setup_metrics
+            from kdtransfer.analysis.metrics import setup_metrics
 
             students = {c: {int(s): p for s, p in paths[c].items()} for c in ("kd", "rcd", "nokd")}
             tables.append(setup_metrics(setup, {int(s): p for s, p in paths["teacher"].items()}, students))
@@ -227,7 +227,7 @@ def run(args) -> tuple[list[Row], list[str]]:
         "Both variants' metrics tables agree to rtol 1e-9 and their test tables to rtol 1e-7 (asserted before timing is reported).",
         "Naive: pd.read_parquet of every column, DataFrame.merge on sample_idx, np.stack of the logits column, scipy.special.softmax, "
         "scipy.spatial.distance.jensenshannon**2, np.linalg.norm, scipy.special.rel_entr, pd.cut + groupby for ECE; teachers read once per setup.",
-        "Both variants then run the same kdtransfer.stats.setup_tests (12 paired tests per setup, 2,000 bootstrap resamples each).",
+        "Both variants then run the same kdtransfer.analysis.stats.setup_tests (12 paired tests per setup, 2,000 bootstrap resamples each).",
     ]
     return rows, notes
 
@@ -240,7 +240,7 @@ def run_shape(args, setups: int, samples: int) -> list[Row]:
     print(f"[analysis] synthetic predictions ready under {root} ({time.perf_counter() - started:.0f} s)", flush=True)
     total_rows = setups * seeds * len(CONDITIONS) * samples
     case = f"{total_rows / 1e6:g} M rows ({setups} setups x {seeds} seeds x 4 runs x {samples:,} samples, {classes} classes)"
-    variants = {"project": "kdtransfer.metrics.setup_metrics + stats.setup_tests", "naive": "pandas read/merge + scipy, same setup_tests"}
+    variants = {"project": "kdtransfer.analysis.metrics.setup_metrics + stats.setup_tests", "naive": "pandas read/merge + scipy, same setup_tests"}
     compare_label, _, compare_src = args.compare_src.partition("=")
     if args.compare_src:
         variants[compare_label] = f"kdtransfer from {compare_src}"

@@ -132,7 +132,7 @@ def run_full(args) -> tuple[list[Row], list[str]]:
                     note="what the training part needs on 2 otherwise idle cores (a lower bound: ignores I/O waits and the "
                          "serial analysis); unlike wall time, unaffected by other work on the machine"))
     for rule, (jobs, total) in sorted(log_rule_totals(WORKDIR).items()):
-        if rule in ("metrics", "tests", "figures", "tables"):
+        if rule in ("metrics", "statistics", "figures", "tables"):
             rows.append(Row("embedded default (config.yaml)", rule, "summed job time (Snakemake log, 1 s resolution)", total, "s",
                             note=f"{jobs} jobs"))
     notes = ["Wall time of `python -m snakemake --cores 2` in a fresh copy of the workflow (no results), the default "

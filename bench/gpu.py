@@ -8,7 +8,7 @@ Three parts (bench/gpu_check.sh runs them on a GPU machine, with `--results-dir 
      CIFAR-10-shaped ResNet-18 (50,000 synthetic uint8 32x32 images, flip_crop), SpeechCommands-
      shaped audio CNN (128 batches of log-mel 1x40x101 of the 84,843), Names-shaped char GRU
      (14,400 rows of 20 tokens).
-     - `project nokd|rcd|kd`: kdtransfer.train.train_run as a training job runs it, data resident
+     - `project nokd|rcd|kd`: kdtransfer.training.loop.train_run as a training job runs it, data resident
        on the GPU, augmentation on the GPU; kd runs its teacher (same architecture) every step
        when the inputs are augmented. Images/s over the epoch's training steps (train_run's own
        per-epoch timing, which ends on a host sync); the whole call (set-up, test pass) is noted.
@@ -42,7 +42,6 @@ Every timing synchronises the GPU before reading the clock, follows a warm-up on
 from __future__ import annotations
 
 import csv
-import math
 import shutil
 import subprocess
 import sys
@@ -127,7 +126,7 @@ class PaperRuns:
     """experiments/paper.yaml's Plan, read without jsonschema (bench.paper.read_config)."""
 
     def __init__(self, config_path: Path = PAPER_CONFIG):
-        from kdtransfer.plan import Plan
+        from kdtransfer.plan.runs import Plan
 
         self.config = read_config(config_path)
         self.plan = Plan(self.config)
@@ -138,11 +137,11 @@ class PaperRuns:
         return name, dataset_size(entry["loader"], entry["options"])
 
     def spec(self, condition: str, key: str, *, epochs: int, batch: int | None, **training):
-        from kdtransfer.train import RunSpec
+        from kdtransfer.spec import RunSpec
 
         params = self.plan.run_spec(condition, key, 0)
         params["recipe"] = dict(params["recipe"], epochs=epochs, batch_size=batch or params["recipe"]["batch_size"])
-        params.update(training, checkpoint_every=epochs)
+        params.update(training)
         return RunSpec.from_params(params)
 
 
@@ -157,7 +156,7 @@ def teacher_weights_for(entry: dict, data, folder: Path) -> str:
 
     import torch
 
-    from kdtransfer.models import create_model_for
+    from kdtransfer.training.models import create_model_for
 
     # The weights depend on the model, the input shape and the number of classes (its head).
     key = json.dumps([entry, list(data.input_shape), int(data.num_classes)], sort_keys=True)
@@ -171,7 +170,7 @@ def teacher_weights_for(entry: dict, data, folder: Path) -> str:
 
 def project_epoch(runs: PaperRuns, spec, data, device, workdir: Path, teacher_model: dict | None) -> tuple[list[float], float]:
     """(seconds of training steps per epoch from train_run's history, seconds of the whole call)."""
-    from kdtransfer.train import train_run
+    from kdtransfer.training.loop import train_run
 
     weights = teacher_weights_for(teacher_model, data, workdir) if spec.condition == "kd" else None
     run_dir = Path(tempfile.mkdtemp(prefix=f"{spec.condition}-", dir=workdir))
@@ -179,7 +178,7 @@ def project_epoch(runs: PaperRuns, spec, data, device, workdir: Path, teacher_mo
         synchronise(device)
         started = time.perf_counter()
         _, history, _ = train_run(spec, data, teacher_weights=weights, teacher_model=teacher_model,
-                                  checkpoint_path=run_dir / "checkpoint.pt", device=device)
+                                  checkpoint_path=run_dir / "checkpoint.pt", checkpoint_every=spec.recipe.epochs, device=device)
         synchronise(device)
         total = time.perf_counter() - started
     finally:
@@ -192,17 +191,17 @@ def project_epoch(runs: PaperRuns, spec, data, device, workdir: Path, teacher_mo
 # --------------------------------------------------------------------------------------------
 
 
-def torch_optimizer(params, recipe: dict):
+def torch_optimizer(params, recipe):
     import torch
 
-    if recipe["optimizer"] == "sgd":
-        return torch.optim.SGD(params, lr=recipe["lr"], momentum=recipe.get("momentum", 0.9),
-                               weight_decay=recipe.get("weight_decay", 0.0), nesterov=recipe.get("nesterov", False))
-    return torch.optim.AdamW(params, lr=recipe["lr"], weight_decay=recipe.get("weight_decay", 0.0))
+    if recipe.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay,
+                               nesterov=recipe.nesterov)
+    return torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
 
 
 def fresh_student(spec, data, inputs):
-    from kdtransfer.train import build_initial_model
+    from kdtransfer.training.loop import build_initial_model
 
     return inputs.place(build_initial_model(spec, data)).train()
 
@@ -213,16 +212,16 @@ def dataloader_epoch(spec, data, device, workers: int) -> float:
     import torch.nn.functional as F
     from torch.utils.data import DataLoader, TensorDataset
 
-    from kdtransfer.batches import BatchInputs, autocast_context
+    from kdtransfer.training.batches import BatchInputs, autocast_context
 
     inputs = BatchInputs(data, device)
     model = fresh_student(spec, data, inputs)
     optimizer = torch_optimizer(model.parameters(), spec.recipe)
     cuda = device.type == "cuda"
     loader = DataLoader(TensorDataset(torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)),
-                        batch_size=spec.recipe["batch_size"], shuffle=True, num_workers=workers, pin_memory=cuda,
+                        batch_size=spec.recipe.batch_size, shuffle=True, num_workers=workers, pin_memory=cuda,
                         generator=torch.Generator().manual_seed(0))
-    augment, generator = spec.recipe.get("augment", "none"), torch.Generator().manual_seed(0)
+    augment, generator = spec.recipe.augment, torch.Generator().manual_seed(0)
     synchronise(device)
     started = time.perf_counter()
     for xb, yb in loader:
@@ -257,26 +256,26 @@ def bare_epoch(spec, data, device, teacher=None, *, project_sgd: bool = False, p
     import torch
     import torch.nn.functional as F
 
-    from kdtransfer.batches import BatchInputs, autocast_context
-    from kdtransfer.losses import kd_loss
-    from kdtransfer.optim import SGD
+    from kdtransfer.training.batches import BatchInputs, autocast_context
+    from kdtransfer.training.losses import kd_loss
+    from kdtransfer.training.optim import SGD
 
     inputs = BatchInputs(data, device)
     model = fresh_student(spec, data, inputs)
     recipe = spec.recipe
     if project_sgd:
-        optimizer = SGD(model.parameters(), lr=recipe["lr"], momentum=recipe.get("momentum", 0.9),
-                        weight_decay=recipe.get("weight_decay", 0.0), nesterov=recipe.get("nesterov", False))
+        optimizer = SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay,
+                        nesterov=recipe.nesterov)
     else:
         optimizer = torch_optimizer(model.parameters(), recipe)
     y = torch.from_numpy(data.y_train).to(device)
     if project_inputs:
         x = torch.from_numpy(data.x_train).to(device)
         order = torch.randperm(len(y), generator=torch.Generator().manual_seed(0)).to(device)
-        augment, generator = recipe.get("augment", "none"), torch.Generator().manual_seed(0)
+        augment, generator = recipe.augment, torch.Generator().manual_seed(0)
     else:
         x = resident_inputs(data, inputs, device)
-    batch, alpha, temperature = recipe["batch_size"], spec.kd.get("alpha", 0.9), spec.kd.get("temperature", 4.0)
+    batch = recipe.batch_size
     synchronise(device)
     started = time.perf_counter()
     for i in range(0, len(y), batch):
@@ -292,7 +291,7 @@ def bare_epoch(spec, data, device, teacher=None, *, project_sgd: bool = False, p
                     teacher_logits = teacher(xb)
         loss = F.cross_entropy(logits.float(), yb)
         if teacher is not None:
-            loss = (1 - alpha) * loss + alpha * kd_loss(logits.float(), teacher_logits.float(), temperature)
+            loss = (1 - spec.kd.alpha) * loss + spec.kd.alpha * kd_loss(logits.float(), teacher_logits.float(), spec.kd.temperature)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -303,7 +302,7 @@ def bare_epoch(spec, data, device, teacher=None, *, project_sgd: bool = False, p
 def loaded_teacher(entry: dict, data, inputs, weights: str):
     import torch
 
-    from kdtransfer.models import create_model_for
+    from kdtransfer.training.models import create_model_for
 
     teacher = create_model_for(entry, data)
     teacher.load_state_dict(torch.load(weights, weights_only=True))
@@ -318,12 +317,12 @@ def loaded_teacher(entry: dict, data, inputs, weights: str):
 def compare_loops(runs: PaperRuns, setup_name: str, label: str, device, workdir: Path, sz: Sizes, repeats: int) -> list[Row]:
     import torch
 
-    from kdtransfer.batches import BatchInputs
+    from kdtransfer.training.batches import BatchInputs
 
     _, size = runs.dataset_of("nokd", setup_run_key(runs, setup_name, "nokd"))
     specs = {c: runs.spec(c, setup_run_key(runs, setup_name, c), epochs=1, batch=sz.batch) for c in ("nokd", "rcd", "kd")}
     recipe = specs["nokd"].recipe
-    batch, augmented = recipe["batch_size"], recipe.get("augment", "none") != "none"
+    batch, augmented = recipe.batch_size, recipe.augment != "none"
     batches = sz.headline_batches.get(setup_name)
     started = time.perf_counter()
     data = synthetic_dataset(size, None if batches is None else int(batches * batch), sz.n_test)
@@ -394,8 +393,8 @@ def compare_loops(runs: PaperRuns, setup_name: str, label: str, device, workdir:
             continue
         notes = []
         if v == PROJECT.format("nokd"):
-            notes += [f"{n:,} x {list(size.sample)} {size.dtype}, batch {batch}, {recipe['optimizer']}, augment "
-                      f"{recipe.get('augment', 'none')}, bf16 {specs['nokd'].bf16}",
+            notes += [f"{n:,} x {list(size.sample)} {size.dtype}, batch {batch}, {recipe.optimizer}, augment "
+                      f"{recipe.augment}, bf16 {specs['nokd'].bf16}",
                       f"whole train_run call (set-up, epoch, test pass) {median(whole_call):.2f} s"]
         if v == PROJECT.format("kd") and not augmented:
             notes.append("inputs not augmented: the teacher's logits are computed once, before the epoch (not timed)")
@@ -431,11 +430,13 @@ def cost_class(runs: PaperRuns, condition: str, key: str) -> tuple[CostClass, bo
     rcd of logit KD steps as cross-entropy does plus a [batch, classes] noise draw (the loop
     comparison measures project rcd beside nokd); kd of logit KD on inputs that are not
     augmented computes the teacher's logits once, then steps as cross-entropy does."""
+    from kdtransfer.spec import RunSpec
+
     setup = runs.plan.setup_for_key(condition, key)
-    spec = runs.plan.run_spec(condition, key, 0)
+    spec = RunSpec.from_params(runs.plan.run_spec(condition, key, 0))
     student = setup["teacher"] if condition == "teacher" else setup["student"]
-    variant = spec.get("kd", {}).get("variant", "logit")
-    augmented = spec["recipe"].get("augment", "none") != "none"
+    variant = spec.kd.variant if spec.kd is not None else "logit"
+    augmented = spec.recipe.augment != "none"
     extra, teacher_pass = "", False
     if condition == "kd" and (augmented or variant != "logit"):
         extra = f"kd {setup['teacher']}" + ("" if variant == "logit" else f" {variant}")
@@ -458,19 +459,20 @@ def paper_cost_classes(runs: PaperRuns) -> dict[CostClass, list]:
 def measure_class(runs: PaperRuns, cls: CostClass, run, device, workdir: Path, sz: Sizes) -> list[Row]:
     import torch
 
-    from kdtransfer.batches import BatchInputs, predict_logits
-    from kdtransfer.train import save_checkpoint_file, train_run
+    from kdtransfer.training.batches import BatchInputs, predict_logits
+    from kdtransfer.training.loop import train_run
+    from kdtransfer.training.state import save_checkpoint_file
 
     _, size = runs.dataset_of(run.condition, run.key)
     spec = runs.spec(run.condition, run.key, epochs=sz.class_epochs, batch=sz.batch)
-    steps, batch = sz.class_steps, spec.recipe["batch_size"]
+    steps, batch = sz.class_steps, spec.recipe.batch_size
     data = synthetic_dataset(size, steps * batch, sz.n_test)
     teacher_model = runs.plan.teacher_model(run.condition, run.key)
     weights = teacher_weights_for(teacher_model, data, workdir) if run.condition == "kd" else None
     run_dir = Path(tempfile.mkdtemp(prefix="class-", dir=workdir))
     try:
         model, history, _ = train_run(spec, data, teacher_weights=weights, teacher_model=teacher_model,
-                                      checkpoint_path=run_dir / "checkpoint.pt", device=device)
+                                      checkpoint_path=run_dir / "checkpoint.pt", checkpoint_every=spec.recipe.epochs, device=device)
         per_step = [row["seconds"] / steps for row in history[1:]]  # the first epoch warms up
         inputs, x_test = BatchInputs(data, device), torch.from_numpy(data.x_test).to(device)
         test_pass = []  # after train_run's own test passes, which warmed these shapes up
@@ -482,7 +484,7 @@ def measure_class(runs: PaperRuns, cls: CostClass, run, device, workdir: Path, s
             test_pass.append(time.perf_counter() - started)
         # A checkpoint holds the model and the optimizer's state (SGD: one momentum buffer per
         # parameter; AdamW: two moments): timed with parameter-sized stand-ins for that state.
-        copies = 2 if spec.recipe["optimizer"] == "adamw" else 1
+        copies = 2 if spec.recipe.optimizer == "adamw" else 1
         state = {"model": model.state_dict(), "optimizer": [p.detach().clone() for p in model.parameters() for _ in range(copies)]}
         checkpoint = []
         for _ in range(1):
@@ -500,8 +502,8 @@ def measure_class(runs: PaperRuns, cls: CostClass, run, device, workdir: Path, s
 
 def start_up_row(device, repeats: int) -> Row:
     """A training job's process start: interpreter, imports, the CUDA context."""
-    program = ("import torch, kdtransfer.train; torch.zeros(1, device='cuda').sum().item()" if device.type == "cuda"
-               else "import torch, kdtransfer.train")
+    program = ("import torch, kdtransfer.training.loop; torch.zeros(1, device='cuda').sum().item()" if device.type == "cuda"
+               else "import torch, kdtransfer.training.loop")
     seconds = []
     for _ in range(max(2, repeats - 1)):
         started = time.perf_counter()
@@ -593,6 +595,9 @@ def read_measurements(path: Path) -> dict[tuple[str, str], float]:
 
 
 def run_projection(args) -> tuple[list[Row], list[str]]:
+    from kdtransfer.spec import RunSpec
+    from kdtransfer.training.batches import steps_per_epoch
+
     source = Path(args.gpu_csv) if args.gpu_csv else Path(args.results_dir) / "gpu-training.csv"
     if not source.exists():
         raise SystemExit(f"gpu-projection reads gpu-training's measurements: {source} does not exist (run --only "
@@ -605,16 +610,14 @@ def run_projection(args) -> tuple[list[Row], list[str]]:
     for run in runs.plan.runs:
         cls, teacher_pass = cost_class(runs, run.condition, run.key)
         _, size = runs.dataset_of(run.condition, run.key)
-        spec = runs.plan.run_spec(run.condition, run.key, run.seed)
-        recipe = spec["recipe"]
+        recipe = RunSpec.from_params(runs.plan.run_spec(run.condition, run.key, run.seed)).recipe
         try:
             step, test_pass, checkpoint = (measured[(cls.key, m)] for m in (STEP, TEST_PASS, CHECKPOINT))
         except KeyError:
             missing.add(cls.key)
             continue
         n_train = size.n_train
-        steps = n_train // recipe["batch_size"] if recipe.get("drop_last") else math.ceil(n_train / recipe["batch_size"])
-        epochs = recipe["epochs"]
+        steps, epochs = steps_per_epoch(n_train, recipe), recipe.epochs
         checkpoints = (epochs - 1) // runs.config["training"]["checkpoint_every"] + 1  # + the final weights
         seconds = ((start_up or 0.0) + epochs * (steps * step + test_pass) + checkpoints * checkpoint
                    + (test_pass * n_train / size.n_test if teacher_pass else 0.0))

@@ -1,10 +1,10 @@
 """experiments/paper.yaml where jsonschema is not installed, and synthetic data of its shapes.
 
 The GPU machine that runs `bench/gpu_check.sh` has torch, numpy, pandas and yaml but not
-jsonschema (nor snakemake, mnist1d, mlxtend), so it cannot call `kdtransfer.config.validate_config`.
+jsonschema (nor snakemake, mnist1d, mlxtend), so it cannot call `kdtransfer.plan.config.validate_config`.
 `read_config` fills in the schema's defaults the way validate_config does (checks nothing: the
 config is the committed, valid paper.yaml; tests/test_gpu_check.py checks that both give the
-same config), so `kdtransfer.plan.Plan` plans the same runs there as here.
+same config), so `kdtransfer.plan.runs.Plan` plans the same runs there as here.
 
 `synthetic_dataset` makes data of a paper dataset's real shapes and dtypes (uint8 images with
 channel statistics, standardised float32 log-mel spectrograms, int64 token rows), small or at

@@ -1,4 +1,4 @@
-"""Training throughput: the project's loop (`kdtransfer.train.train_run`) vs plain PyTorch loops.
+"""Training throughput: the project's loop (`kdtransfer.training.loop.train_run`) vs plain PyTorch loops.
 
 Cases: the embedded default's three (dataset, model, recipe) triples from config.yaml, and a
 CIFAR-shaped synthetic set (random 3x32x32 float32 images, 10 classes) with ResNet-18
@@ -48,27 +48,43 @@ CIFAR_RECIPE = {"optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 
                 "schedule": "cosine"}
 
 
+def _planned(config: dict):
+    from kdtransfer.plan.config import validate_config
+    from kdtransfer.plan.runs import Plan
+
+    return Plan(validate_config(config, str(REPO / "workflow" / "schemas" / "config.schema.yaml")))
+
+
+def _case(name: str, plan, setup: str, **data) -> dict:
+    """A benchmark case: a setup of a plan (its runs' specs are the plan's) and the data to load."""
+    return {"name": name, "plan": plan, "setup": setup, "recipe": plan.spec("teacher", setup, 0).recipe,
+            "checkpoint_every": plan.config["training"]["checkpoint_every"], **data}
+
+
 def embedded_cases() -> list[dict]:
-    """(dataset, model, recipe) of each setup of config.yaml, as training jobs see them."""
+    """(dataset, model, recipe) of each setup of config.yaml, as its training jobs see them."""
     import yaml
 
-    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    plan = _planned(yaml.safe_load((REPO / "config.yaml").read_text()))
     cases, seen = [], set()
-    for setup in config["setups"].values():
-        key = (setup["dataset"], setup.get("student", setup["teacher"]), setup["recipe"])
+    for name in plan.config["setups"]:  # as written: a recipe sweep's variants are not cases of their own
+        setup = plan.setups[name]
+        key = (setup["dataset"], setup["student"], setup["recipe"])
         if key in seen:
             continue
         seen.add(key)
-        dataset = config["datasets"][key[0]]
-        cases.append({"name": f"{key[0]} / {config['models'][key[1]]['arch']}", "loader": dataset["loader"],
-                      "options": dataset.get("options", {}), "model": config["models"][key[1]], "recipe": config["recipes"][key[2]],
-                      "checkpoint_every": config.get("training", {}).get("checkpoint_every", 1)})
+        dataset = plan.config["datasets"][key[0]]
+        cases.append(_case(f"{key[0]} / {plan.config['models'][key[1]]['arch']}", plan, name, loader=dataset["loader"],
+                           options=dataset["options"]))
     return cases
 
 
 def cifar_case(images: int, epochs: int) -> dict:
-    return {"name": f"synthetic CIFAR ({images:,} x 3x32x32) / resnet_cifar-18", "loader": "synthetic_cifar", "images": images,
-            "model": {"arch": "resnet_cifar", "options": {}}, "recipe": dict(CIFAR_RECIPE, epochs=epochs), "checkpoint_every": 1}
+    config = {"seeds": 1, "datasets": {"cifar": {"loader": "cifar10"}}, "models": {"resnet18": {"arch": "resnet_cifar"}},
+              "recipes": {"cifar": dict(CIFAR_RECIPE, epochs=epochs)},
+              "setups": {"cifar_resnet18": {"dataset": "cifar", "teacher": "resnet18", "recipe": "cifar"}}}
+    return _case(f"synthetic CIFAR ({images:,} x 3x32x32) / resnet_cifar-18", _planned(config), "cifar_resnet18",
+                 loader="synthetic_cifar", images=images)
 
 
 def load_case_data(case: dict):
@@ -83,15 +99,11 @@ def load_case_data(case: dict):
 
 
 def make_spec(case: dict, condition: str, *, augment: str = "none"):
-    from kdtransfer.train import RunSpec
+    """The plan's spec of `condition` in the case's setup, with the case's recipe and `augment`."""
+    from dataclasses import replace
 
-    params = {"run_key": f"{condition}/bench", "condition": condition, "seed": 0, "model": case["model"],
-              "recipe": dict(case["recipe"], augment=augment), "checkpoint_every": case["checkpoint_every"], "deterministic": True}
-    if condition in ("kd", "rcd"):
-        params["kd"] = {"alpha": 0.9, "temperature": 4.0, "variant": "logit"}
-    if condition == "rcd":
-        params["rcd"] = {"noise": "uniform", "resample": "step"}
-    return RunSpec.from_params(params)
+    spec = case["plan"].spec(condition, case["setup"], 0)
+    return replace(spec, recipe=replace(case["recipe"], augment=augment), deterministic=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -102,7 +114,7 @@ def make_spec(case: dict, condition: str, *, augment: str = "none"):
 def project_loop(case: dict, data, device, workdir: Path, *, condition: str = "teacher", augment: str = "none",
                  teacher_weights: Path | None = None) -> tuple[float, float]:
     """(seconds for the whole train_run call, seconds of training steps from its history)."""
-    from kdtransfer.train import train_run
+    from kdtransfer.training.loop import train_run
 
     spec = make_spec(case, condition, augment=augment)
     # A fresh directory per run: any checkpoint left beside the path (train_run may keep more
@@ -111,14 +123,15 @@ def project_loop(case: dict, data, device, workdir: Path, *, condition: str = "t
     try:
         _synchronise(device)
         started = time.perf_counter()
-        _, history, _ = train_run(spec, data, teacher_weights=teacher_weights, teacher_model=case["model"] if teacher_weights else None,
-                                  checkpoint_path=run_dir / "checkpoint.pt", device=device)
+        teacher_model = case["plan"].teacher_model("kd", spec.run_key) if teacher_weights else None
+        _, history, _ = train_run(spec, data, teacher_weights=teacher_weights, teacher_model=teacher_model,
+                                  checkpoint_path=run_dir / "checkpoint.pt", checkpoint_every=case["checkpoint_every"], device=device)
         _synchronise(device)
         seconds = time.perf_counter() - started
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
-    if len(history) != spec.recipe["epochs"]:
-        raise AssertionError(f"train_run returned {len(history)} epochs of history, expected {spec.recipe['epochs']}")
+    if len(history) != spec.recipe.epochs:
+        raise AssertionError(f"train_run returned {len(history)} epochs of history, expected {spec.recipe.epochs}")
     return seconds, sum(row["seconds"] for row in history)
 
 
@@ -143,7 +156,7 @@ def dataloader_loop(case: dict, data, device, *, per_sample: bool) -> tuple[floa
     import torch.nn.functional as F
     from torch.utils.data import DataLoader, TensorDataset
 
-    from kdtransfer.train import build_initial_model
+    from kdtransfer.training.loop import build_initial_model
 
     recipe = case["recipe"]
     _synchronise(device)
@@ -154,16 +167,16 @@ def dataloader_loop(case: dict, data, device, *, per_sample: bool) -> tuple[floa
     else:
         train_set = TensorDataset(torch.from_numpy(data.x_train), torch.from_numpy(data.y_train))
     pin = device.type == "cuda"
-    train_loader = DataLoader(train_set, batch_size=recipe["batch_size"], shuffle=True, pin_memory=pin,
+    train_loader = DataLoader(train_set, batch_size=recipe.batch_size, shuffle=True, pin_memory=pin,
                               generator=torch.Generator().manual_seed(0))
     test_loader = DataLoader(TensorDataset(torch.from_numpy(data.x_test), torch.from_numpy(data.y_test)), batch_size=1024, pin_memory=pin)
-    optimizer = torch.optim.SGD(model.parameters(), lr=recipe["lr"], momentum=recipe.get("momentum", 0.9),
-                                weight_decay=recipe.get("weight_decay", 0.0), nesterov=recipe.get("nesterov", False))
-    total_steps = recipe["epochs"] * len(train_loader)
+    optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay,
+                                nesterov=recipe.nesterov)
+    total_steps = recipe.epochs * len(train_loader)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(1.0, step / total_steps))))
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
     step_seconds = 0.0
-    for _ in range(recipe["epochs"]):
+    for _ in range(recipe.epochs):
         model.train()
         epoch_started = time.perf_counter()
         correct = seen = 0
@@ -207,7 +220,7 @@ def run_variant(variant: str, case: dict, data, device, workdir: Path) -> tuple[
 
 
 def throughput_rows(case: dict, data, device, workdir: Path, repeats: int) -> list[Row]:
-    samples = len(data.y_train) * case["recipe"]["epochs"]
+    samples = len(data.y_train) * case["recipe"].epochs
     warm_case, warm_data = _warm_up(case, data)
     for variant in VARIANTS:  # first-call allocations and kernel selection are not what we measure
         run_variant(variant, warm_case, warm_data, device, workdir)
@@ -227,7 +240,7 @@ def throughput_rows(case: dict, data, device, workdir: Path, repeats: int) -> li
     for variant in VARIANTS:
         rate = samples / median(seconds[variant])
         rows.append(Row(case["name"], variant, "training throughput", rate, "samples/s", project_rate / rate,
-                        f"batch {case['recipe']['batch_size']}, {case['recipe']['epochs']} epoch(s) x {len(data.y_train):,} samples; "
+                        f"batch {case['recipe'].batch_size}, {case['recipe'].epochs} epoch(s) x {len(data.y_train):,} samples; "
                         "ratio = project / this", [samples / s for s in seconds[variant]]))
     return rows
 
@@ -236,7 +249,7 @@ def distillation_rows(case: dict, data, device, workdir: Path, repeats: int) -> 
     """kd (teacher forward every step) vs nokd, both with flip_crop augmentation, project loop."""
     import torch
 
-    from kdtransfer.train import build_initial_model
+    from kdtransfer.training.loop import build_initial_model
 
     teacher_weights = workdir / "teacher.pt"
     torch.save(build_initial_model(make_spec(case, "teacher"), data).state_dict(), teacher_weights)
@@ -250,7 +263,7 @@ def distillation_rows(case: dict, data, device, workdir: Path, repeats: int) -> 
                                     teacher_weights=teacher_weights if condition == "kd" else None)
             step_seconds[condition].append(steps)
             print(f"[training] {case['name']} repeat {repeat + 1}/{repeats} {condition} (flip_crop): {steps:.2f} s of steps", flush=True)
-    batches = math.ceil(len(data.y_train) / case["recipe"]["batch_size"]) * case["recipe"]["epochs"]
+    batches = math.ceil(len(data.y_train) / case["recipe"].batch_size) * case["recipe"].epochs
     nokd = median(step_seconds["nokd"])
     return [
         Row(case["name"], "project: nokd step (CE, flip_crop)", "time per training step", 1000 * nokd / batches, "ms",
@@ -265,9 +278,9 @@ def _warm_up(case: dict, data):
     """One epoch of two batches: enough to allocate and pick kernels, cheap even for ResNet-18."""
     from dataclasses import replace
 
-    keep = 2 * case["recipe"]["batch_size"]
+    keep = 2 * case["recipe"].batch_size
     small = replace(data, x_train=data.x_train[:keep], y_train=data.y_train[:keep], x_test=data.x_test[:keep], y_test=data.y_test[:keep])
-    return dict(case, recipe=dict(case["recipe"], epochs=1)), small
+    return dict(case, recipe=replace(case["recipe"], epochs=1)), small
 
 
 def import_rows(repeats: int) -> list[Row]:
@@ -276,8 +289,9 @@ def import_rows(repeats: int) -> list[Row]:
     import subprocess
     import sys
 
-    programs = {PROJECT: "import torch, kdtransfer.train; from kdtransfer.optim import SGD; SGD(torch.nn.Linear(2, 2).parameters(), lr=0.1)",
-                "DataLoader loops": "import torch, torch.utils.data, kdtransfer.models; torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=0.1)"}
+    programs = {PROJECT: "import torch, kdtransfer.training.loop; from kdtransfer.training.optim import SGD; "
+                         "SGD(torch.nn.Linear(2, 2).parameters(), lr=0.1, momentum=0.9, weight_decay=0.0, nesterov=False)",
+                "DataLoader loops": "import torch, torch.utils.data, kdtransfer.training.models; torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=0.1)"}
     seconds = {name: [] for name in programs}
     for repeat in range(max(3, repeats)):
         for name in (programs if repeat % 2 == 0 else reversed(list(programs))):
@@ -312,7 +326,7 @@ def run(args) -> tuple[list[Row], list[str]]:
                 rows += distillation_rows(case, data, device, workdir, args.repeats)
     notes = [
         f"Device: {device}; torch {torch.__version__}, {args.threads} thread(s) (torch.set_num_threads), as a pipeline training job.",
-        "Same initial weights (kdtransfer.train.build_initial_model), data, epochs, SGD hyper-parameters and per-step cosine "
+        "Same initial weights (kdtransfer.training.loop.build_initial_model), data, epochs, SGD hyper-parameters and per-step cosine "
         "schedule in every variant; the DataLoader loops use torch.optim.SGD and evaluate test accuracy every epoch as train_run "
         "does. Constructing a torch.optim optimizer imports torch._dynamo once per process (the start-up rows; not in the "
         "throughputs); the project's SGD is the same update without it.",

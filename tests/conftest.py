@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
@@ -34,15 +35,38 @@ def workflow_copy(tmp_path: Path) -> Path:
     return copy_workflow(tmp_path)
 
 
-def planned(config_path) -> "Plan":
+def planned(config_path):
     """The plan of a config file, as the Snakefile makes it (validated, defaults filled)."""
     import yaml
 
-    from kdtransfer.config import validate_config
-    from kdtransfer.plan import Plan
+    from kdtransfer.plan.config import validate_config
+    from kdtransfer.plan.runs import Plan
 
     config = yaml.safe_load(Path(config_path).read_text())
-    return Plan(validate_config(config, str(REPO / "workflow" / "schemas" / "config.schema.yaml")))
+    return Plan(validate_config(config, str(SCHEMA)))
+
+
+def run_params(condition: str, *, model: dict, recipe: dict, kd: dict | None = None, rcd: dict | None = None,
+               teacher: dict | None = None, seed: int = 0, **training) -> dict:
+    """A run's params as the plan makes them (Plan.run_spec), for a config of one setup: the
+    values a test names, the schema's defaults for every other (tests build no partial specs).
+    `teacher` is the teacher's model entry (default: `model`); `training` sets training flags."""
+    from kdtransfer.plan.config import validate_config
+    from kdtransfer.plan.runs import Plan
+
+    setup = {"dataset": "data", "teacher": "teacher", "student": "student", "recipe": "recipe", "kd": kd or {}, "rcd": rcd or {}}
+    config = {"seeds": [seed], "conditions": ["kd", "rcd", "nokd", "independent"], "datasets": {"data": {"loader": "digits"}},
+              "models": {"student": model, "teacher": teacher or model}, "recipes": {"recipe": recipe},
+              "setups": {"s": setup}, "training": training}
+    plan = Plan(validate_config(config, str(SCHEMA)))
+    return plan.run_spec(condition, plan.run_key(condition, "s"), seed)
+
+
+def run_spec(condition: str, **settings):
+    """The RunSpec of run_params(condition, **settings)."""
+    from kdtransfer.spec import RunSpec
+
+    return RunSpec.from_params(run_params(condition, **settings))
 
 
 def run_dir(plan, condition: str, setup: str, seed: int) -> str:

@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 import torch
 
-from kdtransfer.batches import BatchInputs, predict_logits
+from conftest import run_spec
 from kdtransfer.data import ArrayDataset, load_dataset
-from kdtransfer.train import RunSpec, train_run
+from kdtransfer.training.batches import BatchInputs, predict_logits
+from kdtransfer.training.loop import train_run
 from test_train import TEACHER_NET, standardised, token_data, uint8_images
 
 MLP = {"arch": "mlp", "options": {"hidden": [32]}}
@@ -57,8 +58,8 @@ def teachers(tmp_path_factory, datasets):
         key = (data_name, repr(model))
         if key not in cache:
             d = tmp_path_factory.mktemp("teacher")
-            s = RunSpec(run_key="teacher/t", condition="teacher", seed=0, model=model, recipe=recipe)
-            teacher, _, _ = train_run(s, datasets[data_name], checkpoint_path=d / "c.pt")
+            s = run_spec("teacher", model=model, recipe=recipe)
+            teacher, _, _ = train_run(s, datasets[data_name], checkpoint_path=d / "c.pt", checkpoint_every=1)
             torch.save(teacher.state_dict(), d / "model.pt")
             cache[key] = str(d / "model.pt")
         return cache[key]
@@ -67,17 +68,17 @@ def teachers(tmp_path_factory, datasets):
 
 
 def student(condition, model, recipe, variant, layers, teacher_layers, *, alpha, feature_weight, noise="uniform"):
-    kd = {"alpha": alpha, "temperature": 4.0, "variant": variant, "layers": layers, "teacher_layers": teacher_layers,
-          "feature_weight": feature_weight if variant != "logit" else 0.0}
-    return RunSpec(run_key=f"{condition}/s", condition=condition, seed=3, model=model, recipe=recipe,
-                   kd=kd if condition != "nokd" else {},
-                   rcd={"noise": noise, "resample": "step"} if condition == "rcd" else {})
+    kd = {"alpha": alpha, "temperature": 4.0, "variant": variant}
+    if variant != "logit":
+        kd.update(layers=layers, teacher_layers=teacher_layers, feature_weight=feature_weight)
+    return run_spec(condition, model=model, recipe=recipe, kd=kd, rcd={"noise": noise, "resample": "step"}, seed=3)
 
 
 def trained(spec, data, tmp, teacher_weights=None, teacher_model=None):
     model, _, _ = train_run(spec, data, teacher_weights=teacher_weights, teacher_model=teacher_model,
-                            checkpoint_path=tmp / f"{spec.condition}-{spec.kd.get('alpha')}" / "c.pt")
-    logits = predict_logits(model, torch.from_numpy(data.x_test), inputs=BatchInputs(data, "cpu"))
+                            checkpoint_path=tmp / f"{spec.condition}-{spec.kd.alpha if spec.kd else None}" / "c.pt",
+                            checkpoint_every=1)
+    logits = predict_logits(model, torch.from_numpy(data.x_test), inputs=BatchInputs(data, "cpu"), bf16=spec.bf16)
     return model.state_dict(), logits
 
 

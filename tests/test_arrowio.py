@@ -1,4 +1,4 @@
-"""Arrow arrays built without pandas (kdtransfer.arrowio), and training jobs that never import it."""
+"""Arrow arrays built without pandas (kdtransfer.io.arrow), and training jobs that never import it."""
 
 import subprocess
 import sys
@@ -7,7 +7,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from kdtransfer.arrowio import array_from_numpy, string_array, table_from_records
+from conftest import run_params
+from kdtransfer.io.arrow import array_from_numpy, string_array, table_from_records
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int16, np.int32, np.int64])
@@ -29,16 +30,16 @@ def test_strings_and_records():
 
 def test_a_training_job_never_imports_pandas(tmp_path):
     """pandas costs ~0.3 s to import, a tenth of a small job: the training path must not need it."""
+    params = run_params("teacher", model={"arch": "mlp", "options": {"hidden": [8]}}, recipe={"lr": 0.05, "epochs": 1, "batch_size": 64})
     code = f"""
 import sys
 sys.modules["pandas"] = None  # any import of pandas now fails
 from kdtransfer.data import load_dataset, save_arrays
-from kdtransfer.train import RunSpec, train_and_save
+from kdtransfer.spec import RunSpec
+from kdtransfer.training.job import train_and_save
 save_arrays(load_dataset("digits", test_fraction=0.4), r"{tmp_path}/d.npz")
-spec = RunSpec(run_key="teacher/x", condition="teacher", seed=0, model={{"arch": "mlp", "options": {{"hidden": [8]}}}},
-               recipe={{"optimizer": "sgd", "lr": 0.05, "epochs": 1, "batch_size": 64}})
-train_and_save(spec, r"{tmp_path}/d.npz", weights_out=r"{tmp_path}/model.pt",
-               predictions_out={{"test": r"{tmp_path}/p.parquet"}}, history_out=r"{tmp_path}/h.parquet")
+train_and_save(RunSpec.from_params({params!r}), r"{tmp_path}/d.npz", weights_out=r"{tmp_path}/model.pt",
+               predictions_out={{"test": r"{tmp_path}/p.parquet"}}, history_out=r"{tmp_path}/h.parquet", checkpoint_every=1)
 """
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]

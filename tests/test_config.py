@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from conftest import REPO, snakemake
-from kdtransfer.config import ConfigError, check_config_files, validate_config
-from kdtransfer import plan
+from kdtransfer.plan.config import ConfigError, check_config_files, validate_config
+from kdtransfer.plan.runs import Plan
 
 SCHEMA = str(REPO / "workflow" / "schemas" / "config.schema.yaml")
 DEFAULT = yaml.safe_load((REPO / "config.yaml").read_text())
@@ -159,7 +159,7 @@ def test_workflow_stops_before_any_job(workflow_copy, case):
 
 
 def test_run_keys_share_teachers_and_controls_across_a_sweep():
-    p = plan.Plan(validate_config(DEFAULT, SCHEMA))
+    p = Plan(validate_config(DEFAULT, SCHEMA))
     # digits sweeps T in {1, 4, 16} (one teacher and one nokd key) and its recipe (one more each).
     teachers = {p.run_key("teacher", s) for s in ("digits_mlp", "digits_mlp_T1", "digits_mlp_T16")}
     controls = {p.run_key("nokd", s) for s in ("digits_mlp", "digits_mlp_T1", "digits_mlp_T16")}
@@ -176,7 +176,7 @@ def test_reordered_config_keys_give_identical_params():
     reordered = copy.deepcopy(DEFAULT)
     reordered["recipes"]["digits"] = dict(reversed(list(reordered["recipes"]["digits"].items())))
     cfg2 = validate_config(reordered, SCHEMA)
-    a, b = plan.Plan(cfg), plan.Plan(cfg2)
+    a, b = Plan(cfg), Plan(cfg2)
     key = a.run_key("teacher", "digits_mlp")
     assert key == b.run_key("teacher", "digits_mlp")
     assert repr(a.run_spec("teacher", key, 0)) == repr(b.run_spec("teacher", key, 0))
@@ -212,7 +212,7 @@ def test_model_option_catalog_agrees_with_the_builders():
     keyword parameters (with defaults) and annotations are what the jobs will call."""
     import inspect
 
-    from kdtransfer import models
+    from kdtransfer.training import models
     from kdtransfer.catalog import MODEL_OPTIONS
     from kdtransfer.options import annotation_text, matches
 
@@ -265,7 +265,7 @@ def test_every_option_type_in_use_is_understood():
 
 def test_validating_the_config_does_not_import_torch():
     # The Snakefile validates at parse time: every `snakemake` call would otherwise pay for torch.
-    code = ("import sys, yaml; from kdtransfer.config import validate_config; "
+    code = ("import sys, yaml; from kdtransfer.plan.config import validate_config; "
             f"validate_config(yaml.safe_load(open({str(REPO / 'config.yaml')!r})), {SCHEMA!r}); "
             "heavy = {'torch', 'torchvision', 'sklearn', 'scipy'} & set(sys.modules); assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -368,3 +368,91 @@ def test_every_config_key_has_a_description():
     walk(schema, "")
     assert len(keys) >= 52 and "setups.<name>.kd.temperature" in keys
     assert not undocumented, f"config keys without a description: {', '.join(undocumented)}"
+
+
+def test_analysis_defaults_in_code_are_the_schemas():
+    """The schema is the one source of defaults. Training code has none for config values (a
+    RunSpec is built by the plan); the analysis functions keep keyword defaults for direct calls,
+    and each must equal the schema's default of the `analysis` key it stands for."""
+    import inspect
+
+    from kdtransfer.analysis import figures, persample, stats, tables, verdicts
+
+    schema = yaml.safe_load(open(SCHEMA))["properties"]["analysis"]["properties"]
+    key_of = {"alpha": "alpha", "fdr_family": "fdr_family", "asymmetry_primary": "asymmetry_primary", "n_bootstrap": "bootstrap"}
+    checked = []
+    for module in (stats, verdicts, persample, tables, figures):
+        for name, function in inspect.getmembers(module, inspect.isfunction):
+            if function.__module__ != module.__name__:
+                continue
+            for parameter in inspect.signature(function).parameters.values():
+                if parameter.name in key_of and parameter.default is not inspect.Parameter.empty:
+                    checked.append(f"{module.__name__}.{name}({parameter.name})")
+                    assert parameter.default == schema[key_of[parameter.name]]["default"], checked[-1]
+    assert len(checked) >= 10, checked  # the check sees them
+
+
+def test_training_code_has_no_defaults_for_config_values():
+    import inspect
+
+    from kdtransfer.training.optim import SGD, LRSchedule
+
+    for cls in (SGD, LRSchedule):
+        defaults = [p.name for p in inspect.signature(cls).parameters.values() if p.default is not inspect.Parameter.empty]
+        assert defaults == [], (cls.__name__, defaults)
+
+
+def test_typed_run_settings_have_exactly_the_schemas_keys():
+    """A key added to the schema's recipe, kd or rcd reaches training only through RunSpec's
+    typed settings: they must name exactly the schema's keys."""
+    from dataclasses import fields
+
+    from kdtransfer.spec import KDSettings, RCDSettings, Recipe
+
+    schema = yaml.safe_load(open(SCHEMA))["properties"]
+    setup = schema["setups"]["additionalProperties"]["properties"]
+    for cls, section in ((Recipe, schema["recipes"]["additionalProperties"]), (KDSettings, setup["kd"]), (RCDSettings, setup["rcd"])):
+        assert {f.name for f in fields(cls)} == set(section["properties"]), cls.__name__
+
+
+# Parameters that share a name with a config key but mean something else.
+NOT_CONFIG_VALUES = {
+    "kdtransfer.training.batches.predict_logits(batch_size)": "inference chunk size, not the recipe's batch size",
+    "kdtransfer.training.models.text.CharGRU.__init__(layers)": "a model option (GRU depth), not kd.layers",
+}
+
+
+def test_no_training_default_disagrees_with_the_schema():
+    """Every function of the training half and of spec with a parameter named like a recipe, kd,
+    rcd or training key: if it has a default at all, it is None (absent) or the schema's own
+    (today weight_decay, feature_weight and alpha must never get a default of their own again)."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import kdtransfer.training
+
+    schema = yaml.safe_load(open(SCHEMA))["properties"]
+    setup = schema["setups"]["additionalProperties"]["properties"]
+    sections = (schema["recipes"]["additionalProperties"], setup["kd"], setup["rcd"], schema["training"])
+    default_of = {key: prop.get("default") for section in sections for key, prop in section["properties"].items()}
+    modules = ["kdtransfer.spec", "kdtransfer.training",
+               *(m.name for m in pkgutil.walk_packages(kdtransfer.training.__path__, "kdtransfer.training."))]
+    checked, wrong = [], []
+    for module_name in modules:
+        module = importlib.import_module(module_name)
+        for name, obj in vars(module).items():
+            if getattr(obj, "__module__", None) != module_name:
+                continue
+            functions = [(name, obj)] if inspect.isfunction(obj) else (
+                [(f"{name}.{n}", f) for n, f in vars(obj).items() if inspect.isfunction(f)] if inspect.isclass(obj) else [])
+            for qualname, function in functions:
+                for p in inspect.signature(function).parameters.values():
+                    where = f"{module_name}.{qualname}({p.name})"
+                    if p.name not in default_of or where in NOT_CONFIG_VALUES:
+                        continue
+                    checked.append(where)
+                    if p.default is not inspect.Parameter.empty and p.default is not None and p.default != default_of[p.name]:
+                        wrong.append(f"{where} = {p.default!r}, the schema says {default_of[p.name]!r}")
+    assert len(checked) >= 20, checked  # the check sees the training code's settings
+    assert not wrong, wrong

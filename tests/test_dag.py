@@ -34,7 +34,7 @@ def test_default_config_plans_every_run_once(workflow_copy):
     # controls are shared by the temperature sweep and trained again under the cosine recipe:
     # 4 teacher keys and 4 nokd keys, 6 kd and 6 rcd setups.
     assert c == Counter({"prepare_data": 3, "train_reference": 80, "train_distilled": 120, "metrics": 6,
-                         "tests": 1, "figures": 1, "tables": 1, "all": 1})
+                         "statistics": 1, "figures": 1, "tables": 1, "all": 1})
 
 
 def test_named_targets(workflow_copy):
@@ -61,7 +61,7 @@ def test_paper_experiment_plans_the_whole_study_with_shared_runs_once(workflow_c
     # controls (the temperature sweep, both feature variants and ResNet-34 -> ResNet-18 reuse the
     # ResNet-18 ones; the recipe sweep trains its own), 10 seeds.
     assert c == Counter({"prepare_data": 5, "train_reference": 270, "train_distilled": 400, "metrics": 20,
-                         "tests": 1, "figures": 1, "tables": 1, "all": 1})
+                         "statistics": 1, "figures": 1, "tables": 1, "all": 1})
     reference = Counter((w["condition"], w["dataset"], w["model"], w["recipe"]) for r, w in jobs if r == "train_reference")
     assert all(n == 10 for n in reference.values())  # every shared run once per seed
     for recipe in ("cifar_sgd", "cifar_sgd_constant"):  # each teacher and control once per recipe

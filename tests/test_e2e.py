@@ -11,7 +11,7 @@ import yaml
 
 from conftest import REPO, copy_workflow, planned, run_dir, snakemake
 from report_browser import ReportBrowser, find_chromium
-from kdtransfer.predictions import read_predictions
+from kdtransfer.io.predictions import read_predictions
 from test_dag import counts, planned_jobs
 
 pytestmark = pytest.mark.e2e
@@ -68,7 +68,7 @@ def test_temperature_change_reruns_only_that_setups_kd_and_rcd(finished, tmp_pat
         (c, "mnist1d_cnn", str(s)) for c in ("kd", "rcd") for s in range(4))
     assert all(r == "train_distilled" for r, _ in trained)
     assert [w["setup"] for r, w in jobs if r == "metrics"] == ["mnist1d_cnn"]
-    assert counts(out) == Counter({"train_distilled": 8, "metrics": 1, "tests": 1, "figures": 1, "tables": 1, "all": 1})
+    assert counts(out) == Counter({"train_distilled": 8, "metrics": 1, "statistics": 1, "figures": 1, "tables": 1, "all": 1})
 
 
 def test_figures_tables_report_regenerate_without_weights(finished):

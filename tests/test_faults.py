@@ -11,29 +11,33 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import run_params
 from kdtransfer.data import load_dataset, save_arrays
-from kdtransfer.predictions import PredictionsError, read_predictions
+from kdtransfer.io.predictions import PredictionsError, read_predictions
+from kdtransfer.spec import RunSpec
+from kdtransfer.training.job import train_and_save
 
-SPEC = {
-    "run_key": "kd/x", "condition": "rcd", "seed": 3,
-    "model": {"arch": "mlp", "options": {"hidden": [32], "dropout": 0.1}},
-    "recipe": {"optimizer": "sgd", "lr": 0.02, "momentum": 0.9, "weight_decay": 5e-4, "epochs": 30, "batch_size": 8},
-    "kd": {"alpha": 0.9, "temperature": 4}, "rcd": {"noise": "gaussian", "resample": "step"},
-    "checkpoint_every": 1,
-}
+MODEL = {"arch": "mlp", "options": {"hidden": [32], "dropout": 0.1}}
+RECIPE = {"optimizer": "sgd", "lr": 0.02, "momentum": 0.9, "weight_decay": 5e-4, "epochs": 30, "batch_size": 8}
+SPEC = run_params("rcd", model=MODEL, recipe=RECIPE, kd={"alpha": 0.9, "temperature": 4},
+                  rcd={"noise": "gaussian", "resample": "step"}, seed=3)
 # rcd of the hint variant: a learned regressor and noise feature maps, both of which a resumed
 # run must restore exactly (the regressor's weights and momentum, the feature-noise generator).
-HINT_SPEC = dict(SPEC, run_key="rcd/hint", recipe=dict(SPEC["recipe"], epochs=6),
-                 kd=dict(SPEC["kd"], variant="hint", feature_weight=0.5, layers=["features.1"], teacher_layers=["features.1"]))
 HINT_TEACHER = {"arch": "mlp", "options": {"hidden": [48]}}
+HINT_SPEC = run_params("rcd", model=MODEL, recipe=dict(RECIPE, epochs=6), teacher=HINT_TEACHER, seed=3,
+                       kd={"alpha": 0.9, "temperature": 4, "variant": "hint", "feature_weight": 0.5, "layers": ["features.1"],
+                           "teacher_layers": ["features.1"]}, rcd={"noise": "gaussian", "resample": "step"})
 RUNNER = """
 import json, sys
-from kdtransfer.train import RunSpec, TrainingInterrupted, train_and_save
+from kdtransfer.spec import RunSpec
+from kdtransfer.training.job import train_and_save
+from kdtransfer.training.state import TrainingInterrupted
 spec, data, out = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
 teacher_model = json.loads(sys.argv[4]) if len(sys.argv) > 4 else None
 try:
     train_and_save(RunSpec.from_params(spec), data, weights_out=out + "/model.pt", teacher_model=teacher_model,
-                   predictions_out={"test": out + "/predictions_test.parquet"}, history_out=out + "/history.parquet")
+                   predictions_out={"test": out + "/predictions_test.parquet"}, history_out=out + "/history.parquet",
+                   checkpoint_every=1)
 except TrainingInterrupted:
     sys.exit(143)
 """
@@ -108,16 +112,15 @@ def test_killed_feature_kd_run_resumes_bit_identical(tmp_path, data, uninterrupt
 
 def test_corrupt_checkpoint_is_discarded_and_training_restarts(tmp_path, data, uninterrupted, caplog):
     (tmp_path / "checkpoint.pt").write_bytes(b"not a checkpoint")
-    from kdtransfer.train import RunSpec, train_and_save
-
     train_and_save(RunSpec.from_params(SPEC), data, weights_out=str(tmp_path / "model.pt"),
-                   predictions_out={"test": str(tmp_path / "p.parquet")}, history_out=str(tmp_path / "h.parquet"))
+                   predictions_out={"test": str(tmp_path / "p.parquet")}, history_out=str(tmp_path / "h.parquet"),
+                   checkpoint_every=1)
     assert "unreadable" in caplog.text and "checkpoint.pt" in caplog.text
     assert read_predictions(tmp_path / "p.parquet").logits.tobytes() == uninterrupted.logits.tobytes()
 
 
 def test_corrupt_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, data, uninterrupted, caplog):
-    from kdtransfer.train import RunSpec, previous_checkpoint_path, train_and_save
+    from kdtransfer.training.state import previous_checkpoint_path
 
     caplog.set_level("INFO", logger="kdtransfer")
     proc = start(data, tmp_path)
@@ -133,7 +136,8 @@ def test_corrupt_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, data
     raw = ckpt.read_bytes()
     ckpt.write_bytes(raw[: len(raw) // 2])  # a checkpoint cut short
     train_and_save(RunSpec.from_params(SPEC), data, weights_out=str(tmp_path / "model.pt"),
-                   predictions_out={"test": str(tmp_path / "p.parquet")}, history_out=str(tmp_path / "h.parquet"))
+                   predictions_out={"test": str(tmp_path / "p.parquet")}, history_out=str(tmp_path / "h.parquet"),
+                   checkpoint_every=1)
     assert "checkpoint.pt is unreadable" in caplog.text and "resuming from the previous checkpoint" in caplog.text
     assert f"at epoch {previous_epoch + 1} batch" in caplog.text
     assert read_predictions(tmp_path / "p.parquet").logits.tobytes() == uninterrupted.logits.tobytes()
@@ -143,7 +147,7 @@ def test_corrupt_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, data
 def test_a_checkpoint_exists_at_every_instant_of_writing_the_next(tmp_path, monkeypatch):
     """A SIGKILL can land anywhere; while the next checkpoint is being written the current one
     must still be at checkpoint.pt (the CI failure this guards against: killed mid-write, none)."""
-    from kdtransfer import train
+    from kdtransfer.training import state as train
 
     ckpt = tmp_path / "checkpoint.pt"
     train.save_checkpoint_file({"epoch": 1}, ckpt)
@@ -164,7 +168,7 @@ def test_a_checkpoint_exists_at_every_instant_of_writing_the_next(tmp_path, monk
 
 
 def test_finished_run_removes_checkpoints_and_half_written_leftovers(tmp_path):
-    from kdtransfer.train import remove_checkpoints
+    from kdtransfer.training.state import remove_checkpoints
 
     names = ["checkpoint.pt", "checkpoint.prev.pt", ".checkpoint.pt.tmp41", ".checkpoint.prev.pt.tmp42", "model.pt",
              ".model.pt.tmp43"]
@@ -191,29 +195,29 @@ def test_truncated_predictions_name_the_file(tmp_path, uninterrupted):
 
 
 def test_nan_loss_stops_with_run_epoch_and_hint(tmp_path, data):
-    from kdtransfer.train import RunSpec, TrainingDiverged, train_and_save
+    from kdtransfer.training.progress import TrainingDiverged
 
-    spec = dict(SPEC, recipe=dict(SPEC["recipe"], lr=1e6, schedule="constant", epochs=3), condition="nokd",
-                run_key="nokd/boom")
-    spec.pop("rcd"), spec.pop("kd")
+    spec = run_params("nokd", model=MODEL, recipe=dict(RECIPE, lr=1e6, schedule="constant", epochs=3), seed=3)
     with pytest.raises(TrainingDiverged) as info:
         train_and_save(RunSpec.from_params(spec), data, weights_out=str(tmp_path / "model.pt"),
-                       predictions_out={"test": str(tmp_path / "p.parquet")}, history_out=str(tmp_path / "h.parquet"))
+                       predictions_out={"test": str(tmp_path / "p.parquet")}, history_out=str(tmp_path / "h.parquet"),
+                       checkpoint_every=1)
     msg = str(info.value)
-    assert "nokd/boom" in msg and "seed 3" in msg and "epoch" in msg and "lower recipe.lr" in msg
+    assert spec["run_key"] in msg and "seed 3" in msg and "epoch" in msg and "lower recipe.lr" in msg
     assert not (tmp_path / "p.parquet").exists() and not (tmp_path / "model.pt").exists()
 
 
 def test_stale_checkpoint_from_other_hyperparameters_is_not_resumed(tmp_path, data, uninterrupted, caplog):
     from kdtransfer.data import load_arrays
-    from kdtransfer.train import RunSpec, train_and_save, train_run
+    from kdtransfer.training.loop import train_run
 
     # A 4-epoch run leaves a checkpoint (epoch 3); then the config changes to SPEC.
     other = RunSpec.from_params(dict(SPEC, recipe=dict(SPEC["recipe"], epochs=4, lr=0.05)))
-    train_run(other, load_arrays(data), checkpoint_path=tmp_path / "checkpoint.pt")
+    train_run(other, load_arrays(data), checkpoint_path=tmp_path / "checkpoint.pt", checkpoint_every=1)
     assert (tmp_path / "checkpoint.pt").exists()
     train_and_save(RunSpec.from_params(SPEC), data, weights_out=str(tmp_path / "model.pt"),
-                   predictions_out={"test": str(tmp_path / "p.parquet")}, history_out=str(tmp_path / "h.parquet"))
+                   predictions_out={"test": str(tmp_path / "p.parquet")}, history_out=str(tmp_path / "h.parquet"),
+                   checkpoint_every=1)
     assert "different run specification" in caplog.text
     assert read_predictions(tmp_path / "p.parquet").logits.tobytes() == uninterrupted.logits.tobytes()
 

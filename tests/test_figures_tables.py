@@ -16,12 +16,13 @@ import scipy.stats
 from matplotlib.collections import PathCollection
 from matplotlib.colors import to_rgba
 
-from kdtransfer import display as D
-from kdtransfer import figures as F
-from kdtransfer import report_items
-from kdtransfer import stats as S
-from kdtransfer import tables as TB
-from kdtransfer import verdict_summary as VS
+from kdtransfer.analysis import display as D
+from kdtransfer.analysis import figures as F
+from kdtransfer.analysis import report_items
+from kdtransfer.analysis import stats as S
+from kdtransfer.analysis import verdicts as V
+from kdtransfer.analysis import tables as TB
+from kdtransfer.analysis import verdict_summary as VS
 
 N_BOOT = 200
 SIZES = {"w1": 1.1e6, "w1_w2": 4.4e6, "w1_w4": 1.7e7}
@@ -81,7 +82,7 @@ def data():
     m = make_metrics(SETUPS[:-1])
     m = pd.concat([m, make_metrics(["vit_no_rcd"], conditions=("teacher", "kd", "nokd"), seed=1)], ignore_index=True)
     tests = S.setup_tests(m, n_bootstrap=N_BOOT)
-    return m, tests, S.verdicts(tests, m)
+    return m, tests, V.verdicts(tests, m)
 
 
 def _check_files(result, png):
@@ -304,7 +305,7 @@ def test_robustness_figure_shows_each_effect_along_each_axis(tmp_path, data):
     m, tests, _ = data
     tests = tests.copy()
     tests.loc[(tests["setup"] == "c10_T16") & (tests["test"] == "agreement: kd > nokd"), "p_adjusted"] = 0.001
-    result = F.plot_robustness(per_sample_rows(tests), make_info(), tmp_path / "r.png", alpha=0.05, sizes=S.student_sizes(m))
+    result = F.plot_robustness(per_sample_rows(tests), make_info(), tmp_path / "r.png", alpha=0.05, sizes=V.student_sizes(m))
     d = result.data
     assert list(dict.fromkeys(zip(d["sweep"], d["axis"]))) == [("c10", "temperature"), ("c10", "recipe"), ("w1", "model")]
     agreement = d[d["test"] == "agreement: kd > nokd"]
@@ -408,7 +409,7 @@ def _verdict_row(**overrides):
 
 def _verdicts(*rows):
     v = pd.DataFrame(list(rows))
-    for claim in S.CLAIMS:
+    for claim in V.CLAIMS:
         v[claim] = v[claim].astype("boolean")
     return v
 
@@ -436,8 +437,8 @@ def test_robustness_table_lists_each_axis_in_order_with_a_tally(data):
     tests = tests.copy()
     tests["p_adjusted"] = np.where(tests["primary"], 0.5, np.nan)
     tests.loc[tests["setup"].isin(["c10_T1", "c10"]) & (tests["test"] == "agreement: kd > nokd"), "p_adjusted"] = 0.001
-    v = S.verdicts(tests, m)
-    table = TB.robustness_table(S.robustness(v, make_info(), S.student_sizes(m)), make_info())
+    v = V.verdicts(tests, m)
+    table = TB.robustness_table(V.robustness(v, make_info(), V.student_sizes(m)), make_info())
     temperature = table[table["axis"] == "temperature T"]
     assert temperature["sweep"].unique().tolist() == ["CIFAR-10 / ResNet-18 & 50%"]
     assert temperature["value"].tolist() == ["1", "4 (base)", "16", "summary (3 values)"]

@@ -22,7 +22,7 @@ from bench.common import Row, write_results  # noqa: E402
 from bench.gpu import (CHECKPOINT, CLASS_VARIANT, START_UP, STEP, TEST_PASS, PaperRuns, paper_cost_classes,  # noqa: E402
                        run_projection)
 from bench.paper import SCHEMA, read_config  # noqa: E402
-from kdtransfer.config import validate_config  # noqa: E402
+from kdtransfer.plan.config import validate_config  # noqa: E402
 
 CONFIGS = [REPO / "experiments" / "paper.yaml", REPO / "config.yaml", *sorted((REPO / "tests" / "configs").glob("*.yaml"))]
 
@@ -76,10 +76,10 @@ def test_projection_names_the_classes_it_could_not_price(tmp_path):
 
 def test_smoke_run_blocks_the_packages_the_gpu_machine_lacks():
     env = {"PYTHONPATH": f"{REPO / 'bench' / 'device_env'}:{REPO / 'src'}", "PATH": "/usr/bin:/bin"}
-    for module in ("jsonschema", "snakemake", "mnist1d", "mlxtend", "kdtransfer.config"):
+    for module in ("jsonschema", "snakemake", "mnist1d", "mlxtend", "kdtransfer.plan.config"):
         proc = subprocess.run([sys.executable, "-c", f"import {module}"], env=env, capture_output=True, text=True)
         assert proc.returncode != 0 and "not installed on the GPU machine" in proc.stderr, module
-    proc = subprocess.run([sys.executable, "-c", "import yaml, kdtransfer.plan, bench.paper"], env=env, capture_output=True,
+    proc = subprocess.run([sys.executable, "-c", "import yaml, kdtransfer.plan.runs, bench.paper"], env=env, capture_output=True,
                           text=True, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
 

@@ -286,11 +286,11 @@ def test_a_prepared_dataset_without_a_field_is_reported_as_unreadable(tmp_path):
 
 
 def test_a_corrupt_prepared_dataset_is_logged_without_a_traceback(tmp_path):
-    """What a training job's log shows: kdtransfer.runlog writes kdtransfer errors as one line."""
+    """What a training job's log shows: kdtransfer.io.runlog writes kdtransfer errors as one line."""
     path = _prepared(tmp_path)
     path.write_bytes(path.read_bytes()[:100])
     log = tmp_path / "job.log"
-    code = ("import sys; from kdtransfer.runlog import log_to; log_to(sys.argv[1]); "
+    code = ("import sys; from kdtransfer.io.runlog import log_to; log_to(sys.argv[1]); "
             "from kdtransfer.data import load_arrays; load_arrays(sys.argv[2])")
     proc = subprocess.run([sys.executable, "-c", code, str(log), str(path)], capture_output=True, text=True)
     assert proc.returncode == 1

@@ -5,7 +5,7 @@ import pytest
 import torch
 from scipy import stats
 
-from kdtransfer.losses import (HintRegressor, attention_map, attention_transfer_loss, distillation_objective,
+from kdtransfer.training.losses import (HintRegressor, attention_map, attention_transfer_loss, distillation_objective,
                                feature_loss, fixed_example_noise, hint_loss, kd_loss, match_spatial,
                                random_control_noise)
 
@@ -136,6 +136,9 @@ def test_combined_objective_adds_the_weighted_feature_term():
     assert loss.item() == pytest.approx(0.1 * math.log(2) + 0.9 * 0.443772 + 0.2 * 3.5, abs=1e-5)
     with pytest.raises(ValueError, match="hint, attention"):
         feature_loss("gram", [], [])
+    # No weight of its own: β is the config's (kd.feature_weight), never a silent default.
+    with pytest.raises(ValueError, match="kd.feature_weight"):
+        distillation_objective(s, y, t, alpha=0.9, temperature=2.0, feature_term=feat)
 
 
 def test_hint_gradient_reaches_student_and_regressor():

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from kdtransfer.catalog import BUILTIN_MODELS
-from kdtransfer.models import FeatureTap, ModelError, count_parameters, create_model, feature_shapes
+from kdtransfer.training.models import FeatureTap, ModelError, count_parameters, create_model, feature_shapes
 
 # (arch, per-sample input shape, vocab_size, options): small sizes, so each builds in milliseconds.
 CASES = [

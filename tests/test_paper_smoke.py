@@ -3,12 +3,14 @@ written in each dataset's real on-disk format (CIFAR-10 pickles, SpeechCommands 
 CSV), tiny widths, one epoch: data preparation, training (logit, hint and attention KD, a
 smaller student), predictions and the whole analysis."""
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
 from conftest import REPO, copy_workflow, planned, run_dir, snakemake
-from kdtransfer.predictions import read_predictions
+from kdtransfer.data import load_arrays
+from kdtransfer.io.predictions import read_predictions
 from test_dag import counts
 from test_loaders import write_cifar10, write_names_csv, write_speech_commands
 
@@ -44,8 +46,13 @@ def shrunken_paper_config() -> dict:
 def finished(tmp_path_factory):
     wf = copy_workflow(tmp_path_factory.mktemp("paper_smoke"))
     data = wf / "resources" / "data"
-    write_cifar10(data / "cifar")
-    write_speech_commands(data / "SpeechCommands" / "speech_commands_v0.02")
+    # Test-split sizes that differ from the class counts, so the counts cannot stand in for each
+    # other: 7 CIFAR-10 test images (10 classes), 5 SpeechCommands test clips (4 words).
+    write_cifar10(data / "cifar", n_test=7)
+    speech = data / "SpeechCommands" / "speech_commands_v0.02"
+    write_speech_commands(speech)
+    with (speech / "testing_list.txt").open("a") as fh:
+        fh.write("yes/spk2_nohash_0.wav\n")
     write_names_csv(data / "names.csv")
     (wf / "smoke.yaml").write_text(yaml.safe_dump(shrunken_paper_config()))
     plan = counts(snakemake(wf, "-n", "--configfile", "smoke.yaml").stdout)
@@ -65,12 +72,15 @@ def test_every_modality_runs_through_training_and_analysis(finished):
     assert set(tests["setup"]) == set(KEEP)
     for name in ("agreement_by_condition", "asymmetric_payoff", "accuracy_by_condition", "tests_overview"):
         assert (wf / "results/figures" / f"{name}.png").stat().st_size > 1000
-    n_test = {"cifar10_resnet18_hint": 10, "speech_cnn": 4}
-    for setup, n in n_test.items():
+    # setup -> (test samples, classes), each checked against its own truth; the prepared arrays
+    # give the names' test split (a stratified fraction).
+    expected = {"cifar10_resnet18_hint": (7, 10), "speech_cnn": (5, 4), "names_gru": (None, 3)}  # three languages
+    for setup, (n_samples, n_classes) in expected.items():
         preds = read_predictions(wf / run_dir(runs, "kd", setup, 1) / "predictions_test.parquet")
-        assert preds.num_samples == n and preds.logits.shape[1] == {"cifar10_resnet18_hint": 10, "speech_cnn": 4}[setup]
-    names = read_predictions(wf / run_dir(runs, "kd", "names_gru", 0) / "predictions_test.parquet")
-    assert names.logits.shape[1] == 3  # three languages
+        data = load_arrays(wf / runs.data_file(runs.setups[setup]["dataset"]))
+        assert preds.num_samples == len(data.y_test) == (n_samples or len(data.y_test))
+        assert np.array_equal(preds.label, data.y_test)
+        assert preds.logits.shape[1] == data.num_classes == n_classes
 
 
 def test_feature_variants_log_their_feature_term(finished):

@@ -13,12 +13,13 @@ import scipy.stats
 from statsmodels.stats.contingency_tables import StratifiedTable, mcnemar
 from statsmodels.stats.multitest import multipletests
 
-from kdtransfer import metrics as M
-from kdtransfer import persample as P
-from kdtransfer import stats as S
-from kdtransfer import tables as TB
-from kdtransfer.atomic import write_parquet
-from kdtransfer.predictions import read_predictions, write_predictions
+from kdtransfer.analysis import metrics as M
+from kdtransfer.analysis import persample as P
+from kdtransfer.analysis import stats as S
+from kdtransfer.analysis import verdicts as V
+from kdtransfer.analysis import tables as TB
+from kdtransfer.io.atomic import write_parquet
+from kdtransfer.io.predictions import read_predictions, write_predictions
 from test_stats import make_metrics
 
 C = 4  # classes
@@ -290,7 +291,7 @@ def test_own_family_leaves_seed_level_tests_and_verdicts_unchanged(fdr_family):
     before = combined[combined["kind"] != "per-sample"]
     pd.testing.assert_frame_equal(before[S.TEST_COLUMNS], seed_level)
     assert before[P.PER_SAMPLE_COLUMNS].isna().all().all()
-    pd.testing.assert_frame_equal(S.verdicts(combined, metrics), S.verdicts(seed_level, metrics))
+    pd.testing.assert_frame_equal(V.verdicts(combined, metrics), V.verdicts(seed_level, metrics))
 
     extra = combined[combined["kind"] == "per-sample"]
     assert len(extra) == 2 * 2 * 2 * (10 + 1)

@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from conftest import REPO
-from kdtransfer.config import ConfigError, validate_config
-from kdtransfer.plan import Plan
+from kdtransfer.plan.config import ConfigError, validate_config
+from kdtransfer.plan.runs import Plan
 
 SCHEMA = str(REPO / "workflow" / "schemas" / "config.schema.yaml")
 BASE = {

@@ -7,10 +7,10 @@ import pytest
 
 SCRIPT = """
 import sys
-from kdtransfer.runlog import log_to
+from kdtransfer.io.runlog import log_to
 log_to(sys.argv[1])
 if sys.argv[2] == "own":
-    from kdtransfer.predictions import PredictionsError
+    from kdtransfer.io.predictions import PredictionsError
     raise PredictionsError("predictions file results/x.parquet is unreadable; re-run rule train_reference")
 raise ZeroDivisionError("deep inside a library")
 """
@@ -32,10 +32,10 @@ def test_uncaught_error_is_written_to_the_job_log(tmp_path, kind):
 
 JOB_SCRIPT = """
 import logging, sys
-from kdtransfer.runlog import log_to
+from kdtransfer.io.runlog import log_to
 log = log_to(sys.argv[1], job="kd/digits_mlp-1a2b3c4d seed 3")
 log.info("training starts")
-logging.getLogger("kdtransfer.train").info("epoch 1/4 loss 0.5")
+logging.getLogger("kdtransfer.training.loop").info("epoch 1/4 loss 0.5")
 raise ZeroDivisionError("deep inside a library")
 """
 

@@ -27,7 +27,7 @@ SMALL = {
     "setups": {"digits_mlp": {"dataset": "digits", "teacher": "mlp", "recipe": "digits", "kd": {"temperature": 4}}},
     "analysis": {"bootstrap": 200},
 }
-ANALYSIS = Counter({"metrics": 1, "tests": 1, "figures": 1, "tables": 1, "all": 1})
+ANALYSIS = Counter({"metrics": 1, "statistics": 1, "figures": 1, "tables": 1, "all": 1})
 
 
 def write_config(wf: Path, name: str, config: dict) -> list[str]:
@@ -138,4 +138,4 @@ def test_the_same_run_in_two_experiment_files_is_shared(wf):
     # Another experiment with an extra setup that reuses the teacher and control: they are not retrained.
     extra = dict(SMALL, setups={**SMALL["setups"], "digits_mlp_T8": dict(SMALL["setups"]["digits_mlp"], kd={"temperature": 8})})
     jobs = dry_run(wf, *write_config(wf, "extra.yaml", extra))
-    assert jobs == Counter({"train_distilled": 4, "metrics": 1, "tests": 1, "figures": 1, "tables": 1, "all": 1})
+    assert jobs == Counter({"train_distilled": 4, "metrics": 1, "statistics": 1, "figures": 1, "tables": 1, "all": 1})

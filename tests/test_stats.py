@@ -11,7 +11,8 @@ import pytest
 import scipy.stats
 from statsmodels.stats.multitest import multipletests
 
-from kdtransfer import stats as S
+from kdtransfer.analysis import stats as S
+from kdtransfer.analysis import verdicts as V
 
 EXACT = scipy.stats.PermutationMethod(n_resamples=np.inf)
 METRIC_COLS = ("accuracy", "agreement", "agreement_correct", "agreement_incorrect", "js", "activation_distance", "kl", "ece")
@@ -191,7 +192,7 @@ def test_power_columns(tests_df):
 
 def test_power_warning_and_few_seeds(caplog):
     m = make_metrics(setups=("tiny",), seeds=range(3))
-    with caplog.at_level(logging.WARNING, logger="kdtransfer.stats"):
+    with caplog.at_level(logging.WARNING, logger="kdtransfer.analysis.stats"):
         df = S.setup_tests(m, n_bootstrap=100)
     assert any("tiny" in rec.getMessage() and "Seeds needed" in rec.getMessage() for rec in caplog.records)
     assert (df["min_p_adjusted_possible"] > 0.05).all()
@@ -214,7 +215,7 @@ def test_missing_conditions_and_unpaired_seeds():
 
 
 def test_verdicts(metrics, tests_df):
-    v = S.verdicts(tests_df, metrics)
+    v = V.verdicts(tests_df, metrics)
     assert list(v["setup"]) == ["a", "b"]
     for col in ("transfer_kd_vs_nokd", "transfer_kd_vs_rcd", "rcd_fraction_of_kd_gain", "asymmetric_negative", "transfer", "regulariser", "asymmetry"):
         assert col in v.columns

@@ -1,18 +1,27 @@
 """Training: reproducible bit for bit on CPU; kd/rcd/nokd share init and batch order."""
 
+import hashlib
+import json
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 from scipy import stats
 
+from conftest import run_params, run_spec
 from kdtransfer.data import ArrayDataset, load_dataset, save_arrays
-from kdtransfer.models import ModelError, count_parameters, create_model
-from kdtransfer.predictions import read_predictions
-from kdtransfer.batches import BatchInputs, predict_logits
-from kdtransfer.targets import NoiseTargets, TeacherError, build_regressor, teacher_shapes_without_weights
-from kdtransfer.train import RunSpec, divergence_message, epoch_permutation, spec_fingerprint, train_and_save, train_run
-from kdtransfer.seeding import derive_seed, run_roles
+from kdtransfer.io.predictions import read_predictions
+from kdtransfer.spec import RunSpec, SpecError
+from kdtransfer.training.batches import BatchInputs, epoch_permutation, predict_logits
+from kdtransfer.training.job import train_and_save
+from kdtransfer.training.loop import train_run
+from kdtransfer.training.models import ModelError, count_parameters, create_model
+from kdtransfer.training.objective import build_regressor
+from kdtransfer.training.progress import divergence_message
+from kdtransfer.training.seeding import derive_seed, run_roles
+from kdtransfer.training.signals import NoiseSignal, TeacherError, teacher_shapes_without_weights
 
 RECIPE = {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4, "epochs": 2, "batch_size": 64}
 MODEL = {"arch": "mlp", "options": {"hidden": [16]}}
@@ -25,19 +34,16 @@ def digits_npz(tmp_path_factory):
     return str(path)
 
 
-def spec(condition, seed=0, **kw):
-    extra = {}
-    if condition in ("kd", "rcd"):
-        extra["kd"] = {"alpha": 0.9, "temperature": 4}
-    if condition == "rcd":
-        extra["rcd"] = {"noise": "uniform", "resample": "step"}
-    return RunSpec(run_key=f"{condition}/x", condition=condition, seed=seed, model=MODEL, recipe=RECIPE, **{**extra, **kw})
+def spec(condition, seed=0, **training):
+    return run_spec(condition, model=MODEL, recipe=RECIPE, kd={"alpha": 0.9, "temperature": 4},
+                    rcd={"noise": "uniform", "resample": "step"}, seed=seed, **training)
 
 
 def run(tmp, name, s, data, teacher=None):
     d = tmp / name
     info = train_and_save(s, data, weights_out=str(d / "model.pt"), predictions_out={"test": str(d / "p.parquet")},
-                          history_out=str(d / "h.parquet"), teacher_weights=teacher, teacher_model=MODEL if teacher else None)
+                          history_out=str(d / "h.parquet"), checkpoint_every=1, teacher_weights=teacher,
+                          teacher_model=MODEL if teacher else None)
     return info, read_predictions(d / "p.parquet")
 
 
@@ -90,7 +96,7 @@ def test_different_seeds_give_different_models(tmp_path, digits_npz):
 
 @pytest.mark.parametrize("nesterov,weight_decay", [(False, 0.0), (False, 5e-4), (True, 5e-4)])
 def test_sgd_matches_torch_optim_sgd(nesterov, weight_decay):
-    from kdtransfer.optim import SGD
+    from kdtransfer.training.optim import SGD
 
     torch.manual_seed(0)
     ref = torch.nn.Linear(5, 3)
@@ -140,12 +146,14 @@ def standardised(ds: ArrayDataset) -> ArrayDataset:
     return ArrayDataset(f(ds.x_train), ds.y_train, f(ds.x_test), ds.y_test, ds.num_classes, "image")
 
 
-def feature_spec(condition, variant, layers, teacher_layers=None, model=STUDENT_NET, recipe=IMAGE_RECIPE, **kw):
-    kd = {"alpha": 0.9, "temperature": 4, "variant": variant, "feature_weight": 0.0 if variant == "logit" else 1.0,
-          "layers": layers, "teacher_layers": teacher_layers or layers}
-    extra = {"rcd": {"noise": "gaussian", "resample": "step"}} if condition == "rcd" else {}
-    return RunSpec(run_key=f"{condition}/{variant}", condition=condition, seed=0, model=model, recipe=recipe,
-                   kd=kd if condition in ("kd", "rcd") else {}, **{**extra, **kw})
+def feature_spec(condition, variant, layers, teacher_layers=None, model=STUDENT_NET, recipe=IMAGE_RECIPE, noise="gaussian",
+                 resample="step"):
+    kd = {"alpha": 0.9, "temperature": 4, "variant": variant, "feature_weight": 1.0, "layers": layers,
+          "teacher_layers": teacher_layers or layers}
+    if variant == "logit":
+        kd = {"alpha": 0.9, "temperature": 4}
+    teacher = model if model is not STUDENT_NET else TEACHER_NET
+    return run_spec(condition, model=model, recipe=recipe, kd=kd, rcd={"noise": noise, "resample": resample}, teacher=teacher)
 
 
 @pytest.fixture(scope="module")
@@ -163,8 +171,9 @@ def image_npz(tmp_path_factory, images):
 @pytest.fixture(scope="module")
 def image_teacher(tmp_path_factory, image_npz):
     d = tmp_path_factory.mktemp("image_teacher")
-    s = RunSpec(run_key="teacher/img", condition="teacher", seed=0, model=TEACHER_NET, recipe=IMAGE_RECIPE)
-    train_and_save(s, image_npz, weights_out=str(d / "model.pt"), predictions_out={}, history_out=str(d / "h.parquet"))
+    s = run_spec("teacher", model=TEACHER_NET, recipe=IMAGE_RECIPE)
+    train_and_save(s, image_npz, weights_out=str(d / "model.pt"), predictions_out={}, history_out=str(d / "h.parquet"),
+                   checkpoint_every=1)
     return str(d / "model.pt")
 
 
@@ -172,7 +181,8 @@ def image_teacher(tmp_path_factory, image_npz):
 def test_kd_feature_variant_trains_and_saves_only_the_student(tmp_path, image_npz, image_teacher, variant, layers):
     s = feature_spec("kd", variant, layers)
     info = train_and_save(s, image_npz, weights_out=str(tmp_path / "model.pt"), predictions_out={"test": str(tmp_path / "p.parquet")},
-                          history_out=str(tmp_path / "h.parquet"), teacher_weights=image_teacher, teacher_model=TEACHER_NET)
+                          history_out=str(tmp_path / "h.parquet"), checkpoint_every=1, teacher_weights=image_teacher,
+                          teacher_model=TEACHER_NET)
     history = pd.read_parquet(tmp_path / "h.parquet")
     assert history["feature"].iloc[0] > 0 and np.isfinite(history["loss"]).all()
     student = create_model("resnet_cifar", (3, 16, 16), 3, width=4)
@@ -185,7 +195,8 @@ def test_kd_feature_variant_trains_and_saves_only_the_student(tmp_path, image_np
 def test_hint_regressor_is_trained_and_checkpointed_but_not_part_of_the_student(tmp_path, images, image_teacher):
     # Student layer2: 8 channels at 8x8; the teacher's layer3: 32 channels at 4x4 (pooled to match).
     s = feature_spec("kd", "hint", ["layer2"], ["layer3"], recipe=dict(IMAGE_RECIPE, epochs=2))
-    train_run(s, images, teacher_weights=image_teacher, teacher_model=TEACHER_NET, checkpoint_path=tmp_path / "ckpt.pt")
+    train_run(s, images, teacher_weights=image_teacher, teacher_model=TEACHER_NET, checkpoint_path=tmp_path / "ckpt.pt",
+              checkpoint_every=1)
     state = torch.load(tmp_path / "ckpt.pt", weights_only=True)  # left after epoch 1 of 2
     initial = build_regressor(s, [(8, 8, 8)], [(32, 4, 4)]).state_dict()
     assert set(state["regressor"]) == set(initial) == {"maps.0.weight", "maps.0.bias"}
@@ -199,7 +210,7 @@ def test_feature_setup_leaves_the_global_rng_alone(images):
     torch.manual_seed(123)
     before = torch.get_rng_state()
     first = build_regressor(s, [(8, 8, 8)], [(16, 8, 8)])
-    shapes = teacher_shapes_without_weights(s, images, TEACHER_NET, ("layer2",), torch.zeros(2, 3, 16, 16))
+    shapes = teacher_shapes_without_weights(s, images, TEACHER_NET, torch.zeros(2, 3, 16, 16))
     assert torch.equal(torch.get_rng_state(), before)
     assert shapes == [(16, 8, 8)]
     assert torch.equal(first.maps[0].weight, build_regressor(s, [(8, 8, 8)], [(16, 8, 8)]).maps[0].weight)
@@ -210,26 +221,26 @@ def test_feature_runs_share_init_and_batch_order_with_the_control(tmp_path, imag
     for condition in ("nokd", "kd", "rcd"):
         s = feature_spec(condition, "hint", ["layer2"])
         _, _, infos[condition] = train_run(s, images, teacher_weights=image_teacher if condition == "kd" else None,
-                                           teacher_model=TEACHER_NET, checkpoint_path=tmp_path / condition / "c.pt")
+                                           teacher_model=TEACHER_NET, checkpoint_path=tmp_path / condition / "c.pt",
+                                           checkpoint_every=1)
     assert len({i["init_fingerprint"] for i in infos.values()}) == 1
     assert len({i["order_fingerprint"] for i in infos.values()}) == 1
 
 
 @pytest.mark.parametrize("variant,resample", [("hint", "step"), ("attention", "fixed")])
 def test_rcd_feature_variant_needs_the_teacher_architecture_only(tmp_path, images, variant, resample):
-    s = feature_spec("rcd", variant, ["layer2"])
-    s.rcd["resample"] = resample
-    _, history, _ = train_run(s, images, teacher_weights=None, teacher_model=TEACHER_NET, checkpoint_path=tmp_path / "c.pt")
+    s = feature_spec("rcd", variant, ["layer2"], resample=resample)
+    _, history, _ = train_run(s, images, teacher_weights=None, teacher_model=TEACHER_NET, checkpoint_path=tmp_path / "c.pt",
+                              checkpoint_every=1)
     assert history[0]["feature"] > 0 and np.isfinite(history[0]["loss"])
     with pytest.raises(ValueError, match="needs the teacher's model entry"):
-        train_run(s, images, teacher_model=None, checkpoint_path=tmp_path / "c2.pt")
+        train_run(s, images, teacher_model=None, checkpoint_path=tmp_path / "c2.pt", checkpoint_every=1)
 
 
 @pytest.mark.parametrize("noise", ["uniform", "gaussian"])
 def test_rcd_noise_replaces_every_teacher_map_in_its_shape(noise):
-    s = feature_spec("rcd", "hint", ["layer2"])
-    s.rcd["noise"] = noise
-    targets = NoiseTargets(s, 3, 96, [(16, 8, 8), (32, 4, 4)], torch.device("cpu"))
+    s = feature_spec("rcd", "hint", ["layer2"], noise=noise)
+    targets = NoiseSignal(s, 3, 96, [(16, 8, 8), (32, 4, 4)], torch.device("cpu"))
     targets.start_epoch(0)
     logits, maps = targets(torch.arange(40), None)
     assert logits.shape == (40, 3) and [m.shape for m in maps] == [(40, 16, 8, 8), (40, 32, 4, 4)]
@@ -241,9 +252,8 @@ def test_rcd_noise_replaces_every_teacher_map_in_its_shape(noise):
 
 
 def test_rcd_fixed_noise_maps_are_one_draw_per_example():
-    s = feature_spec("rcd", "attention", ["layer2"])
-    s.rcd["resample"] = "fixed"
-    targets = NoiseTargets(s, 3, 96, [(4, 2, 2)], torch.device("cpu"))
+    s = feature_spec("rcd", "attention", ["layer2"], resample="fixed")
+    targets = NoiseSignal(s, 3, 96, [(4, 2, 2)], torch.device("cpu"))
     targets.start_epoch(0)
     logits_a, (a,) = targets(torch.tensor([5, 9]), None)
     targets.start_epoch(1)
@@ -257,11 +267,11 @@ def test_uint8_images_are_standardised_per_batch_exactly_like_floats(tmp_path):
     inputs = BatchInputs(raw, torch.device("cpu"))
     assert torch.equal(inputs(torch.from_numpy(raw.x_test)), torch.from_numpy(floats.x_test))
     recipe = dict(IMAGE_RECIPE, augment="flip_crop")
-    s = RunSpec(run_key="teacher/u8", condition="teacher", seed=0, model=STUDENT_NET, recipe=recipe)
-    a, _, _ = train_run(s, raw, checkpoint_path=tmp_path / "a.pt")
-    b, _, _ = train_run(s, floats, checkpoint_path=tmp_path / "b.pt")
-    logits_a = predict_logits(a, torch.from_numpy(raw.x_test), inputs=inputs)
-    assert torch.equal(logits_a, predict_logits(b, torch.from_numpy(floats.x_test)))
+    s = run_spec("teacher", model=STUDENT_NET, recipe=recipe)
+    a, _, _ = train_run(s, raw, checkpoint_path=tmp_path / "a.pt", checkpoint_every=1)
+    b, _, _ = train_run(s, floats, checkpoint_path=tmp_path / "b.pt", checkpoint_every=1)
+    logits_a = predict_logits(a, torch.from_numpy(raw.x_test), inputs=inputs, bf16=s.bf16)
+    assert torch.equal(logits_a, predict_logits(b, torch.from_numpy(floats.x_test), bf16=s.bf16))
 
 
 def token_data(seed=0, n_train=90, n_test=30, length=10, vocab=12, classes=3) -> ArrayDataset:
@@ -281,31 +291,34 @@ def test_token_inputs_train_char_gru_teacher_and_hint_student(tmp_path):
     data = token_data()
     net = {"arch": "char_gru", "options": {"embed_dim": 8, "hidden": 16}}
     recipe = dict(IMAGE_RECIPE, epochs=3, batch_size=30)
-    teacher, history, _ = train_run(RunSpec(run_key="teacher/tok", condition="teacher", seed=0, model=net, recipe=recipe),
-                                    data, checkpoint_path=tmp_path / "t.pt")
+    teacher, history, _ = train_run(run_spec("teacher", model=net, recipe=recipe), data, checkpoint_path=tmp_path / "t.pt",
+                                    checkpoint_every=1)
     assert history[-1]["train_accuracy"] > 1 / 3  # it learns from the tokens
     torch.save(teacher.state_dict(), tmp_path / "teacher.pt")
     s = feature_spec("kd", "hint", ["encoder"], model=net, recipe=recipe)
     _, history, _ = train_run(s, data, teacher_weights=str(tmp_path / "teacher.pt"), teacher_model=net,
-                              checkpoint_path=tmp_path / "s.pt")
+                              checkpoint_path=tmp_path / "s.pt", checkpoint_every=1)
     assert all(np.isfinite(h["loss"]) and h["feature"] > 0 for h in history)
 
 
 def test_teacher_from_another_dataset_is_named(tmp_path, images):
     torch.save(create_model("resnet_cifar", (3, 16, 16), 100, width=8).state_dict(), tmp_path / "model.pt")
     s = feature_spec("kd", "logit", [])
-    with pytest.raises(TeacherError, match=r"teacher .*model\.pt \(for run kd/logit seed 0\) has 100 output classes but "
-                                           r"dataset has 3: the teacher was trained on another dataset"):
-        train_run(s, images, teacher_weights=str(tmp_path / "model.pt"), teacher_model=TEACHER_NET, checkpoint_path=tmp_path / "c.pt")
+    with pytest.raises(TeacherError, match=rf"teacher .*model\.pt \(for run {re.escape(s.run_key)} seed 0\) has 100 output classes "
+                                           r"but dataset has 3: the teacher was trained on another dataset"):
+        train_run(s, images, teacher_weights=str(tmp_path / "model.pt"), teacher_model=TEACHER_NET, checkpoint_path=tmp_path / "c.pt",
+                  checkpoint_every=1)
     torch.save(create_model("resnet_cifar", (3, 16, 16), 3, width=4).state_dict(), tmp_path / "small.pt")
     with pytest.raises(TeacherError, match=r"small\.pt .*does not fit teacher model 'resnet_cifar' \{'width': 8\}: size mismatch"):
-        train_run(s, images, teacher_weights=str(tmp_path / "small.pt"), teacher_model=TEACHER_NET, checkpoint_path=tmp_path / "c.pt")
+        train_run(s, images, teacher_weights=str(tmp_path / "small.pt"), teacher_model=TEACHER_NET, checkpoint_path=tmp_path / "c.pt",
+                  checkpoint_every=1)
 
 
 def test_unknown_feature_layer_is_named_with_valid_choices(tmp_path, images, image_teacher):
     s = feature_spec("kd", "attention", ["layer9"], ["layer1"])
     with pytest.raises(ModelError, match=r"student has no module named 'layer9'.*layer1, .*layer4"):
-        train_run(s, images, teacher_weights=image_teacher, teacher_model=TEACHER_NET, checkpoint_path=tmp_path / "c.pt")
+        train_run(s, images, teacher_weights=image_teacher, teacher_model=TEACHER_NET, checkpoint_path=tmp_path / "c.pt",
+                  checkpoint_every=1)
 
 
 def test_divergence_hint_names_the_bf16_switch_only_when_bf16_was_on():
@@ -315,9 +328,30 @@ def test_divergence_hint_names_the_bf16_switch_only_when_bf16_was_on():
     assert "lower recipe.lr" in cpu and "bf16" not in cpu
 
 
-def test_checkpoint_frequency_is_not_part_of_the_run_identity():
-    assert spec_fingerprint(spec("kd", checkpoint_every=1)) == spec_fingerprint(spec("kd", checkpoint_every=5))
-    assert spec_fingerprint(spec("kd")) != spec_fingerprint(spec("kd", bf16=False))
+def test_fingerprint_is_the_digest_of_every_field_checkpoints_carry():
+    """The checkpoint's `spec` digest, recomputed: sha256 of the params as JSON with absent kd /
+    rcd settings as {} (the format checkpoints have carried since before RunSpec was typed, so a
+    run interrupted then still resumes). Checkpoint frequency is no part of it (not in a spec)."""
+    for condition in ("teacher", "kd", "rcd"):
+        s = spec(condition)
+        body = {"kd": {}, "rcd": {}, **run_params(condition, model=MODEL, recipe=RECIPE, kd={"alpha": 0.9, "temperature": 4},
+                                                  rcd={"noise": "uniform", "resample": "step"})}
+        assert s.fingerprint() == hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+    assert spec("kd").fingerprint() != spec("kd", bf16=False).fingerprint()
+    assert "checkpoint_every" not in RunSpec.__dataclass_fields__
+
+
+def test_params_of_the_plan_round_trip_and_partial_ones_are_refused():
+    params = run_params("rcd", model=MODEL, recipe=RECIPE, rcd={"noise": "gaussian"})
+    assert RunSpec.from_params(params).params() == params
+    assert RunSpec.from_params(params).recipe.weight_decay == 0.0005  # the schema's default, filled by the plan
+    partial = dict(params, recipe={k: v for k, v in params["recipe"].items() if k != "schedule"})
+    with pytest.raises(SpecError, match="recipe: missing schedule.*kdtransfer.plan.runs.Plan"):
+        RunSpec.from_params(partial)
+    with pytest.raises(SpecError, match="lacks rcd"):
+        RunSpec.from_params({k: v for k, v in params.items() if k != "rcd"})
+    with pytest.raises(SpecError, match="keys no nokd run takes: kd"):
+        RunSpec.from_params({**{k: v for k, v in params.items() if k != "rcd"}, "condition": "nokd"})
 
 
 # --- What a GPU run needs that a CPU run does not show -------------------------------------------
@@ -326,14 +360,14 @@ def test_checkpoint_frequency_is_not_part_of_the_run_identity():
 def test_sgd_momentum_returns_to_the_parameters_device_on_resume():
     # Checkpoints are read onto the CPU; a resumed GPU run steps with these buffers. The meta
     # device stands in for the GPU here: any device other than the checkpoint's.
-    from kdtransfer.optim import SGD
+    from kdtransfer.training.optim import SGD
 
     cpu = torch.nn.Linear(3, 2)
-    opt = SGD(cpu.parameters(), lr=0.1, momentum=0.9)
+    opt = SGD(cpu.parameters(), lr=0.1, momentum=0.9, weight_decay=0.0, nesterov=False)
     torch.nn.functional.mse_loss(cpu(torch.ones(4, 3)), torch.zeros(4, 2)).backward()
     opt.step()
     elsewhere = torch.nn.Linear(3, 2, device="meta")
-    resumed = SGD(elsewhere.parameters(), lr=0.1, momentum=0.9)
+    resumed = SGD(elsewhere.parameters(), lr=0.1, momentum=0.9, weight_decay=0.0, nesterov=False)
     resumed.load_state_dict(opt.state_dict())
     assert [buf.device.type for buf in resumed.momentum_buffers] == ["meta", "meta"]
     for p in elsewhere.parameters():
@@ -344,7 +378,7 @@ def test_sgd_momentum_returns_to_the_parameters_device_on_resume():
 def test_deterministic_cuda_runs_use_the_math_attention_kernel(monkeypatch):
     # The fused attention kernels' backward is not reproducible under warn_only determinism;
     # configure_device only sets process-wide switches, so this runs without a GPU.
-    from kdtransfer.train import FUSED_ATTENTION_SWITCHES, configure_device
+    from kdtransfer.training.device import FUSED_ATTENTION_SWITCHES, configure_device
 
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
     flags = {"flash": torch.backends.cuda.flash_sdp_enabled, "mem_efficient": torch.backends.cuda.mem_efficient_sdp_enabled,

@@ -1,6 +1,6 @@
 """The verdicts decide every claim (tables and figures only render them), and their robustness
-along each sweep is tallied from them: specifications of stats.verdicts, stats.sweep_points,
-stats.robustness and stats.robustness_counts."""
+along each sweep is tallied from them: specifications of verdicts.verdicts, verdicts.sweep_points,
+verdicts.robustness and verdicts.robustness_counts."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kdtransfer import stats as S
+from kdtransfer.analysis import stats as S
+from kdtransfer.analysis import verdicts as V
 
 SEEDS = range(8)
 
@@ -59,7 +60,7 @@ ACC_RCD = "accuracy__rcd_vs_nokd"
 def test_rcd_matches_kd_is_decided_by_the_statistics(gain_kd, gain_rcd, p_kd, p_rcd, kd_gain, matches, note):
     m = metrics_with(gain_kd, gain_rcd)
     tests = with_p(S.setup_tests(m, n_bootstrap=50), **{ACC_KD: p_kd, ACC_RCD: p_rcd})
-    v = S.verdicts(tests, m, alpha=0.05).iloc[0]
+    v = V.verdicts(tests, m, alpha=0.05).iloc[0]
     assert v["acc_gain_kd"] == pytest.approx(100 * gain_kd) and v["acc_gain_rcd"] == pytest.approx(100 * gain_rcd)
     assert bool(v["kd_accuracy_gain"]) is kd_gain
     if matches is None:
@@ -75,7 +76,7 @@ def test_flags_equal_an_independent_reading_of_the_tests_at_any_alpha():
     rng = np.random.default_rng(1)
     tests["p_adjusted"] = np.where(tests["primary"], rng.uniform(0, 0.2, len(tests)), np.nan)
     for alpha in (0.01, 0.05, 0.1):
-        v = S.verdicts(tests, m, alpha=alpha).set_index("setup")
+        v = V.verdicts(tests, m, alpha=alpha).set_index("setup")
         for setup in ("a", "b", "c"):
             p = tests[tests["setup"] == setup].set_index("test")["p_adjusted"]
             asym = tests[(tests["setup"] == setup) & (tests["kind"] == "asymmetry") & tests["primary"]]["p_adjusted"].iloc[0]
@@ -83,13 +84,13 @@ def test_flags_equal_an_independent_reading_of_the_tests_at_any_alpha():
             assert bool(v.loc[setup, "transfer_kd_vs_rcd"]) is bool(p["agreement: kd > rcd"] <= alpha)
             assert bool(v.loc[setup, "kd_accuracy_gain"]) is bool(p["accuracy: kd vs nokd"] <= alpha)  # the gain is +2 pp
             assert bool(v.loc[setup, "asymmetric_negative"]) is bool(asym <= alpha)
-            for claim, p_column in S.CLAIMS.items():
+            for claim, p_column in V.CLAIMS.items():
                 assert claim in v.columns and p_column in v.columns
 
 
 def test_a_missing_condition_leaves_its_claims_undecided_with_the_reason():
     m = metrics_with(conditions=("teacher", "kd", "nokd"))
-    v = S.verdicts(with_p(S.setup_tests(m, n_bootstrap=50), **{ACC_KD: 0.01}), m).iloc[0]
+    v = V.verdicts(with_p(S.setup_tests(m, n_bootstrap=50), **{ACC_KD: 0.01}), m).iloc[0]
     assert v["transfer_kd_vs_rcd"] is pd.NA and v["transfer_kd_vs_rcd_note"] == "not tested: no rcd runs"
     assert v["transfer_kd_vs_nokd"] is not pd.NA and v["transfer_kd_vs_nokd_note"] == ""
     assert bool(v["kd_accuracy_gain"]) is True  # KD gains: whether noise matches it is what is untested
@@ -99,18 +100,18 @@ def test_a_missing_condition_leaves_its_claims_undecided_with_the_reason():
 def test_too_few_seeds_is_not_a_no():
     m = metrics_with()
     m = m[m["seed"] == 0]
-    v = S.verdicts(S.setup_tests(m, n_bootstrap=50), m).iloc[0]
-    for claim in S.CLAIMS:
+    v = V.verdicts(S.setup_tests(m, n_bootstrap=50), m).iloc[0]
+    for claim in V.CLAIMS:
         assert v[claim] is pd.NA, claim
     assert "only 1 paired seed" in v["transfer_kd_vs_nokd_note"]
 
 
 def test_flags_survive_parquet_as_three_valued(tmp_path):
     m = metrics_with(conditions=("teacher", "kd", "nokd"))
-    v = S.verdicts(S.setup_tests(m, n_bootstrap=50), m)
+    v = V.verdicts(S.setup_tests(m, n_bootstrap=50), m)
     v.to_parquet(tmp_path / "v.parquet")
     back = pd.read_parquet(tmp_path / "v.parquet")
-    for claim in S.CLAIMS:
+    for claim in V.CLAIMS:
         assert str(back[claim].dtype) == "boolean"
     assert back.loc[0, "transfer_kd_vs_rcd"] is pd.NA
 
@@ -139,7 +140,7 @@ def sweep_info() -> pd.DataFrame:
 
 
 def test_sweep_points_put_the_base_on_every_axis_in_axis_order():
-    pts = S.sweep_points(sweep_info(), sizes={"w": 4e6, "w_w1": 1e6, "w_w2": 2e6})
+    pts = V.sweep_points(sweep_info(), sizes={"w": 4e6, "w_w1": 1e6, "w_w2": 2e6})
     temperature = pts[(pts["sweep"] == "c10") & (pts["axis"] == "temperature")]
     assert temperature["setup"].tolist() == ["c10_T1", "c10", "c10_T16"] and temperature["value"].tolist() == [1.0, 4.0, 16.0]
     assert temperature["is_base"].tolist() == [False, True, False] and temperature["position"].tolist() == [0, 1, 2]
@@ -150,7 +151,7 @@ def test_sweep_points_put_the_base_on_every_axis_in_axis_order():
     assert model["setup"].tolist() == ["w_w1", "w_w2", "w"] and model["value"].tolist() == ["w1", "w2", "w4"]  # by size
     assert "alone" not in set(pts["setup"])
     # without sizes, the model axis keeps the config's order (base first)
-    assert S.sweep_points(sweep_info())[lambda d: d["sweep"] == "w"]["setup"].tolist() == ["w", "w_w1", "w_w2"]
+    assert V.sweep_points(sweep_info())[lambda d: d["sweep"] == "w"]["setup"].tolist() == ["w", "w_w1", "w_w2"]
 
 
 def test_robustness_tallies_each_claim_along_each_axis():
@@ -161,19 +162,19 @@ def test_robustness_tallies_each_claim_along_each_axis():
     tests["p_adjusted"] = np.where(tests["primary"], 0.5, np.nan)
     tests.loc[tests["setup"].isin(["c10_T1", "c10"]) & (tests["test"] == "agreement: kd > nokd"), "p_adjusted"] = 0.001
     tests.loc[(tests["setup"] == "c10_T16") & (tests["kind"] == "regulariser"), "p_adjusted"] = np.nan
-    v = S.verdicts(tests, m)
-    robust = S.robustness(v, sweep_info())
+    v = V.verdicts(tests, m)
+    robust = V.robustness(v, sweep_info())
     assert robust[robust["axis"] == "temperature"]["setup"].tolist() == ["c10_T1", "c10", "c10_T16"]
     assert robust[robust["axis"] == "temperature"]["transfer_kd_vs_nokd"].tolist() == [True, True, False]
-    counts = S.robustness_counts(robust).set_index(["sweep", "axis", "claim"])
+    counts = V.robustness_counts(robust).set_index(["sweep", "axis", "claim"])
     assert counts.loc[("c10", "temperature", "transfer_kd_vs_nokd"), ["n_values", "n_yes", "n_no", "n_undecided"]].tolist() == [3, 2, 1, 0]
     assert counts.loc[("c10", "temperature", "kd_accuracy_gain"), ["n_yes", "n_no", "n_undecided"]].tolist() == [0, 2, 1]
     assert counts.loc[("c10", "recipe", "transfer_kd_vs_nokd"), ["n_values", "n_yes"]].tolist() == [2, 1]
-    assert set(counts.index.get_level_values("claim")) == set(S.CLAIMS)
+    assert set(counts.index.get_level_values("claim")) == set(V.CLAIMS)
 
 
 def test_no_sweep_no_robustness():
     info = sweep_info()
     info = info[info["setup"] == "alone"]
     m = metrics_with(setups=("alone",))
-    assert S.robustness(S.verdicts(S.setup_tests(m, n_bootstrap=50), m), info).empty
+    assert V.robustness(V.verdicts(S.setup_tests(m, n_bootstrap=50), m), info).empty

@@ -1,7 +1,15 @@
 """kdtransfer: what does knowledge distillation really transfer?
 
-The package holds the science as plain functions. Importing it (or `kdtransfer.config`,
-`kdtransfer.data`, the analysis modules) never imports torch, so the Snakefile parses fast.
+Two halves that meet only at the predictions contract (kdtransfer.io.predictions):
+
+- `plan/` turns a config into runs, each described by a `spec.RunSpec`; `training/` trains a
+  run and writes its per-sample predictions (the only half that imports torch);
+- `analysis/` reads predictions alone: metrics, tests, verdicts, figures and tables.
+
+`catalog` (names), `options` (option types) and `spec` (what a run is) are the vocabulary both
+halves share; `data/` holds the datasets; `io/` the files between the halves and the jobs.
+Importing the package, the plan, io, data or the analysis never imports torch, so the
+Snakefile parses fast and analysis jobs stay light (tests/test_layout.py).
 """
 
 __version__ = "0.1.0"

@@ -1,4 +1,7 @@
-"""Names the config may use, known without importing torch (the Snakefile checks them at parse)."""
+"""The project's vocabulary, known without importing torch (the Snakefile checks a config at
+parse): the conditions, KD variants and built-in models a config may name, and the sweep axes
+with the setup-table column and the label of a setup's value on each. Shared by the plan, the
+training half and the analysis half, so each names things one way."""
 
 # Built-in architectures, the options each accepts and their types (as in kdtransfer.options),
 # so a config can be checked before any job imports torch. These are the builders' keyword
@@ -26,3 +29,27 @@ STUDENT_CONDITIONS = ("nokd", "rcd", "kd", "independent")
 # runs without a teacher signal, train_distilled those with one.
 REFERENCE_CONDITIONS = ("teacher", "nokd", "independent")
 DISTILLED_CONDITIONS = ("kd", "rcd")
+
+# Sweep axes (the keys of a setup's `sweep`), in the order the plan makes their variants and the
+# figures and tables show them -> the setup-table column (Plan.setup_table) that holds a setup's
+# value on the axis.
+SWEEP_VALUE_COLUMNS = {"temperature": "temperature", "alpha": "alpha", "model": "teacher", "student": "student", "recipe": "recipe"}
+SWEEP_KEYS = tuple(SWEEP_VALUE_COLUMNS)
+NUMERIC_AXES = ("temperature", "alpha")
+# Sweeps that vary model size (the scaling figure) rather than a KD hyper-parameter or the recipe.
+SIZE_SWEEPS = ("model", "student")
+
+
+def sweep_point_label(axis: str, value) -> str:
+    """A point of a sweep as setup labels show it: "T=4", "α=0.5", "mlp_small" (model: teacher
+    = student), "student mlp_small", "recipe cosine". The plan labels a sweep's variants with
+    it, the figures and tables the sweep's base setup."""
+    if axis == "temperature":
+        return f"T={float(value):g}"
+    if axis == "alpha":
+        return f"α={float(value):g}"
+    if axis == "student":
+        return f"student {value}"
+    if axis == "recipe":
+        return f"recipe {value}"
+    return str(value)

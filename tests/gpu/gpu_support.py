@@ -23,9 +23,10 @@ if str(REPO) not in sys.path:  # bench/ is not an installed package
     sys.path.insert(0, str(REPO))
 
 from bench.paper import dataset_size, read_config, synthetic_dataset  # noqa: E402
-from kdtransfer.models import create_model_for  # noqa: E402
-from kdtransfer.plan import Plan  # noqa: E402
-from kdtransfer.train import RunSpec, train_run  # noqa: E402
+from kdtransfer.plan.runs import Plan  # noqa: E402
+from kdtransfer.spec import RunSpec  # noqa: E402
+from kdtransfer.training.loop import train_run  # noqa: E402
+from kdtransfer.training.models import create_model_for  # noqa: E402
 
 DEVICE_VARIABLE = "KDTRANSFER_TEST_DEVICE"
 
@@ -73,8 +74,8 @@ def setup_data(setup_name: str, n_train: int | None = None, seed: int = 0):
     return synthetic_dataset(size, BATCH * STEPS if n_train is None else n_train, N_TEST, seed=seed)
 
 
-def paper_spec(setup_name: str, condition: str, *, epochs: int = EPOCHS, checkpoint_every: int = 100,
-               kd: dict | None = None, **training) -> tuple[RunSpec, dict | None]:
+def paper_spec(setup_name: str, condition: str, *, epochs: int = EPOCHS, kd: dict | None = None,
+               **training) -> tuple[RunSpec, dict | None]:
     """(the run a job of this setup and condition trains, shortened; its teacher's model entry).
 
     The spec is Plan.run_spec's, so model options, recipe and KD settings are the paper's; the
@@ -83,7 +84,7 @@ def paper_spec(setup_name: str, condition: str, *, epochs: int = EPOCHS, checkpo
     key = PLAN.run_key(condition, setup_name)
     params = PLAN.run_spec(condition, key, 0)
     params["recipe"] = dict(params["recipe"], epochs=epochs, batch_size=BATCH)
-    params.update(training, checkpoint_every=checkpoint_every)
+    params.update(training)
     if kd:
         params["kd"] = dict(params["kd"], **kd)
     return RunSpec.from_params(params), PLAN.teacher_model(condition, key)
@@ -98,9 +99,12 @@ def random_teacher(entry: dict, data, path: Path) -> str:
     return str(path)
 
 
-def train(spec: RunSpec, data, run_dir: Path, teacher_weights: str | None = None, teacher_model: dict | None = None):
+def train(spec: RunSpec, data, run_dir: Path, teacher_weights: str | None = None, teacher_model: dict | None = None, *,
+          checkpoint_every: int = 100):
+    """train_run on the test device; by default a checkpoint only when a SIGTERM asks for one."""
     return train_run(spec, data, teacher_weights=teacher_weights if spec.condition == "kd" else None,
-                     teacher_model=teacher_model, checkpoint_path=run_dir / "checkpoint.pt", device=require_device())
+                     teacher_model=teacher_model, checkpoint_path=run_dir / "checkpoint.pt", checkpoint_every=checkpoint_every,
+                     device=require_device())
 
 
 def weight_bytes(model: torch.nn.Module) -> dict[str, tuple[str, bytes]]:
@@ -136,21 +140,26 @@ def nondeterminism_alerts():
 @contextlib.contextmanager
 def sigterm_at_step(monkeypatch, step: int):
     """Send this process a real SIGTERM during training step `step` (1-based, counted over the
-    run), from inside the step's loss: train_run's own handler receives it, as it would a
+    run), from inside the student's forward: train_run's own handler receives it, as it would a
     scheduler's, and the run saves a checkpoint at the end of that step and stops."""
-    import kdtransfer.train as train_module
+    import kdtransfer.training.loop as train_module
 
-    objective = train_module.distillation_objective
+    create = train_module.create_model_for
     calls = {"n": 0}
 
-    def objective_then_signal(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == step:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return objective(*args, **kwargs)
+    def signal_at_step(module, inputs, output):
+        if module.training:  # a training step's forward (feature shapes and evaluation run in eval mode)
+            calls["n"] += 1
+            if calls["n"] == step:
+                os.kill(os.getpid(), signal.SIGTERM)
 
-    monkeypatch.setattr(train_module, "distillation_objective", objective_then_signal)
+    def create_with_signal(entry, data):
+        model = create(entry, data)
+        model.register_forward_hook(signal_at_step)
+        return model
+
+    monkeypatch.setattr(train_module, "create_model_for", create_with_signal)
     try:
         yield calls
     finally:
-        monkeypatch.setattr(train_module, "distillation_objective", objective)
+        monkeypatch.setattr(train_module, "create_model_for", create)

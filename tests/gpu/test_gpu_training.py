@@ -19,12 +19,12 @@ import numpy as np
 import pytest
 import torch
 
-import kdtransfer.train as train_module
+import kdtransfer.training.loop as train_module
 from gpu_support import (BATCH, DEVICE, EPOCHS, ON_CUDA, PAPER, PAPER_SETUPS, SKIP_WITHOUT_DEVICE, STEPS, difference,
                          loss_curve, nondeterminism_alerts, paper_spec, random_teacher, setup_data, sigterm_at_step, train,
                          weight_bytes)
-from kdtransfer.batches import BatchInputs, predict_logits
-from kdtransfer.train import TrainingInterrupted
+from kdtransfer.training.batches import BatchInputs, predict_logits
+from kdtransfer.training.state import TrainingInterrupted
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(DEVICE is None, reason=SKIP_WITHOUT_DEVICE)]
 
@@ -144,20 +144,20 @@ DETERMINISM_CASES = [(name, "kd") for name in FAMILY_SETUPS] + [(name, "rcd") fo
 def test_deterministic_runs_are_bit_identical_also_across_sigterm_and_resume(tmp_path, monkeypatch, data_of, teacher_of,
                                                                                deterministic_runs, setup_name, condition):
     first = deterministic_runs(setup_name, condition)
-    spec, teacher_model = paper_spec(setup_name, condition, deterministic=True, checkpoint_every=1)
+    spec, teacher_model = paper_spec(setup_name, condition, deterministic=True)
     data = data_of(setup_name)
     weights = teacher_of(setup_name, teacher_model) if condition == "kd" else None
     with nondeterminism_alerts() as alerts:
-        model, history, _ = train(spec, data, tmp_path / "again", weights, teacher_model)
+        model, history, _ = train(spec, data, tmp_path / "again", weights, teacher_model, checkpoint_every=1)
     again = (weight_bytes(model), loss_curve(history))
     assert again == first, f"two deterministic runs differ: {difference(first, again)}; ops without a deterministic kernel: {alerts}"
 
     # A real SIGTERM in the first step of epoch 2: a checkpoint mid-epoch, then a rerun resumes it.
     with sigterm_at_step(monkeypatch, STEPS + 1), pytest.raises(TrainingInterrupted):
-        train(spec, data, tmp_path / "interrupted", weights, teacher_model)
+        train(spec, data, tmp_path / "interrupted", weights, teacher_model, checkpoint_every=1)
     saved = torch.load(tmp_path / "interrupted" / "checkpoint.pt", weights_only=True)
     assert (saved["epoch"], saved["batch"]) == (1, 1)
-    model, history, _ = train(spec, data, tmp_path / "interrupted", weights, teacher_model)
+    model, history, _ = train(spec, data, tmp_path / "interrupted", weights, teacher_model, checkpoint_every=1)
     resumed = (weight_bytes(model), loss_curve(history))
     assert resumed == first, f"the resumed run differs from the uninterrupted one: {difference(first, resumed)}"
 

@@ -6,10 +6,10 @@ rule metrics:
     input:
         setup_prediction_files,
     output:
-        metrics="results/analysis/metrics/{setup}.parquet",
+        metrics=paths.SETUP_METRICS,
         # per seed: samples where kd agrees with the teacher and the control does not, and the
         # reverse (the per-sample tests' counts, from the same read of the predictions)
-        discordance="results/analysis/discordance/{setup}.parquet",
+        discordance=paths.SETUP_DISCORDANCE,
     params:
         paths=setup_prediction_paths,
         revision=kdtransfer.ANALYSIS_REVISION,
@@ -22,21 +22,23 @@ rule metrics:
         "../scripts/metrics.py"
 
 
-rule tests:
+# The paired tests over seeds and samples, and the verdicts they decide (tests.parquet is the
+# table of statistical tests, not the test suite).
+rule statistics:
     input:
         metrics=expand(rules.metrics.output.metrics, setup=SETUPS),
         discordance=expand(rules.metrics.output.discordance, setup=SETUPS),
     output:
-        metrics="results/analysis/metrics.parquet",
-        tests="results/analysis/tests.parquet",
-        verdicts="results/analysis/verdicts.parquet",
+        metrics=paths.METRICS,
+        tests=paths.TESTS,
+        verdicts=paths.VERDICTS,
     params:
         analysis=analysis_params,
         revision=kdtransfer.ANALYSIS_REVISION,
     conda:
         "../../envs/analysis.yaml"
     log:
-        "logs/tests/tests.log",
+        "logs/statistics/statistics.log",
     localrule: True
     script:
-        "../scripts/tests.py"
+        "../scripts/statistics.py"

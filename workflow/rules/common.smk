@@ -1,10 +1,15 @@
-# Helpers only: config validation, run enumeration (science-free; kdtransfer.plan does it).
+# Helpers only: config validation, the plan and the functions the rules call (no science:
+# kdtransfer.plan does it). Every path comes from kdtransfer.plan.paths, whose templates the
+# rules' outputs use too, and every figure, table and download the config calls for is named here.
 import sys
 
 import kdtransfer
-from kdtransfer.config import ConfigError, validate_config
-from kdtransfer import plan
+from kdtransfer.analysis import report_items
 from kdtransfer.catalog import DISTILLED_CONDITIONS, REFERENCE_CONDITIONS
+from kdtransfer.data import DOWNLOAD_NAMES, downloads_for
+from kdtransfer.plan import paths
+from kdtransfer.plan.config import ConfigError, validate_config
+from kdtransfer.plan.runs import Plan, canonical
 
 try:
     _validated = validate_config(config, workflow.source_path("../schemas/config.schema.yaml"))
@@ -14,12 +19,17 @@ config.clear()
 config.update(_validated)
 
 try:
-    PLAN = plan.Plan(config)
+    PLAN = Plan(config)
 except (ConfigError, ValueError) as exc:
     raise WorkflowError(f"invalid config: {exc}") from None
 SETUPS = PLAN.setups
 RUNS = PLAN.runs
 SPLITS = config["training"]["predict_splits"]
+# The figures and tables this config's sweeps call for, with their report categories and labels.
+FIGURES = report_items.figures(PLAN.swept_keys())
+TABLES = report_items.tables(PLAN.swept_keys())
+# The downloads (download_dataset's {name}) the config's datasets need.
+CONFIG_DOWNLOADS = downloads_for(config["datasets"])
 
 if not RUNS:
     raise WorkflowError("the config produces no runs: check `seeds` and `setups`")
@@ -31,32 +41,37 @@ wildcard_constraints:
     dataset=r"[A-Za-z0-9_]+",
     model=r"[A-Za-z0-9_]+",
     recipe=r"[A-Za-z0-9_]+",
-    digest=r"[0-9a-f]{%d}" % plan.DIGEST_LENGTH,
+    digest=r"[0-9a-f]{%d}" % paths.DIGEST_LENGTH,
     split="|".join(SPLITS),
 
 
-def run_files(runs, name):
-    return [f"{run.directory}/{name}" for run in runs]
+def run_outputs(key_template, name):
+    """A training rule's output pattern: file `name` of the run whose key `key_template` spells."""
+    return paths.run_file(key_template, "{seed}", name)
+
+
+def run_prediction_outputs(key_template):
+    return [run_outputs(key_template, paths.PREDICTIONS.format(split=split)) for split in SPLITS]
 
 
 def teacher_outputs(wildcards):
-    return run_files([r for r in RUNS if r.condition == "teacher"], "model.pt")
+    return [paths.run_file(r.key, r.seed, paths.WEIGHTS) for r in RUNS if r.condition == "teacher"]
 
 
 def student_outputs(wildcards):
-    return run_files([r for r in RUNS if r.condition != "teacher"], "model.pt")
+    return [paths.run_file(r.key, r.seed, paths.WEIGHTS) for r in RUNS if r.condition != "teacher"]
 
 
 def prediction_outputs(wildcards):
-    return [f"{r.directory}/predictions_{split}.parquet" for r in RUNS for split in SPLITS]
+    return [paths.predictions_file(r.key, r.seed, split) for r in RUNS for split in SPLITS]
 
 
 def reference_key(wildcards):
-    return f"{wildcards.condition}/{wildcards.dataset}/{wildcards.model}/{wildcards.recipe}-{wildcards.digest}"
+    return paths.REFERENCE_KEY.format(**wildcards)
 
 
 def distilled_key(wildcards):
-    return f"{wildcards.condition}/{wildcards.setup}-{wildcards.digest}"
+    return paths.DISTILLED_KEY.format(**wildcards)
 
 
 def reference_data(wildcards):
@@ -71,13 +86,13 @@ def distilled_spec(wildcards):
     return PLAN.run_spec(wildcards.condition, distilled_key(wildcards), int(wildcards.seed))
 
 
-def distilled_data(wildcards):
-    return PLAN.data_file(SETUPS[wildcards.setup]["dataset"])
-
-
-def distilled_teacher_weights(wildcards):
+def distilled_inputs(wildcards):
+    """The arrays and, for kd, the teacher's weights (rcd never sees a teacher)."""
+    inputs = {"data": PLAN.data_file(SETUPS[wildcards.setup]["dataset"])}
     teacher = PLAN.teacher_run_key(wildcards.condition, distilled_key(wildcards))
-    return [] if teacher is None else f"results/runs/{teacher}/seed{wildcards.seed}/model.pt"
+    if teacher is not None:
+        inputs["teacher"] = paths.run_file(teacher, wildcards.seed, paths.WEIGHTS)
+    return inputs
 
 
 def distilled_teacher_model(wildcards):
@@ -87,7 +102,7 @@ def distilled_teacher_model(wildcards):
 def setup_prediction_paths(wildcards):
     """{condition: {seed: test predictions path}} of one setup (params and input of `metrics`)."""
     runs = PLAN.setup_runs(wildcards.setup)
-    return {c: {r.seed: f"{r.directory}/predictions_test.parquet" for r in rs} for c, rs in runs.items()}
+    return {c: {r.seed: paths.predictions_file(r.key, r.seed, "test") for r in rs} for c, rs in runs.items()}
 
 
 def setup_prediction_files(wildcards):
@@ -95,7 +110,7 @@ def setup_prediction_files(wildcards):
 
 
 def setup_metrics_files(wildcards):
-    return expand("results/analysis/metrics/{setup}.parquet", setup=SETUPS)
+    return expand(paths.SETUP_METRICS, setup=SETUPS)
 
 
 def dataset_loader(wildcards):
@@ -103,11 +118,11 @@ def dataset_loader(wildcards):
 
 
 def dataset_options(wildcards):
-    return plan.canonical(config["datasets"][wildcards.dataset]["options"])
+    return canonical(config["datasets"][wildcards.dataset]["options"])
 
 
 def analysis_params(wildcards):
-    return plan.canonical(config["analysis"])
+    return canonical(config["analysis"])
 
 
 def setup_info_rows(wildcards):

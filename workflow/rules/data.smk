@@ -1,14 +1,10 @@
-from kdtransfer.data import DOWNLOAD_NAMES
-
-# Downloads the config's datasets need (values of download_dataset's {name}).
-CONFIG_DOWNLOADS = sorted(
-    {DOWNLOAD_NAMES[d["loader"]] for d in config["datasets"].values() if d["loader"] in DOWNLOAD_NAMES}
-)
+# Prepared arrays of each dataset, and the by-hand downloads of those that do not ship with a
+# package (CONFIG_DOWNLOADS: common.smk).
 
 
 rule prepare_data:
     output:
-        "results/data/{dataset}-{digest}.npz",
+        paths.DATA_FILE,
     params:
         loader=dataset_loader,
         options=dataset_options,
@@ -28,7 +24,7 @@ rule prepare_data:
 # records URL and checksums.
 rule download_dataset:
     output:
-        "resources/data/{name}.done",
+        paths.DOWNLOAD_MARKER,
     wildcard_constraints:
         name="|".join(sorted(DOWNLOAD_NAMES.values())),
     conda:
@@ -44,5 +40,5 @@ rule download_dataset:
 # `snakemake --cores 1 download_data --configfile experiments/paper.yaml`.
 rule download_data:
     input:
-        expand("resources/data/{name}.done", name=CONFIG_DOWNLOADS),
+        expand(paths.DOWNLOAD_MARKER, name=CONFIG_DOWNLOADS),
     localrule: True

@@ -1,28 +1,24 @@
 # Figures and tables from the analysis tables alone: regenerating them never touches a model.
 # The report shows the answer first: categories are numbered in reading order (verdicts,
 # robustness, functional transfer, regulariser, significance, sweeps, summary), and every item
-# carries a label instead of its file name (kdtransfer.report_items).
-from kdtransfer import report_items
-
-FIGURES = report_items.figures(PLAN.swept_keys())
-TABLES = report_items.tables(PLAN.swept_keys())
+# carries a label instead of its file name (FIGURES and TABLES: kdtransfer.analysis.report_items).
 
 
 rule figures:
     input:
-        metrics=rules.tests.output.metrics,
-        tests=rules.tests.output.tests,
+        metrics=rules.statistics.output.metrics,
+        tests=rules.statistics.output.tests,
     output:
         **{
             name: report(
-                f"results/figures/{name}.png",
+                paths.FIGURE.format(name=name, ext="png"),
                 caption=f"../report/{name}.rst",
                 category=category,
                 labels={"result": label},
             )
             for name, (category, label) in FIGURES.items()
         },
-        **{f"{name}_pdf": f"results/figures/{name}.pdf" for name in FIGURES},
+        **{f"{name}_pdf": paths.FIGURE.format(name=name, ext="pdf") for name in FIGURES},
     params:
         setups=setup_info_rows,
         analysis=analysis_params,
@@ -38,21 +34,21 @@ rule figures:
 
 rule tables:
     input:
-        metrics=rules.tests.output.metrics,
-        tests=rules.tests.output.tests,
-        verdicts=rules.tests.output.verdicts,
+        metrics=rules.statistics.output.metrics,
+        tests=rules.statistics.output.tests,
+        verdicts=rules.statistics.output.verdicts,
     output:
         **{
             f"{name}_html": report(
-                f"results/tables/{name}.html",
+                paths.TABLE.format(name=name, ext="html"),
                 caption=f"../report/table_{name}.rst",
                 category=category,
                 labels={"result": label},
             )
             for name, (category, label) in TABLES.items()
         },
-        **{name: f"results/tables/{name}.csv" for name in TABLES},
-        **{f"{name}_tex": f"results/tables/{name}.tex" for name in TABLES},
+        **{name: paths.TABLE.format(name=name, ext="csv") for name in TABLES},
+        **{f"{name}_tex": paths.TABLE.format(name=name, ext="tex") for name in TABLES},
     params:
         setups=setup_info_rows,
         analysis=analysis_params,

@@ -1,18 +1,16 @@
 # Training: one script, one loop, for every condition. Teachers and controls are keyed by what
 # they depend on (dataset/model/recipe), kd and rcd students by their setup; each key ends in the
-# digest of the run's specification (kdtransfer.plan), so a changed hyper-parameter is a new path.
+# digest of the run's specification (kdtransfer.plan.runs), so a changed hyper-parameter is a new
+# path. The key templates and file names are kdtransfer.plan.paths'.
 
 
 rule train_reference:
     input:
         data=reference_data,
     output:
-        weights="results/runs/{condition}/{dataset}/{model}/{recipe}-{digest}/seed{seed}/model.pt",
-        history="results/runs/{condition}/{dataset}/{model}/{recipe}-{digest}/seed{seed}/history.parquet",
-        predictions=ensure(
-            expand("results/runs/{{condition}}/{{dataset}}/{{model}}/{{recipe}}-{{digest}}/seed{{seed}}/predictions_{split}.parquet", split=SPLITS),
-            non_empty=True,
-        ),
+        weights=run_outputs(paths.REFERENCE_KEY, paths.WEIGHTS),
+        history=run_outputs(paths.REFERENCE_KEY, paths.HISTORY),
+        predictions=ensure(run_prediction_outputs(paths.REFERENCE_KEY), non_empty=True),
     wildcard_constraints:
         condition="|".join(REFERENCE_CONDITIONS),
     params:
@@ -22,9 +20,9 @@ rule train_reference:
     conda:
         "../../envs/train.yaml"
     log:
-        "logs/train/{condition}/{dataset}/{model}/{recipe}-{digest}/seed{seed}.log",
+        paths.TRAIN_LOG.format(key=paths.REFERENCE_KEY, seed="{seed}"),
     benchmark:
-        "benchmarks/train/{condition}/{dataset}/{model}/{recipe}-{digest}/seed{seed}.tsv"
+        paths.TRAIN_BENCHMARK.format(key=paths.REFERENCE_KEY, seed="{seed}")
     threads: 1
     resources:
         mem_mb=2000,
@@ -35,15 +33,11 @@ rule train_reference:
 
 rule train_distilled:
     input:
-        data=distilled_data,
-        teacher=distilled_teacher_weights,
+        unpack(distilled_inputs),
     output:
-        weights="results/runs/{condition}/{setup}-{digest}/seed{seed}/model.pt",
-        history="results/runs/{condition}/{setup}-{digest}/seed{seed}/history.parquet",
-        predictions=ensure(
-            expand("results/runs/{{condition}}/{{setup}}-{{digest}}/seed{{seed}}/predictions_{split}.parquet", split=SPLITS),
-            non_empty=True,
-        ),
+        weights=run_outputs(paths.DISTILLED_KEY, paths.WEIGHTS),
+        history=run_outputs(paths.DISTILLED_KEY, paths.HISTORY),
+        predictions=ensure(run_prediction_outputs(paths.DISTILLED_KEY), non_empty=True),
     wildcard_constraints:
         condition="|".join(DISTILLED_CONDITIONS),
     params:
@@ -54,9 +48,9 @@ rule train_distilled:
     conda:
         "../../envs/train.yaml"
     log:
-        "logs/train/{condition}/{setup}-{digest}/seed{seed}.log",
+        paths.TRAIN_LOG.format(key=paths.DISTILLED_KEY, seed="{seed}"),
     benchmark:
-        "benchmarks/train/{condition}/{setup}-{digest}/seed{seed}.tsv"
+        paths.TRAIN_BENCHMARK.format(key=paths.DISTILLED_KEY, seed="{seed}")
     threads: 1
     resources:
         mem_mb=2000,

@@ -1,11 +1,11 @@
-from kdtransfer.runlog import log_to
+from kdtransfer.io.runlog import log_to
 
 log = log_to(snakemake.log[0])
 
 import pandas as pd
 
-from kdtransfer import figures
-from kdtransfer.plan import setup_info_frame
+from kdtransfer.analysis import figures
+from kdtransfer.analysis.display import setup_info_frame
 
 outputs = dict(snakemake.output.items())
 results = figures.draw_figures(outputs, pd.read_parquet(snakemake.input.metrics), pd.read_parquet(snakemake.input.tests),

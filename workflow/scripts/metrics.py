@@ -1,9 +1,9 @@
-from kdtransfer.runlog import log_to
+from kdtransfer.io.runlog import log_to
 
 log = log_to(snakemake.log[0])
 
-from kdtransfer.metrics import setup_tables
-from kdtransfer.atomic import write_parquet
+from kdtransfer.analysis.metrics import setup_tables
+from kdtransfer.io.atomic import write_parquet
 
 paths = {c: {int(s): p for s, p in by_seed.items()} for c, by_seed in snakemake.params.paths.items()}
 teachers = paths.pop("teacher")

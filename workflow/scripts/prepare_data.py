@@ -1,4 +1,4 @@
-from kdtransfer.runlog import log_to
+from kdtransfer.io.runlog import log_to
 
 log = log_to(snakemake.log[0])
 

@@ -40,8 +40,13 @@ DOWNLOAD_NAMES = {
     "names_csv": "names",
 }
 
-__all__ = ["DATASETS", "DOWNLOAD_NAMES", "ArrayDataset", "DatasetError", "load_dataset", "loader_options",
+__all__ = ["DATASETS", "DOWNLOAD_NAMES", "ArrayDataset", "DatasetError", "downloads_for", "load_dataset", "loader_options",
            "save_arrays", "load_arrays"]
+
+
+def downloads_for(datasets: dict) -> list[str]:
+    """The downloads (rule download_dataset's {name}) a config's `datasets` need, sorted."""
+    return sorted({DOWNLOAD_NAMES[d["loader"]] for d in datasets.values() if d["loader"] in DOWNLOAD_NAMES})
 
 
 def loader_options(name: str) -> dict[str, str]:

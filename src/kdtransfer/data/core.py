@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kdtransfer.atomic import atomic_path
+from kdtransfer.io.atomic import atomic_path
 
 # Where rule `download_dataset` puts everything (relative to the workflow's working directory);
 # each loader's default `root` lies below it.

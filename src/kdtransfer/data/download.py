@@ -21,7 +21,7 @@ import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-from kdtransfer.atomic import atomic_path
+from kdtransfer.io.atomic import atomic_path
 from kdtransfer.data import DOWNLOAD_NAMES
 from kdtransfer.data.audio import SPEECH_COMMANDS_ROOT
 from kdtransfer.data.core import DATA_DIR, DatasetError

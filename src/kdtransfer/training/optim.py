@@ -1,9 +1,10 @@
-"""SGD with momentum, and the lr schedule, written out.
+"""The optimizer and the lr schedule of a recipe; SGD with momentum written out.
 
 Why not torch.optim.SGD: constructing any torch.optim optimizer imports torch._dynamo (about
 1.4 s), which on the embedded default's small runs is most of each job. This is the same
 update as torch.optim.SGD (PyTorch's momentum/dampening=0/weight-decay/nesterov formulation;
-a test checks they agree), with state_dict/load_state_dict for checkpoints.
+a test checks they agree), with state_dict/load_state_dict for checkpoints. Every
+hyper-parameter comes from the recipe (the schema's defaults filled in): none has a default here.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ import math
 
 import torch
 
+from kdtransfer.spec import Recipe
+
 
 class SGD:
-    def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0, nesterov: bool = False):
+    def __init__(self, params, *, lr: float, momentum: float, weight_decay: float, nesterov: bool):
         self.params = [p for p in params if p.requires_grad]
         self.param_groups = [{"lr": lr, "momentum": momentum, "weight_decay": weight_decay, "nesterov": nesterov}]
         self.momentum_buffers: list[torch.Tensor | None] = [None] * len(self.params)
@@ -55,7 +58,7 @@ class SGD:
 class LRSchedule:
     """Linear warm-up, then cosine decay to 0 (or constant), stepped once per batch."""
 
-    def __init__(self, optimizer, base_lr: float, total_steps: int, warmup_steps: int = 0, kind: str = "cosine"):
+    def __init__(self, optimizer, base_lr: float, total_steps: int, warmup_steps: int, kind: str):
         self.optimizer, self.base_lr, self.total, self.warmup, self.kind = optimizer, base_lr, total_steps, warmup_steps, kind
         self.step_count = 0
         self._apply()
@@ -82,3 +85,17 @@ class LRSchedule:
     def load_state_dict(self, state: dict) -> None:
         self.step_count = state["step_count"]
         self._apply()
+
+
+def make_optimizer(params, recipe: Recipe, steps_per_epoch: int):
+    """(optimizer, per-step lr schedule) of a recipe, over `params`."""
+    params = list(params)
+    if recipe.optimizer == "sgd":
+        opt = SGD(params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay, nesterov=recipe.nesterov)
+    elif recipe.optimizer == "adamw":  # torch.optim imports torch._dynamo: only when asked for
+        opt = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+    else:
+        raise ValueError(f"unknown optimizer {recipe.optimizer!r}; valid: sgd, adamw")
+    schedule = LRSchedule(opt, recipe.lr, recipe.epochs * steps_per_epoch, int(recipe.warmup_epochs * steps_per_epoch),
+                          recipe.schedule)
+    return opt, schedule

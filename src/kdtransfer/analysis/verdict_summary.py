@@ -1,8 +1,8 @@
 """The end of `make run`: a short verdict summary and where the report is, for the console.
 
-    python -m kdtransfer.verdict_summary [--results results] [--report results/report.html]
+    python -m kdtransfer.analysis.verdict_summary [--results results] [--report results/report.html]
 
-Reads results/analysis/verdicts.parquet (stats.verdicts) and, when the config has a sweep,
+Reads results/analysis/verdicts.parquet (verdicts.verdicts) and, when the config has a sweep,
 results/tables/robustness.csv (its per-axis tallies). Prints one line per setup with each claim
 answered yes / no (BY-adjusted p) or why it is undecided, then the robustness tallies, then the
 paths to open. Exits 1 with a one-line message when the verdicts are missing.
@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from kdtransfer.display import CLAIM_NAMES, CLAIM_SHORT_NAMES, fmt_p, is_missing
-from kdtransfer.stats import CLAIMS
-from kdtransfer.tables import SUMMARY_VALUE
+from kdtransfer.analysis.display import CLAIM_NAMES, CLAIM_SHORT_NAMES, fmt_p, is_missing
+from kdtransfer.analysis.verdicts import CLAIMS
+from kdtransfer.analysis.tables import SUMMARY_VALUE
 
 def _answer(v, claim: str) -> str:
     flag = v[claim]
@@ -71,7 +71,7 @@ def summary_text(verdicts: pd.DataFrame, robustness: pd.DataFrame | None, report
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m kdtransfer.verdict_summary", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m kdtransfer.analysis.verdict_summary", description=__doc__.splitlines()[0])
     parser.add_argument("--results", default="results", help="the workflow's results directory (default: results)")
     parser.add_argument("--report", default=None, help="the report's path (default: <results>/report.html)")
     args = parser.parse_args(argv)

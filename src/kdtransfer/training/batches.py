@@ -1,5 +1,9 @@
 """From resident arrays to model inputs and outputs, one batch at a time on the device.
 
+Batches are index slices of a per-epoch permutation drawn from a generator seeded by (seed,
+data-order role, epoch): the batch order is a pure function of the seed, so a resumed run sees
+exactly the batches it would have, and kd, rcd and nokd of a seed see the same ones.
+
 uint8 images stay uint8 where they are held (4x smaller on the GPU) and are scaled and
 standardised per batch; then the batched augmentation; channels_last for image batches on CUDA;
 bf16 autocast on CUDA when asked for. Used alike by training, the teacher's targets and the
@@ -10,11 +14,33 @@ from __future__ import annotations
 
 import contextlib
 
+import hashlib
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from kdtransfer.data import ArrayDataset
+from kdtransfer.spec import Recipe
+from kdtransfer.training.seeding import derive_seed
+
+
+def steps_per_epoch(n: int, recipe: Recipe) -> int:
+    return n // recipe.batch_size if recipe.drop_last else math.ceil(n / recipe.batch_size)
+
+
+def epoch_permutation(order_seed: int, epoch: int, n: int, device="cpu") -> torch.Tensor:
+    g = torch.Generator().manual_seed(derive_seed(order_seed, "epoch", epoch))
+    return torch.randperm(n, generator=g).to(device)
+
+
+def order_fingerprint(order_seed: int, n: int, epochs: int) -> str:
+    """A short hash of a run's whole batch order, to check that runs shared it."""
+    h = hashlib.sha256()
+    for epoch in range(epochs):
+        h.update(epoch_permutation(order_seed, epoch, n).numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def autocast_context(device: torch.device, bf16: bool):
@@ -95,7 +121,7 @@ class BatchInputs:
 
 @torch.no_grad()
 def predict_logits(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 1024, *,
-                   inputs: BatchInputs | None = None, bf16: bool = True) -> torch.Tensor:
+                   inputs: BatchInputs | None = None, bf16: bool) -> torch.Tensor:
     model.eval()
     device = next(model.parameters()).device
     outs = []

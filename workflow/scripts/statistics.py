@@ -1,12 +1,13 @@
-from kdtransfer.runlog import log_to
+from kdtransfer.io.runlog import log_to
 
 log = log_to(snakemake.log[0])
 
 import pandas as pd
 
-from kdtransfer.persample import with_per_sample_tests
-from kdtransfer.stats import setup_tests, verdicts
-from kdtransfer.atomic import write_parquet
+from kdtransfer.analysis.persample import with_per_sample_tests
+from kdtransfer.analysis.stats import setup_tests
+from kdtransfer.analysis.verdicts import verdicts
+from kdtransfer.io.atomic import write_parquet
 
 a = snakemake.params.analysis
 metrics = pd.concat([pd.read_parquet(p) for p in snakemake.input.metrics], ignore_index=True)

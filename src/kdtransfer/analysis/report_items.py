@@ -4,6 +4,8 @@ item is listed under. Imports nothing heavy: the Snakefile reads it at parse tim
 
 from __future__ import annotations
 
+from kdtransfer.catalog import SIZE_SWEEPS, SWEEP_KEYS
+
 # name -> (category, label); the answer first, then the evidence behind it. Labels are short:
 # the report's menu grows to fit them and takes the width from the figures. Within a
 # category the report sorts by label: a table's label is a prefix of its figure's, so it comes first.
@@ -24,9 +26,9 @@ TABLES = {
 }
 # Drawn only when some sweep of the config has a value besides its base setup's, on these axes.
 NEEDS_SWEEP = {
-    "robustness": {"temperature", "alpha", "model", "student", "recipe"},
+    "robustness": set(SWEEP_KEYS),
     "temperature": {"temperature"},
-    "scaling": {"model", "student"},
+    "scaling": set(SIZE_SWEEPS),
 }
 
 

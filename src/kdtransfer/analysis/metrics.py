@@ -3,7 +3,7 @@
 Array-level functions are vectorised numpy and take per-sample arrays; `run_metrics` compares
 two prediction files; `setup_metrics` builds the per-run metrics table of one setup, and
 `setup_tables` that table and, in the same pass over the files, the per-seed matched-pairs counts
-of the per-sample tests (kdtransfer.persample).
+of the per-sample tests (kdtransfer.analysis.persample).
 
 All divergences use the natural logarithm and are computed in float64. Where logits are at
 hand (run_metrics), KL and JS are computed from log-softmax so that a probability that
@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 
 from kdtransfer.catalog import STUDENT_CONDITIONS
-from kdtransfer.persample import discordance_table
-from kdtransfer.predictions import Predictions, PredictionsError, check_aligned, read_predictions
+from kdtransfer.analysis.persample import discordance_table
+from kdtransfer.io.predictions import Predictions, PredictionsError, check_aligned, read_predictions
 
 METRIC_KEYS = (
     "n",

@@ -20,6 +20,7 @@ import yaml
 
 from kdtransfer.catalog import BUILTIN_MODELS, MODEL_OPTIONS, TIMM_PREFIX
 from kdtransfer.options import option_problem
+from kdtransfer.plan.sweeps import expand_setups
 
 
 class ConfigError(ValueError):
@@ -246,8 +247,6 @@ def _check_references(config: dict) -> None:
     for setup_name, setup in config["setups"].items():
         _check_setup(setup_name, setup, config)
     _check_training(config["training"])
-    from kdtransfer.plan import expand_setups
-
     try:
         expand_setups(config)
     except ValueError as exc:

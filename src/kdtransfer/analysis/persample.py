@@ -1,6 +1,6 @@
 """The per-sample view: McNemar and Cochran–Mantel–Haenszel tests on discordant samples.
 
-Secondary to the seed-level tests (kdtransfer.stats), which stay the primary evidence: seeds are
+Secondary to the seed-level tests (kdtransfer.analysis.stats), which stay the primary evidence: seeds are
 the unit of replication. This view answers a narrower question, *given these trained models*,
 on which samples does `kd` agree with the teacher where the control (`nokd`, `rcd`) does not?
 Its tests are conditional on the trained models: the samples of one seed are not independent
@@ -45,7 +45,7 @@ Choices (documented here once):
   comparisons and both subsets. BY holds under the arbitrary dependence these rows have (the
   pooled rows reuse the per-seed samples; the teacher's errors are part of all samples), and a
   family of their own keeps the seed-level families, and so their adjusted p-values, as they
-  were. Per-sample rows never enter stats.verdicts.
+  were. Per-sample rows never enter verdicts.verdicts.
 """
 
 from __future__ import annotations
@@ -59,11 +59,11 @@ import scipy.stats
 from statsmodels.stats.contingency_tables import StratifiedTable
 from statsmodels.stats.multitest import multipletests
 
-from kdtransfer.stats import TEST_COLUMNS
+from kdtransfer.analysis.stats import TEST_COLUMNS
 
 # (condition a, condition b): a is the treatment, b the control it is compared with.
 COMPARISONS = (("kd", "nokd"), ("kd", "rcd"))
-# subset -> the metric it restricts agreement to (the names of kdtransfer.metrics.METRIC_KEYS)
+# subset -> the metric it restricts agreement to (the names of kdtransfer.analysis.metrics.METRIC_KEYS)
 SUBSETS = {"all": "agreement", "teacher_incorrect": "agreement_incorrect"}
 
 DISCORDANCE_COLUMNS = ["setup", "seed", "condition_a", "condition_b", "subset", "n", "both_agree", "only_a_agrees",
@@ -78,7 +78,7 @@ CONFIDENCE = 0.95
 
 
 # --------------------------------------------------------------------------------------------
-# Counts (computed where predictions are read: kdtransfer.metrics.setup_tables)
+# Counts (computed where predictions are read: kdtransfer.analysis.metrics.setup_tables)
 # --------------------------------------------------------------------------------------------
 
 

@@ -14,7 +14,7 @@ Confidence intervals are percentile bootstraps with the configured number of res
 never changes another setup's interval; the intervals of tested quantities are the tests
 table's own.
 
-`setup_info`: kdtransfer.plan.Plan.setup_table() as a DataFrame (setup, label, dataset, teacher,
+`setup_info`: kdtransfer.plan.runs.Plan.setup_table() as a DataFrame (setup, label, dataset, teacher,
 student, recipe, variant, alpha, temperature, sweep, sweep_params).
 """
 
@@ -36,10 +36,11 @@ from matplotlib.patches import Rectangle  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from kdtransfer.atomic import atomic_path  # noqa: E402
-from kdtransfer.catalog import STUDENT_CONDITIONS  # noqa: E402
-from kdtransfer.display import CONDITION_NAMES, axis_name, axis_value_text, config_labels, setup_labels, setup_order  # noqa: E402
-from kdtransfer.stats import _stable_seed, asymmetry_gains, bootstrap_median_ci, paired_values, student_sizes, sweep_points  # noqa: E402
+from kdtransfer.io.atomic import atomic_path  # noqa: E402
+from kdtransfer.catalog import SIZE_SWEEPS, STUDENT_CONDITIONS  # noqa: E402
+from kdtransfer.analysis.display import CONDITION_NAMES, axis_name, axis_value_text, config_labels, setup_labels, setup_order  # noqa: E402
+from kdtransfer.analysis.stats import _stable_seed, asymmetry_gains, bootstrap_median_ci, paired_values  # noqa: E402
+from kdtransfer.analysis.verdicts import student_sizes, sweep_points  # noqa: E402
 
 # condition -> (marker, face colour, edge colour); greyscale-safe by shape + fill
 CONDITION_STYLE = {
@@ -449,7 +450,7 @@ def plot_scaling(metrics: pd.DataFrame, setup_info: pd.DataFrame, path, *, n_boo
     data: sweep, axis, setup, num_parameters, median, ci_low, ci_high (pp)."""
     sizes = student_sizes(metrics)
     points = sweep_points(setup_info, sizes)
-    points = points[points["axis"].isin(("model", "student")) & points["setup"].isin(set(sizes))]
+    points = points[points["axis"].isin(SIZE_SWEEPS) & points["setup"].isin(set(sizes))]
     groups = [(key, g) for key, g in points.groupby(["sweep", "axis"], sort=False) if len(g) >= 2]
     if not groups:
         return _placeholder(path, "no model-size scaling sweep in this config")
@@ -567,8 +568,10 @@ def plot_robustness(tests: pd.DataFrame, setup_info: pd.DataFrame, path, *, alph
             ax.set_ylabel("% of headroom" if (unit is None and normalised) else "pp", fontsize=9)
     handles = [Line2D([], [], marker="o", color="black", markerfacecolor="black", linestyle="", label=f"significant (p_adj ≤ {alpha:g})"),
                Line2D([], [], marker="o", color="black", markerfacecolor="white", linestyle="", label="not significant"),
-               Line2D([], [], marker=CONDITION_STYLE["kd"][0], color="black", markerfacecolor="0.5", linestyle="", label="KD"),
-               Line2D([], [], marker=CONDITION_STYLE["rcd"][0], color="black", markerfacecolor="0.5", linestyle="", label="random control"),
+               Line2D([], [], marker=CONDITION_STYLE["kd"][0], color="black", markerfacecolor="0.5", linestyle="",
+                      label=CONDITION_NAMES["kd"]),
+               Line2D([], [], marker=CONDITION_STYLE["rcd"][0], color="black", markerfacecolor="0.5", linestyle="",
+                      label=CONDITION_NAMES["rcd"]),
                Line2D([], [], color="black", linewidth=1, label="95% bootstrap CI of the median over seeds")]
     fig.legend(handles=handles, loc="outside lower center", ncol=3, frameon=False, fontsize=8.5)
     columns = ["sweep", "axis", "value", "setup", "effect", "test", "condition", "median", "ci_low", "ci_high", "p_adjusted", "significant"]

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from kdtransfer.models.transformer import add_transformer_trunk, check_transformer_options
+from kdtransfer.training.models.transformer import add_transformer_trunk, check_transformer_options
 
 
 def left_align(tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

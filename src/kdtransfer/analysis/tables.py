@@ -1,7 +1,7 @@
 """Paper tables as CSV, LaTeX (booktabs) and HTML (the Snakemake report), written atomically.
 
 Tables only render: every decision (which claims hold, what "RCD matches KD" means) is made by
-`stats.verdicts` and read from its columns; names and number formats come from `display`.
+`verdicts.verdicts` and read from its columns; names and number formats come from `display`.
 
 The LaTeX is written by hand here (no jinja2 / pandas Styler dependency): a `table` float
 holding a `tabular` with \\toprule / \\midrule / \\bottomrule (needs `\\usepackage{booktabs}`).
@@ -18,11 +18,11 @@ import re
 import numpy as np
 import pandas as pd
 
-from kdtransfer import report_items
-from kdtransfer.atomic import atomic_path
-from kdtransfer.display import (CLAIM_NAMES, CONDITION_NAMES, axis_name, axis_value_text, config_labels, fmt_num, fmt_p,
+from kdtransfer.analysis import report_items
+from kdtransfer.io.atomic import atomic_path
+from kdtransfer.analysis.display import (CLAIM_NAMES, CONDITION_NAMES, axis_name, axis_value_text, config_labels, fmt_num, fmt_p,
                                 fmt_pp, is_missing, setup_labels, setup_order)
-from kdtransfer.stats import CLAIMS, RCD_MATCH_FRACTION, robustness, robustness_counts, student_sizes
+from kdtransfer.analysis.verdicts import CLAIMS, RCD_MATCH_FRACTION, robustness, robustness_counts, student_sizes
 
 _LATEX_ESCAPES = {
     "\\": r"\textbackslash{}",
@@ -101,7 +101,7 @@ def _html_class(column: str, value, numeric: bool) -> str:
     text = "" if is_missing(value) else str(value)
     if numeric:
         return "num"
-    if column in CLAIM_NAMES.values() or column == "RCD matches KD accuracy":
+    if column in CLAIM_NAMES.values():
         for answer, css in (("yes", "yes"), ("no", "no"), ("n/a", "na"), ("not tested", "na")):
             if text.startswith(answer):
                 return css
@@ -260,12 +260,12 @@ def tests_table(tests: pd.DataFrame, setup_info: pd.DataFrame, alpha: float = 0.
 
 
 # --------------------------------------------------------------------------------------------
-# verdicts and their robustness: cells rendered from stats.verdicts' columns
+# verdicts and their robustness: cells rendered from verdicts.verdicts' columns
 # --------------------------------------------------------------------------------------------
 
 
 def claim_cell(v, claim: str) -> str:
-    """One claim of one verdicts row (stats.verdicts) as a cell: "yes (p_adj 0.004)", "no: ...",
+    """One claim of one verdicts row (verdicts.verdicts) as a cell: "yes (p_adj 0.004)", "no: ...",
     or, undecided, the verdict's own note ("not tested: no rcd runs", "n/a: ...")."""
     flag = v[claim]
     if is_missing(flag):
@@ -286,7 +286,7 @@ VERDICT_COLUMNS = ["setup", "seeds", CLAIM_NAMES["transfer_kd_vs_nokd"], CLAIM_N
 
 
 def verdicts_table(verdicts: pd.DataFrame, setup_info: pd.DataFrame) -> pd.DataFrame:
-    """The verdicts (stats.verdicts) as a table a reader can scan: one row per setup (display
+    """The verdicts (verdicts.verdicts) as a table a reader can scan: one row per setup (display
     label), each claim as yes / no with its BY-adjusted p-value (or why it is undecided), the
     accuracy gains over the control in percentage points, and the median agreement gains on the
     teacher's incorrect vs correct samples."""
@@ -321,7 +321,7 @@ def count_text(n_yes: int, n_values: int, n_undecided: int) -> str:
 
 
 def robustness_table(robust: pd.DataFrame, setup_info: pd.DataFrame) -> pd.DataFrame:
-    """The robustness of the verdicts (stats.robustness): per sweep (its base setup's label)
+    """The robustness of the verdicts (verdicts.robustness): per sweep (its base setup's label)
     and axis, one row per value in axis order, the base marked "(base)", each claim as in the
     verdicts table; then a row per axis whose value is "summary (3 values)", tallying each
     claim ("yes at 2 of 3 values").

@@ -4,7 +4,7 @@ hints, attention transfer), and the random-control (noise) targets that replace 
     loss = (1-α)·CE + α·T²·KL(softmax(z_t/T) ‖ softmax(z_s/T)) + β·feature_loss
 
 with β = kd.feature_weight (0 for the `logit` variant). Feature maps are channels first
-([n, c, h, w], [n, c, l] or [n, c]; see kdtransfer.models.features) and are compared in
+([n, c, h, w], [n, c, l] or [n, c]; see kdtransfer.training.models.features) and are compared in
 float32 whatever the autocast dtype.
 """
 
@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdtransfer.catalog import FEATURE_VARIANTS
-from kdtransfer.seeding import derive_seed
+from kdtransfer.training.seeding import derive_seed
 
 
 
@@ -113,10 +113,12 @@ def distillation_objective(
     alpha: float,
     temperature: float,
     feature_term: torch.Tensor | None = None,
-    feature_weight: float = 0.0,
+    feature_weight: float | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """(1-α)·CE + α·T²·KL [+ β·feature_term]; plain CE when there is no teacher (teacher, nokd,
-    independent). The parts come back as detached 0-d tensors (no host sync per step on a GPU)."""
+    independent). A feature term needs its weight β (kd.feature_weight; no default here: the
+    schema's is the one). The parts come back as detached 0-d tensors (no host sync per step on
+    a GPU)."""
     ce = F.cross_entropy(student_logits, labels)
     if teacher_logits is None:
         return ce, {"ce": ce.detach()}
@@ -124,6 +126,8 @@ def distillation_objective(
     total = (1 - alpha) * ce + alpha * kd
     parts = {"ce": ce.detach(), "kd": kd.detach()}
     if feature_term is not None:
+        if feature_weight is None:
+            raise ValueError("a feature term needs its feature_weight (kd.feature_weight)")
         total = total + feature_weight * feature_term
         parts["feature"] = feature_term.detach()
     return total, parts

@@ -27,12 +27,12 @@ import math
 from torch import nn
 
 from kdtransfer.catalog import MODEL_OPTIONS, TIMM_PREFIX, TOKEN_MODELS
-from kdtransfer.models.cifar import ResNetCIFAR, VGGCIFAR
-from kdtransfer.models.errors import ModelError
-from kdtransfer.models.features import FeatureTap, feature_shapes
-from kdtransfer.models.small import CNN1d, CNN2d, MLP
-from kdtransfer.models.text import CharGRU, CharTransformer
-from kdtransfer.models.vit import ViT
+from kdtransfer.training.models.cifar import ResNetCIFAR, VGGCIFAR
+from kdtransfer.training.models.errors import ModelError
+from kdtransfer.training.models.features import FeatureTap, feature_shapes
+from kdtransfer.training.models.small import CNN1d, CNN2d, MLP
+from kdtransfer.training.models.text import CharGRU, CharTransformer
+from kdtransfer.training.models.vit import ViT
 
 __all__ = ["ModelError", "FeatureTap", "feature_shapes", "create_model", "create_model_for", "count_parameters",
            "state_fingerprint"]

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdtransfer.models.transformer import add_transformer_trunk, check_transformer_options
+from kdtransfer.training.models.transformer import add_transformer_trunk, check_transformer_options
 
 
 class ViT(nn.Module):

@@ -1,60 +1,29 @@
 """What a student is distilled towards: the trained teacher (`kd`) or noise in its place (`rcd`).
 
-A target source gives, for a batch, the logits the KD term matches and, for a feature-map
-variant, the feature maps the hint / attention term matches. `kd` reads them off the teacher
-(its logits computed once when the inputs are not augmented); `rcd` draws every teacher signal
-from noise of the same shape, so the control differs from KD only in what it is taught.
+A signal gives, for a batch, the logits the KD term matches and, for a feature-map variant, the
+feature maps the hint / attention term matches. `kd` reads them off the teacher (its logits
+computed once when the inputs are not augmented and no maps are needed); `rcd` draws every
+teacher signal from noise of the same shape, so the control differs from KD only in what it is
+taught.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 
-from kdtransfer.batches import BatchInputs, autocast_context, predict_logits, to_device_async
-from kdtransfer.catalog import DISTILLED_CONDITIONS, KD_VARIANTS
 from kdtransfer.data import ArrayDataset
-from kdtransfer.losses import HintRegressor, fixed_example_noise, random_control_noise
-from kdtransfer.models import FeatureTap, create_model_for, feature_shapes
-from kdtransfer.seeding import derive_seed
-
-if TYPE_CHECKING:
-    from kdtransfer.train import RunSpec
+from kdtransfer.spec import RunSpec
+from kdtransfer.training.batches import BatchInputs, autocast_context, predict_logits, to_device_async
+from kdtransfer.training.losses import fixed_example_noise, random_control_noise
+from kdtransfer.training.models import FeatureTap, create_model_for, feature_shapes
+from kdtransfer.training.seeding import derive_seed
 
 
 class TeacherError(ValueError):
     """The teacher's weights cannot serve this run (wrong dataset, wrong model entry, missing)."""
-
-
-@dataclass(frozen=True)
-class FeatureKD:
-    """A feature-map variant of a kd/rcd run: which maps are compared, how, and its weight β."""
-
-    variant: str  # "hint" or "attention"
-    weight: float
-    layers: tuple[str, ...]  # student module names
-    teacher_layers: tuple[str, ...]
-
-
-def feature_kd_of(spec: RunSpec) -> FeatureKD | None:
-    """The run's feature-map KD settings; None for logit KD and for runs without a teacher."""
-    if spec.condition not in DISTILLED_CONDITIONS:
-        return None
-    variant = spec.kd.get("variant", "logit")
-    if variant not in KD_VARIANTS:
-        raise ValueError(f"run {spec.run_key}: unknown kd.variant {variant!r}; valid: {', '.join(KD_VARIANTS)}")
-    if variant == "logit":
-        return None
-    layers = tuple(spec.kd.get("layers") or ())
-    teacher_layers = tuple(spec.kd.get("teacher_layers") or layers)
-    if not layers or len(layers) != len(teacher_layers):
-        raise ValueError(f"run {spec.run_key}: kd.variant {variant!r} needs kd.layers (student module names) and as many "
-                         f"kd.teacher_layers; got {list(layers)} and {list(teacher_layers)}")
-    return FeatureKD(variant, float(spec.kd.get("feature_weight", 0.0)), layers, teacher_layers)
 
 
 def load_teacher(spec: RunSpec, data: ArrayDataset, weights: str | os.PathLike, entry: dict) -> torch.nn.Module:
@@ -84,16 +53,23 @@ def load_teacher(spec: RunSpec, data: ArrayDataset, weights: str | os.PathLike, 
                        f"{'; '.join(problems)}; was it trained with another model entry?")
 
 
-class TeacherTargets:
+class TeacherSignal:
     """kd: the trained teacher's logits for a batch and, for a feature variant, its maps."""
 
-    def __init__(self, teacher: torch.nn.Module, features: FeatureKD | None, example: torch.Tensor,
-                 fixed_logits: torch.Tensor | None, autocast):
-        self.teacher, self.fixed_logits, self.autocast = teacher, fixed_logits, autocast
-        self.tap = self.feature_shapes = None
-        if features is not None:
-            self.feature_shapes = feature_shapes(teacher, list(features.teacher_layers), example, "teacher")
-            self.tap = FeatureTap(teacher, list(features.teacher_layers), "teacher")
+    def __init__(self, spec: RunSpec, data: ArrayDataset, weights, entry: dict | None, x_train: torch.Tensor,
+                 inputs: BatchInputs, example: torch.Tensor):
+        if weights is None or entry is None:
+            raise ValueError(f"run {spec.run_key} seed {spec.seed}: kd needs the teacher's weights and model entry")
+        self.teacher = inputs.place(load_teacher(spec, data, weights, entry)).eval()
+        self.autocast = lambda: autocast_context(inputs.device, spec.bf16)
+        self.fixed_logits = self.tap = self.feature_shapes = None
+        if spec.kd.feature_variant:
+            layers = list(spec.kd.teacher_layers)
+            self.feature_shapes = feature_shapes(self.teacher, layers, example, "teacher")
+            self.tap = FeatureTap(self.teacher, layers, "teacher")
+        elif spec.recipe.augment == "none":
+            # The student sees fixed inputs: teacher logits once, not every step.
+            self.fixed_logits = predict_logits(self.teacher, x_train, inputs=inputs, bf16=spec.bf16)
 
     def start_epoch(self, epoch: int) -> None:
         pass
@@ -113,8 +89,12 @@ class TeacherTargets:
     def load_state_dict(self, state: dict) -> None:
         pass
 
+    def close(self) -> None:
+        if self.tap is not None:
+            self.tap.remove()
 
-class NoiseTargets:
+
+class NoiseSignal:
     """rcd: every teacher signal replaced by noise of the configured distribution, drawn from
     the run's noise generators: logits [k, classes] (CPU generator, as logit-only rcd always
     was) and, for a feature variant, each teacher map in its own shape (a generator on the
@@ -127,8 +107,8 @@ class NoiseTargets:
     def __init__(self, spec: RunSpec, num_classes: int, n: int, feature_shapes: list[tuple[int, ...]] | None,
                  device: torch.device):
         self.seed, self.num_classes, self.feature_shapes, self.device = spec.seed, num_classes, feature_shapes, device
-        self.noise = spec.rcd["noise"]
-        self.fixed = spec.rcd.get("resample", "step") == "fixed"
+        self.noise = spec.rcd.noise
+        self.fixed = spec.rcd.resample == "fixed"
         self.logit_gen = torch.Generator()
         self.feature_gen = torch.Generator(device=device)
         self.fixed_logits = None
@@ -163,47 +143,17 @@ class NoiseTargets:
         self.logit_gen.set_state(state["logit_rng"])
         self.feature_gen.set_state(state["feature_rng"])
 
+    def close(self) -> None:
+        pass
 
-def teacher_shapes_without_weights(spec: RunSpec, data: ArrayDataset, entry: dict | None, layers: tuple[str, ...],
+
+def teacher_shapes_without_weights(spec: RunSpec, data: ArrayDataset, entry: dict | None,
                                    example: torch.Tensor) -> list[tuple[int, ...]]:
     """rcd of a feature variant: the shapes of the teacher maps that noise replaces, from the
     teacher architecture built without weights (on the CPU, leaving the global RNG as it was)."""
     if entry is None:
-        raise ValueError(f"run {spec.run_key}: rcd with kd.variant {spec.kd['variant']!r} needs the teacher's model "
+        raise ValueError(f"run {spec.run_key}: rcd with kd.variant {spec.kd.variant!r} needs the teacher's model "
                          "entry (teacher_model) for the shapes of the noise feature maps")
     with torch.random.fork_rng(devices=[]):
         teacher = create_model_for(entry, data)
-    return feature_shapes(teacher, list(layers), example.cpu(), "teacher")
-
-
-def build_regressor(spec: RunSpec, student_shapes, teacher_shapes) -> HintRegressor:
-    """The hint regressor, initialised from its own seed without drawing from the global RNG
-    (whose stream gives kd, rcd and nokd their shared init and dropout draws)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(derive_seed(spec.seed, "regressor"))
-        try:
-            return HintRegressor(student_shapes, teacher_shapes)
-        except ValueError as exc:
-            raise ValueError(f"run {spec.run_key}: kd.layers {spec.kd['layers']} vs kd.teacher_layers "
-                             f"{spec.kd.get('teacher_layers')}: {exc}") from None
-
-
-def build_targets(spec: RunSpec, data: ArrayDataset, features: FeatureKD | None, teacher_weights, teacher_model: dict | None,
-                  x_train: torch.Tensor, inputs: BatchInputs, device: torch.device) -> TeacherTargets | NoiseTargets | None:
-    """What the student is distilled towards: kd the teacher, rcd noise, other conditions nothing."""
-    example = inputs(x_train[:2])  # one forward of two samples gives the feature-map shapes
-    if spec.condition == "kd":
-        if teacher_weights is None or teacher_model is None:
-            raise ValueError(f"run {spec.run_key} seed {spec.seed}: kd needs the teacher's weights and model entry")
-        teacher = inputs.place(load_teacher(spec, data, teacher_weights, teacher_model)).eval()
-        fixed_logits = None
-        if spec.recipe.get("augment", "none") == "none" and features is None:
-            # The student sees fixed inputs: teacher logits once, not every step.
-            fixed_logits = predict_logits(teacher, x_train, inputs=inputs, bf16=spec.bf16)
-        return TeacherTargets(teacher, features, example, fixed_logits, lambda: autocast_context(device, spec.bf16))
-    if spec.condition == "rcd":
-        noise_shapes = None
-        if features is not None:
-            noise_shapes = teacher_shapes_without_weights(spec, data, teacher_model, features.teacher_layers, example)
-        return NoiseTargets(spec, data.num_classes, x_train.shape[0], noise_shapes, device)
-    return None
+    return feature_shapes(teacher, list(spec.kd.teacher_layers), example.cpu(), "teacher")

@@ -1,7 +1,7 @@
 """How results are shown, defined once for figures, tables and the console: display names of
 conditions, claims and sweep axes, setup labels and order, number formats.
 
-Nothing here decides anything: which claims hold is `stats.verdicts`' job; this module only
+Nothing here decides anything: which claims hold is `verdicts.verdicts`' job; this module only
 names and formats what it decided.
 """
 
@@ -11,7 +11,7 @@ import math
 
 import pandas as pd
 
-from kdtransfer.stats import SWEEP_VALUE_COLUMNS
+from kdtransfer.catalog import NUMERIC_AXES, SWEEP_VALUE_COLUMNS, sweep_point_label
 
 # condition -> what a reader sees
 CONDITION_NAMES = {
@@ -23,7 +23,7 @@ CONDITION_NAMES = {
     "independent": "independent",
 }
 
-# verdict flag column (stats.CLAIMS) -> column header of the verdict and robustness tables
+# verdict flag column (verdicts.CLAIMS) -> column header of the verdict and robustness tables
 CLAIM_NAMES = {
     "transfer_kd_vs_nokd": "transfer: kd > nokd",
     "transfer_kd_vs_rcd": "transfer: kd > rcd",
@@ -40,7 +40,7 @@ CLAIM_SHORT_NAMES = {
     "asymmetric_negative": "asym. negative",
 }
 
-# sweep axis -> its title (the value of a setup on an axis: stats.SWEEP_VALUE_COLUMNS)
+# sweep axis -> its title (the value of a setup on an axis: catalog.SWEEP_VALUE_COLUMNS)
 SWEEP_AXIS_NAMES = {
     "temperature": "temperature T",
     "alpha": "KD weight α",
@@ -50,23 +50,9 @@ SWEEP_AXIS_NAMES = {
 }
 
 
-def axis_value_label(axis: str, value) -> str:
-    """A point of a sweep as the plan labels its variants: "T=4", "α=0.5", "mlp_small",
-    "student mlp_small", "recipe cosine"."""
-    if axis == "temperature":
-        return f"T={float(value):g}"
-    if axis == "alpha":
-        return f"α={float(value):g}"
-    if axis == "student":
-        return f"student {value}"
-    if axis == "recipe":
-        return f"recipe {value}"
-    return str(value)
-
-
 def axis_value_text(axis: str, value) -> str:
     """The bare value along an axis (tick labels, table cells): "4", "0.5", "mlp_small"."""
-    if axis in ("temperature", "alpha"):
+    if axis in NUMERIC_AXES:
         return f"{float(value):g}"
     return str(value)
 
@@ -102,12 +88,18 @@ def setup_labels(setup_info: pd.DataFrame | None) -> dict:
     for _, row in setup_info.iterrows():
         label = _text(row.get("label")) or str(row["setup"])
         if _text(row.get("sweep")) == row["setup"]:
-            values = [axis_value_label(axis, row[SWEEP_VALUE_COLUMNS[axis]]) for axis in sweep_axes_of(row)
+            values = [sweep_point_label(axis, row[SWEEP_VALUE_COLUMNS[axis]]) for axis in sweep_axes_of(row)
                       if SWEEP_VALUE_COLUMNS[axis] in row and pd.notna(row[SWEEP_VALUE_COLUMNS[axis]])]
             if values:
                 label = f"{label} ({', '.join(values)})"
         labels[row["setup"]] = label
     return labels
+
+
+def setup_info_frame(rows: list[dict]) -> pd.DataFrame:
+    """The setup table (kdtransfer.plan.runs.Plan.setup_table, the rules' `setups` param) as the
+    DataFrame figures and tables take."""
+    return pd.DataFrame(rows)
 
 
 def setup_order(frame: pd.DataFrame, setup_info: pd.DataFrame | None) -> list:
@@ -128,6 +120,11 @@ def fmt_p(p) -> str:
         return "--"
     p = float(p)
     return f"{p:.2e}" if p < 1e-3 else f"{p:.3f}"
+
+
+def fmt_p_brief(p) -> str:
+    """A p-value in running text (the verdict sentences): 3 significant digits, "n/a" when missing."""
+    return "n/a" if is_missing(p) else f"{float(p):.3g}"
 
 
 def fmt_pp(x, sign: bool = True) -> str:

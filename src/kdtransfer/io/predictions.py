@@ -17,8 +17,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from kdtransfer import __version__
-from kdtransfer.arrowio import array_from_numpy, string_array
-from kdtransfer.atomic import atomic_path
+from kdtransfer.io.arrow import array_from_numpy, string_array
+from kdtransfer.io.atomic import atomic_path
 from kdtransfer.catalog import DISTILLED_CONDITIONS, REFERENCE_CONDITIONS
 
 IDENTITY_COLUMNS = ("run_key", "condition", "seed", "split")

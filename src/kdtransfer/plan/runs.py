@@ -24,11 +24,9 @@ import json
 from dataclasses import dataclass
 
 from kdtransfer.catalog import DISTILLED_CONDITIONS
-
-# One axis per sweep key: each value yields one variant of the base setup (which is kept).
-SWEEP_KEYS = ("temperature", "alpha", "model", "student", "recipe")
-# Sweeps that vary model size (the scaling figure) vs KD hyper-parameters (the temperature figure).
-SIZE_SWEEPS = ("model", "student")
+from kdtransfer.plan import paths
+from kdtransfer.plan.sweeps import expand_setups, setup_row
+from kdtransfer.spec import RunSpec
 
 
 @dataclass(frozen=True)
@@ -39,7 +37,7 @@ class Run:
 
     @property
     def directory(self) -> str:
-        return f"results/runs/{self.key}/seed{self.seed}"
+        return paths.run_dir(self.key, self.seed)
 
 
 def canonical(obj):
@@ -52,70 +50,10 @@ def canonical(obj):
     return obj
 
 
-DIGEST_LENGTH = 8
-
-
 def digest(obj) -> str:
     """A short, stable hex digest of a JSON-able value (key order does not matter)."""
     text = json.dumps(canonical(obj), sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:DIGEST_LENGTH]
-
-
-def _number_tag(prefix: str, value: float) -> str:
-    return (prefix + f"{value:g}").replace(".", "p").replace("-", "m")
-
-
-def _variant(base: dict, key: str, value):
-    """(name suffix, label suffix, variant setup) of `base` with sweep `key` set to `value`."""
-    variant = copy.deepcopy(base)
-    if key == "temperature":
-        variant["kd"]["temperature"] = value
-        return _number_tag("T", value), f"T={value:g}", variant
-    if key == "alpha":
-        variant["kd"]["alpha"] = value
-        return _number_tag("a", value), f"α={value:g}", variant
-    if key == "model":  # self-distillation family: teacher and student are both `value`
-        variant["teacher"] = variant["student"] = value
-        return value, value, variant
-    if key == "student":  # standard distillation family: one teacher, students of several sizes
-        variant["student"] = value
-        return f"to_{value}", f"student {value}", variant
-    if key == "recipe":  # the same setup under another training recipe (teachers and controls too)
-        variant["recipe"] = value
-        return value, f"recipe {value}", variant
-    raise ValueError(f"unknown sweep key {key!r}; valid: {', '.join(SWEEP_KEYS)}")
-
-
-def _base_value(base: dict, key: str):
-    return {"temperature": base["kd"]["temperature"], "alpha": base["kd"]["alpha"], "model": base["teacher"],
-            "student": base["student"], "recipe": base["recipe"]}[key]
-
-
-def expand_setups(config: dict) -> dict[str, dict]:
-    """Setups with sweeps expanded. Each gains `label`, `student`, `sweep_group` (the base
-    setup's name for every member of one of its sweeps, else "") and `sweep_params` (the sweep
-    keys it is a point of: the base setup is a point of all of them)."""
-    out: dict[str, dict] = {}
-    for name, setup in config["setups"].items():
-        base = copy.deepcopy(setup)
-        base.setdefault("label", name)
-        base.setdefault("student", base["teacher"])
-        sweep = base.pop("sweep", {}) or {}
-        base["sweep_group"] = name if sweep else ""
-        base["sweep_params"] = [k for k in SWEEP_KEYS if k in sweep]
-        out[name] = base
-        for key in base["sweep_params"]:
-            for value in sweep[key]:
-                if value == _base_value(base, key):
-                    continue  # the base setup already is this point of the sweep
-                suffix, label, variant = _variant(base, key, value)
-                variant["label"] = f"{base['label']} ({label})"
-                variant["sweep_params"] = [key]
-                variant_name = f"{name}_{suffix}"
-                if variant_name in out or variant_name in config["setups"]:
-                    raise ValueError(f"sweep of setup {name!r} makes a setup named {variant_name!r}, which exists already")
-                out[variant_name] = variant
-    return out
+    return hashlib.sha256(text.encode()).hexdigest()[:paths.DIGEST_LENGTH]
 
 
 def seeds_of(config: dict) -> list[int]:
@@ -144,7 +82,8 @@ class Plan:
         self.setups = expand_setups(config)
         self.seeds = seeds_of(config)
         self.conditions = ["teacher", *config["conditions"]]
-        self.data_keys = {name: f"{name}-{digest(entry)}" for name, entry in config["datasets"].items()}
+        self._data_digests = {name: digest(entry) for name, entry in config["datasets"].items()}
+        self.data_keys = {name: paths.DATA_KEY.format(dataset=name, digest=d) for name, d in self._data_digests.items()}
         # (condition, run key) -> name of the first setup that produces it (shared runs are
         # identical whichever setup names them: the key holds everything they depend on).
         self._setup_of_key: dict[tuple[str, str], str] = {}
@@ -157,7 +96,7 @@ class Plan:
 
     def data_file(self, dataset: str) -> str:
         """The prepared arrays of a dataset, named by the digest of its loader and options."""
-        return f"results/data/{self.data_keys[dataset]}.npz"
+        return paths.DATA_FILE.format(dataset=dataset, digest=self._data_digests[dataset])
 
     def _spec_body(self, condition: str, setup: dict) -> dict:
         """A run's specification without its key and seed."""
@@ -181,11 +120,10 @@ class Plan:
         identity = {**self._spec_body(condition, setup), "data": self.data_keys[setup["dataset"]],
                     "teacher": self._teacher_identity(condition, setup)}
         if condition in DISTILLED_CONDITIONS:
-            name = setup_name
-        else:
-            model = setup["teacher"] if condition == "teacher" else setup["student"]
-            name = f"{setup['dataset']}/{model}/{setup['recipe']}"
-        return f"{condition}/{name}-{digest(identity)}"
+            return paths.DISTILLED_KEY.format(condition=condition, setup=setup_name, digest=digest(identity))
+        model = setup["teacher"] if condition == "teacher" else setup["student"]
+        return paths.REFERENCE_KEY.format(condition=condition, dataset=setup["dataset"], model=model, recipe=setup["recipe"],
+                                          digest=digest(identity))
 
     def _teacher_identity(self, condition: str, setup: dict):
         """What a distilled run takes from its teacher: kd the trained teacher (its run key),
@@ -219,6 +157,10 @@ class Plan:
         body = self._spec_body(condition, self.setup_for_key(condition, key))
         return canonical({"run_key": key, "seed": int(seed), **body})
 
+    def spec(self, condition: str, setup_name: str, seed: int) -> RunSpec:
+        """The RunSpec of a setup's run, as its training job builds it from run_spec's params."""
+        return RunSpec.from_params(self.run_spec(condition, self.run_key(condition, setup_name), seed))
+
     def teacher_run_key(self, condition: str, key: str) -> str | None:
         """The teacher whose weights a run loads: kd students only (rcd never sees a teacher)."""
         if condition != "kd":
@@ -243,19 +185,5 @@ class Plan:
 
     def setup_table(self) -> list[dict]:
         """One row per setup for figures and tables (display names, sweep groups)."""
-        rows = []
-        for name, s in self.setups.items():
-            rows.append({
-                "setup": name, "label": s["label"], "dataset": s["dataset"], "teacher": s["teacher"],
-                "student": s["student"], "recipe": s["recipe"], "variant": s["kd"]["variant"],
-                "alpha": s["kd"]["alpha"], "temperature": s["kd"]["temperature"], "sweep": s["sweep_group"],
-                "sweep_params": ",".join(s["sweep_params"]),
-            })
-        return canonical(rows)
+        return canonical([setup_row(name, s) for name, s in self.setups.items()])
 
-
-def setup_info_frame(rows: list[dict]):
-    """The setup table (Plan.setup_table) as the DataFrame figures and tables take."""
-    import pandas as pd
-
-    return pd.DataFrame(rows)

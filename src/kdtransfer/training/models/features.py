@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from kdtransfer.models.errors import ModelError
+from kdtransfer.training.models.errors import ModelError
 
 
 def _some_module_names(model: nn.Module, limit: int = 30) -> str:

@@ -1,0 +1,9 @@
+"""The plan: from a config file to the runs to train, before any job runs and without torch.
+
+- `config`: validation (YAML syntax, the schema with its defaults, cross-references), with
+  messages that name the key and the fix;
+- `sweeps`: a setup's sweeps expanded into setups;
+- `runs`: `Plan`, every run of a validated config: its key, its specification (the training
+  rule's params) and its teacher; the setup table the figures and tables show;
+- `paths`: where every file lives, the templates the rules' outputs use.
+"""

@@ -1,0 +1,37 @@
+"""The device a run trains on, and the process-wide switches a deterministic CUDA run needs."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from kdtransfer.spec import RunSpec
+
+FUSED_ATTENTION_SWITCHES = ("enable_flash_sdp", "enable_mem_efficient_sdp", "enable_cudnn_sdp")
+
+
+def pick_device() -> torch.device:
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def configure_device(spec: RunSpec, device: torch.device) -> None:
+    """The determinism switch, on CUDA (process-wide settings, set for each run).
+
+    warn_only=True: strict mode raises on every op flagged as non-deterministic on CUDA, such as
+    the backward of adaptive pooling (the ResNet's global average pool), whose atomic adds are
+    reproducible anyway where each input element gets one (non-overlapping windows, as here).
+    Attention's are not: the fused kernels' backward passes (flash, memory-efficient, cuDNN)
+    accumulate in a varying order unless strict mode is on, so a deterministic run computes
+    attention with the math kernel (the sequences here are short). tests/gpu checks the result.
+    """
+    if device.type == "cuda":
+        if spec.deterministic:  # deterministic cuBLAS; read when CUDA first creates its handle
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        # CPU kernels are deterministic at a fixed thread count already; on CPU this call would
+        # also import torch._inductor (1.5 s per job, most of a small job's time).
+        torch.use_deterministic_algorithms(spec.deterministic, warn_only=True)
+        torch.backends.cudnn.benchmark = not spec.deterministic
+        for switch in FUSED_ATTENTION_SWITCHES:
+            if hasattr(torch.backends.cuda, switch):  # enable_cudnn_sdp: torch >= 2.3
+                getattr(torch.backends.cuda, switch)(not spec.deterministic)

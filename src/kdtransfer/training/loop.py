@@ -1,0 +1,122 @@
+"""One training loop for every condition; the condition only selects the objective.
+
+Data sits in memory as tensors (on the GPU when there is one; uint8 images stay uint8 there,
+4x smaller, and are scaled and standardised per batch); batches are index slices of a per-epoch
+permutation of the run's seed and data-order role (kdtransfer.training.batches). Each step is
+forward + objective, backward, optimizer step; a SIGTERM saves a checkpoint at the end of the
+step and stops, and a rerun resumes bit-identically (kdtransfer.training.state).
+
+On CUDA: image batches and models channels_last, bf16 autocast (RunSpec.bf16), optional
+torch.compile of the student (RunSpec.compile), and the determinism switch. These do not apply
+on CPU, where runs are bit-identical at a fixed thread count already and the switches would
+import torch._dynamo/_inductor (1.4-1.5 s per job, most of a small job's time).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+
+import torch
+
+from kdtransfer.data import ArrayDataset
+from kdtransfer.spec import RunSpec
+from kdtransfer.training.batches import BatchInputs, epoch_permutation, order_fingerprint, predict_logits, steps_per_epoch
+from kdtransfer.training.device import configure_device, pick_device
+from kdtransfer.training.models import count_parameters, create_model_for, state_fingerprint
+from kdtransfer.training.objective import build_objective
+from kdtransfer.training.optim import make_optimizer
+from kdtransfer.training.progress import DivergenceGuard
+from kdtransfer.training.seeding import derive_seed, run_roles
+from kdtransfer.training.state import Checkpoint, TrainingInterrupted, TrainState, sigterm_flag
+
+log = logging.getLogger(__name__)
+
+
+def build_initial_model(spec: RunSpec, data: ArrayDataset) -> torch.nn.Module:
+    """The run's initial weights, from its seed and init role (shared by the teacher and the
+    students of a seed when their architectures match)."""
+    init_role, _ = run_roles(spec.condition)
+    torch.manual_seed(derive_seed(spec.seed, init_role))
+    return create_model_for(spec.model, data)
+
+
+def train_run(spec: RunSpec, data: ArrayDataset, *, checkpoint_path: str | os.PathLike, checkpoint_every: int,
+              teacher_weights: str | os.PathLike | None = None, teacher_model: dict | None = None,
+              device: torch.device | None = None) -> tuple[torch.nn.Module, list[dict], dict]:
+    """Train one run; returns (final model, per-epoch history, run info).
+
+    `kd` needs `teacher_weights` and `teacher_model` (its model entry); `rcd` of a feature
+    variant needs `teacher_model` only (the shapes its noise maps take). The final epoch's
+    weights are the model: nothing is ever selected on the test split.
+    """
+    device = device or pick_device()
+    configure_device(spec, device)
+    recipe, (_, order_role) = spec.recipe, run_roles(spec.condition)
+    order_seed = derive_seed(spec.seed, order_role)
+    inputs = BatchInputs(data, device)
+    x_train, y_train, x_test, y_test = (torch.from_numpy(a).to(device) for a in (data.x_train, data.y_train, data.x_test, data.y_test))
+    n, steps = x_train.shape[0], steps_per_epoch(x_train.shape[0], recipe)
+
+    model = inputs.place(build_initial_model(spec, data))
+    info = {"init_fingerprint": state_fingerprint(model), "order_fingerprint": order_fingerprint(order_seed, n, recipe.epochs),
+            "num_parameters": count_parameters(model), "device": str(device)}
+    objective = build_objective(spec, model, data, x_train, inputs, teacher_weights, teacher_model)
+    opt, sched = make_optimizer([*model.parameters(), *objective.parameters()], recipe, steps)
+    state, checkpoint = TrainState(model, opt, sched, objective, device), Checkpoint(checkpoint_path, spec.fingerprint())
+    if not checkpoint.resume(state):
+        # Dropout draws from the global RNG: reseed after the (condition-dependent) setup, from the
+        # seed and the data-order role alone, so kd, rcd and nokd differ only in their loss.
+        torch.manual_seed(derive_seed(spec.seed, "dropout", order_role))
+    guard = DivergenceGuard(spec, device)
+    # Compiled after the objective registered its feature hooks, so they are traced.
+    forward = torch.compile(model) if spec.compile and device.type == "cuda" else model
+
+    with sigterm_flag() as sigterm, contextlib.closing(objective):  # closing: removes its forward hooks
+        for epoch in range(state.epoch, recipe.epochs):
+            perm = epoch_permutation(order_seed, epoch, n, device)
+            if state.batch == 0:  # fresh per-epoch generators: a resumed run repeats the draws it would have made
+                objective.start_epoch(epoch)
+                state.aug_gen.manual_seed(derive_seed(spec.seed, "augment", order_role, epoch))  # kd, rcd, nokd: same crops
+            model.train()
+            started = time.perf_counter()
+            for b in range(state.batch, steps):
+                idx = perm[b * recipe.batch_size:(b + 1) * recipe.batch_size]
+                xb, yb = inputs(x_train[idx], recipe.augment, state.aug_gen), y_train[idx]
+                logits, loss, parts = objective(forward, xb, yb, idx)
+                guard.before_step(loss, epoch, b)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                state.stats.add(loss, parts, logits, yb)
+                guard.after_step(state.stats, epoch, b)
+                if sigterm.raised:
+                    stop(spec, state, checkpoint, guard, epoch, b, started)
+            guard.check(state.stats, epoch, steps - 1)
+            seconds = state.stats.seconds + time.perf_counter() - started
+            row = state.end_epoch(accuracy(model, x_test, y_test, inputs, spec.bf16), seconds)
+            log.info("epoch %d/%d loss %.4f ce %.4f kd %.4f feature %.4f train_acc %.4f test_acc %.4f lr %.4g time %.2fs",
+                     row["epoch"], recipe.epochs, row["loss"], row["ce"], row["kd"], row["feature"], row["train_accuracy"],
+                     row["test_accuracy"], row["lr"], seconds)
+            if state.epoch % checkpoint_every == 0 and state.epoch < recipe.epochs:
+                checkpoint.save(state)
+    return model, state.history, info
+
+
+def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, inputs: BatchInputs, bf16: bool) -> float:
+    return float((predict_logits(model, x, inputs=inputs, bf16=bf16).argmax(1) == y).float().mean())
+
+
+def stop(spec: RunSpec, state: TrainState, checkpoint: Checkpoint, guard: DivergenceGuard, epoch: int, batch: int,
+         started: float) -> None:
+    """SIGTERM arrived during step `batch`: save the state after it (never a diverged one) and stop."""
+    state.stats.seconds += time.perf_counter() - started
+    guard.check(state.stats, epoch, batch)
+    state.epoch, state.batch = epoch, batch + 1
+    checkpoint.save(state)
+    raise TrainingInterrupted(f"SIGTERM during {spec.run_key} seed {spec.seed} epoch {epoch + 1}: checkpoint saved to "
+                              f"{checkpoint.path}; rerun to resume")
+
