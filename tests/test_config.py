@@ -160,15 +160,15 @@ def test_workflow_stops_before_any_job(workflow_copy, case):
 
 def test_run_keys_share_teachers_and_controls_across_a_sweep():
     p = Plan(validate_config(DEFAULT, SCHEMA))
-    # digits sweeps T in {1, 4, 16} (one teacher and one nokd key) and its recipe (one more each).
-    teachers = {p.run_key("teacher", s) for s in ("digits_mlp", "digits_mlp_T1", "digits_mlp_T16")}
-    controls = {p.run_key("nokd", s) for s in ("digits_mlp", "digits_mlp_T1", "digits_mlp_T16")}
+    # digits sweeps T in {1, 4} (one teacher and one nokd key) and its recipe (one more each).
+    teachers = {p.run_key("teacher", s) for s in ("digits_mlp", "digits_mlp_T1")}
+    controls = {p.run_key("nokd", s) for s in ("digits_mlp", "digits_mlp_T1")}
     assert len(teachers) == len(controls) == 1
     assert p.run_key("teacher", "digits_mlp_digits_cosine") not in teachers
-    assert len({p.run_key("kd", s) for s in ("digits_mlp", "digits_mlp_T1", "digits_mlp_T16")}) == 3
-    spec_kd = p.run_spec("kd", p.run_key("kd", "digits_mlp_T16"), 0)
+    assert len({p.run_key("kd", s) for s in ("digits_mlp", "digits_mlp_T1")}) == 2
+    spec_kd = p.run_spec("kd", p.run_key("kd", "digits_mlp_T1"), 0)
     spec_nokd = p.run_spec("nokd", p.run_key("nokd", "digits_mlp"), 0)
-    assert spec_kd["kd"]["temperature"] == 16 and "kd" not in spec_nokd
+    assert spec_kd["kd"]["temperature"] == 1 and "kd" not in spec_nokd
 
 
 def test_reordered_config_keys_give_identical_params():
@@ -199,8 +199,9 @@ def test_independent_condition_adds_fresh_reference_runs(workflow_copy):
     cfg["conditions"] = ["kd", "rcd", "nokd", "independent"]
     (workflow_copy / "config.yaml").write_text(yaml.safe_dump(cfg))
     c = counts(snakemake(workflow_copy, "-n").stdout)
-    # 4 (dataset, model, recipe) keys x 10 seeds more: one fresh reference per teacher.
-    assert c["train_reference"] == 120 and c["train_distilled"] == 120
+    # 4 (dataset, model, recipe) keys x 10 seeds more: one fresh reference per teacher; kd and rcd
+    # of the 5 setups (digits at T 1 and 4 and under cosine, MNIST-1D, MNIST): 100.
+    assert c["train_reference"] == 120 and c["train_distilled"] == 100
 
 
 # ---------------------------------------------------------------------------------------------
