@@ -96,8 +96,11 @@ class Distillation(Objective):
     def __init__(self, autocast, kd: KDSettings, signal: TeacherSignal | NoiseSignal, features: FeatureMatch | None):
         super().__init__(autocast)
         self.kd, self.signal, self.features = kd, signal, features
-        # The regressor belongs to the loss: trained with the student, not part of it.
-        self.regressor = features.regressor if features is not None else None
+
+    @property
+    def regressor(self) -> HintRegressor | None:
+        """The hint regressor: part of the loss, trained with the student, not part of it."""
+        return self.features.regressor if self.features is not None else None
 
     def __call__(self, forward, xb: torch.Tensor, yb: torch.Tensor, idx: torch.Tensor):
         target_logits, target_maps = self.signal(idx, xb)
