@@ -65,7 +65,8 @@ def train_run(spec: RunSpec, data: ArrayDataset, *, checkpoint_path: str | os.Pa
             "num_parameters": count_parameters(model), "device": str(device)}
     objective = build_objective(spec, model, data, x_train, inputs, teacher_weights, teacher_model)
     opt, sched = make_optimizer([*model.parameters(), *objective.parameters()], recipe, steps)
-    state, checkpoint = TrainState(model, opt, sched, objective, device), Checkpoint(checkpoint_path, spec.fingerprint())
+    state = TrainState(model, opt, sched, objective, device)
+    checkpoint = Checkpoint(checkpoint_path, spec.fingerprint(), run=f"{spec.run_key} seed {spec.seed}")
     if not checkpoint.resume(state):
         # Dropout draws from the global RNG: reseed after the (condition-dependent) setup, from the
         # seed and the data-order role alone, so kd, rcd and nokd differ only in their loss.

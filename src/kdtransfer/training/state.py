@@ -75,10 +75,11 @@ class TrainState:
 
 
 class Checkpoint:
-    """The checkpoint file of one run specification (`fingerprint`), at `path`."""
+    """The checkpoint file of one run specification (`fingerprint`), at `path`; `run` names the run
+    in the resume message (README documents its form: `resumed <run> seed <s> from ...`)."""
 
-    def __init__(self, path: str | os.PathLike, fingerprint: str):
-        self.path, self.fingerprint = Path(path), fingerprint
+    def __init__(self, path: str | os.PathLike, fingerprint: str, run: str = "run"):
+        self.path, self.fingerprint, self.run = Path(path), fingerprint, run
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def resume(self, state: TrainState) -> bool:
@@ -87,7 +88,7 @@ class Checkpoint:
         if saved is None:
             return False
         state.load_state_dict(saved)
-        log.info("resumed from %s at epoch %d batch %d", self.path, state.epoch + 1, state.batch)
+        log.info("resumed %s from %s at epoch %d batch %d", self.run, self.path, state.epoch + 1, state.batch)
         return True
 
     def save(self, state: TrainState) -> None:
