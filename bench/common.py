@@ -61,6 +61,13 @@ class Row:
     samples: list[float] = field(default_factory=list)
 
 
+def python_c_seconds(program: str) -> float:
+    """Wall seconds of `python -c program` in a fresh interpreter (start-up and imports included)."""
+    started = time.perf_counter()
+    subprocess.run([PYTHON, "-c", program], check=True, cwd=REPO, capture_output=True)
+    return time.perf_counter() - started
+
+
 def median(values) -> float:
     return float(statistics.median(values))
 

@@ -22,7 +22,7 @@ from collections import defaultdict
 from datetime import datetime
 from pathlib import Path
 
-from bench.common import CACHE_DIR, PYTHON, REPO, Row, copy_workflow, median
+from bench.common import CACHE_DIR, PYTHON, REPO, Row, copy_workflow, median, python_c_seconds
 
 WORKDIR = CACHE_DIR / "e2e_workflow"
 SNAKEMAKE = [PYTHON, "-m", "snakemake"]
@@ -53,12 +53,7 @@ REFERENCE_IMPORT_TORCH_SECONDS = 1.0
 
 def import_torch_seconds(repeats: int = 5) -> list[float]:
     """Wall seconds of `python -c "import torch"` in fresh interpreters."""
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        subprocess.run([PYTHON, "-c", "import torch"], check=True, capture_output=True)
-        times.append(time.perf_counter() - started)
-    return times
+    return [python_c_seconds("import torch") for _ in range(repeats)]
 
 
 def benchmark_totals(root: Path) -> dict[str, tuple[int, float, float, float]]:

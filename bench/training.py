@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import REPO, Row, median
+from bench.common import REPO, Row, median, python_c_seconds
 
 PROJECT = "project (train_run)"
 TENSOR_LOADER = "DataLoader(TensorDataset)"
@@ -286,18 +286,13 @@ def _warm_up(case: dict, data):
 def import_rows(repeats: int) -> list[Row]:
     """What a training job pays before its first step, in a new process: the imports of each loop
     and the construction of its optimizer (a torch.optim optimizer imports torch._dynamo then)."""
-    import subprocess
-    import sys
-
     programs = {PROJECT: "import torch, kdtransfer.training.loop; from kdtransfer.training.optim import SGD; "
                          "SGD(torch.nn.Linear(2, 2).parameters(), lr=0.1, momentum=0.9, weight_decay=0.0, nesterov=False)",
                 "DataLoader loops": "import torch, torch.utils.data, kdtransfer.training.models; torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=0.1)"}
     seconds = {name: [] for name in programs}
     for repeat in range(max(3, repeats)):
         for name in (programs if repeat % 2 == 0 else reversed(list(programs))):
-            started = time.perf_counter()
-            subprocess.run([sys.executable, "-c", programs[name]], check=True, cwd=REPO)
-            seconds[name].append(time.perf_counter() - started)
+            seconds[name].append(python_c_seconds(programs[name]))
     project = median(seconds[PROJECT])
     return [Row("training job start-up (new process)", name, "imports + optimizer construction", median(times), "s", median(times) / project,
                 f"`python -c '{programs[name]}'`; ratio = this / project", times) for name, times in seconds.items()]

@@ -136,7 +136,7 @@ def test_bootstrap_ci_against_scipy(metrics, tests_df):
     lo, hi = S.bootstrap_median_ci(d, n_bootstrap=500, seed=[0, 7])
     assert (lo, hi) == pytest.approx((ref.confidence_interval.low, ref.confidence_interval.high))
     r = tests_df[(tests_df["setup"] == "a") & (tests_df["test"] == "agreement: kd > nokd")].iloc[0]
-    lo, hi = S.bootstrap_median_ci(d, n_bootstrap=500, seed=S._stable_seed(0, "a", "agreement: kd > nokd"))
+    lo, hi = S.bootstrap_median_ci(d, n_bootstrap=500, seed=S.stable_seed(0, "a", "agreement: kd > nokd"))
     assert (r["ci_low"], r["ci_high"]) == pytest.approx((lo, hi))
     assert r["ci_low"] <= r["median_diff"] <= r["ci_high"]
 

@@ -76,6 +76,11 @@ class RunSpec:
     bf16: bool  # bfloat16 autocast (CUDA)
     compile: bool  # torch.compile the student (CUDA)
 
+    @property
+    def name(self) -> str:
+        """How messages and logs name the run: `<run_key> seed <seed>`."""
+        return f"{self.run_key} seed {self.seed}"
+
     @classmethod
     def from_params(cls, params: dict) -> RunSpec:
         """The RunSpec of a training rule's params (Plan.run_spec)."""

@@ -10,7 +10,7 @@ colour alone; axes carry units; setups are shown by their display label
 (`display.setup_labels`: a sweep's base setup with its value on each axis), never by their key.
 
 Confidence intervals are percentile bootstraps with the configured number of resamples
-(`analysis.bootstrap`), seeded per setup from its name (`stats._stable_seed`), so adding a setup
+(`analysis.bootstrap`), seeded per setup from its name (`stats.stable_seed`), so adding a setup
 never changes another setup's interval; the intervals of tested quantities are the tests
 table's own.
 
@@ -39,7 +39,7 @@ import pandas as pd  # noqa: E402
 from kdtransfer.io.atomic import atomic_path  # noqa: E402
 from kdtransfer.catalog import SIZE_SWEEPS, STUDENT_CONDITIONS  # noqa: E402
 from kdtransfer.analysis.display import CONDITION_NAMES, axis_name, axis_value_text, config_labels, setup_labels, setup_order  # noqa: E402
-from kdtransfer.analysis.stats import _stable_seed, asymmetry_gains, bootstrap_median_ci, paired_values  # noqa: E402
+from kdtransfer.analysis.stats import asymmetry_gains, bootstrap_median_ci, paired_values, stable_seed  # noqa: E402
 from kdtransfer.analysis.verdicts import student_sizes, sweep_points  # noqa: E402
 
 # condition -> (marker, face colour, edge colour); greyscale-safe by shape + fill
@@ -137,7 +137,7 @@ def _jitter(n: int, key: str, width: float = 0.12) -> np.ndarray:
 def _ci(values: np.ndarray, setup: str, what: str, n_bootstrap: int, random_seed: int) -> tuple[float, float]:
     """95% percentile-bootstrap CI of the median, seeded by (setup, what); a constant sample
     or a single value gives the value itself."""
-    lo, hi = bootstrap_median_ci(values, n_bootstrap=n_bootstrap, seed=_stable_seed(random_seed, str(setup), what))
+    lo, hi = bootstrap_median_ci(values, n_bootstrap=n_bootstrap, seed=stable_seed(random_seed, str(setup), what))
     med = float(np.median(values)) if values.size else math.nan
     return (med if math.isnan(lo) else lo), (med if math.isnan(hi) else hi)
 

@@ -148,7 +148,9 @@ def min_exact_p(n: int, alternative: str) -> float:
     return min(1.0, 2 * p) if alternative == "two-sided" else p
 
 
-def _stable_seed(random_seed: int, *parts: str) -> list[int]:
+def stable_seed(random_seed: int, *parts: str) -> list[int]:
+    """A bootstrap seed from the analysis seed and names (setup, test): the same for a setup
+    whatever other setups the config has, so adding one never moves another's CI."""
     return [int(random_seed), zlib.crc32("|".join(parts).encode())]
 
 
@@ -275,7 +277,7 @@ def setup_tests(
             else:
                 d = paired_values(metrics, setup, metric, ca, cb)["diff"].to_numpy()
                 primary = True
-            res = paired_test(d, alt, n_bootstrap=n_bootstrap, seed=_stable_seed(random_seed, str(setup), test_id))
+            res = paired_test(d, alt, n_bootstrap=n_bootstrap, seed=stable_seed(random_seed, str(setup), test_id))
             if not primary:
                 res["note"] = "; ".join(x for x in (res["note"], "secondary: not in the FDR family") if x)
             rows.append({"setup": setup, "family": str(setup) if fdr_family == "setup" else "all", "kind": kind, "test": test_id, "metric": metric,

@@ -59,6 +59,6 @@ def train_and_save(
     with atomic_path(weights_out) as tmp:
         torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
     remove_checkpoints(checkpoint)  # the run is complete; checkpoints would only waste disk
-    log.info("done %s seed %d: test accuracy %.4f, %d parameters", spec.run_key, spec.seed,
+    log.info("done %s: test accuracy %.4f, %d parameters", spec.name,
              history[-1]["test_accuracy"], info["num_parameters"])
     return info

@@ -66,7 +66,7 @@ def train_run(spec: RunSpec, data: ArrayDataset, *, checkpoint_path: str | os.Pa
     objective = build_objective(spec, model, data, x_train, inputs, teacher_weights, teacher_model)
     opt, sched = make_optimizer([*model.parameters(), *objective.parameters()], recipe, steps)
     state = TrainState(model, opt, sched, objective, device)
-    checkpoint = Checkpoint(checkpoint_path, spec.fingerprint(), run=f"{spec.run_key} seed {spec.seed}")
+    checkpoint = Checkpoint(checkpoint_path, spec.fingerprint(), run=spec.name)
     if not checkpoint.resume(state):
         # Dropout draws from the global RNG: reseed after the (condition-dependent) setup, from the
         # seed and the data-order role alone, so kd, rcd and nokd differ only in their loss.
@@ -118,6 +118,6 @@ def stop(spec: RunSpec, state: TrainState, checkpoint: Checkpoint, guard: Diverg
     guard.check(state.stats, epoch, batch)
     state.epoch, state.batch = epoch, batch + 1
     checkpoint.save(state)
-    raise TrainingInterrupted(f"SIGTERM during {spec.run_key} seed {spec.seed} epoch {epoch + 1}: checkpoint saved to "
+    raise TrainingInterrupted(f"SIGTERM during {spec.name} epoch {epoch + 1}: checkpoint saved to "
                               f"{checkpoint.path}; rerun to resume")
 

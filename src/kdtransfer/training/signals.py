@@ -29,7 +29,7 @@ class TeacherError(ValueError):
 def load_teacher(spec: RunSpec, data: ArrayDataset, weights: str | os.PathLike, entry: dict) -> torch.nn.Module:
     """The trained teacher, or a TeacherError naming the file, the run and what does not fit."""
     teacher = create_model_for(entry, data)
-    where = f"teacher {weights} (for run {spec.run_key} seed {spec.seed})"
+    where = f"teacher {weights} (for run {spec.name})"
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -59,7 +59,7 @@ class TeacherSignal:
     def __init__(self, spec: RunSpec, data: ArrayDataset, weights, entry: dict | None, x_train: torch.Tensor,
                  inputs: BatchInputs, example: torch.Tensor):
         if weights is None or entry is None:
-            raise ValueError(f"run {spec.run_key} seed {spec.seed}: kd needs the teacher's weights and model entry")
+            raise ValueError(f"run {spec.name}: kd needs the teacher's weights and model entry")
         self.teacher = inputs.place(load_teacher(spec, data, weights, entry)).eval()
         self.autocast = lambda: autocast_context(inputs.device, spec.bf16)
         self.fixed_logits = self.tap = self.feature_shapes = None

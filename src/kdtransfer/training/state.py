@@ -75,10 +75,10 @@ class TrainState:
 
 
 class Checkpoint:
-    """The checkpoint file of one run specification (`fingerprint`), at `path`; `run` names the run
-    in the resume message (README documents its form: `resumed <run> seed <s> from ...`)."""
+    """The checkpoint file of one run specification (`fingerprint`), at `path`; `run` (RunSpec.name)
+    names the run in the resume message (README documents its form: `resumed <run> seed <s> from ...`)."""
 
-    def __init__(self, path: str | os.PathLike, fingerprint: str, run: str = "run"):
+    def __init__(self, path: str | os.PathLike, fingerprint: str, *, run: str):
         self.path, self.fingerprint, self.run = Path(path), fingerprint, run
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
