@@ -46,9 +46,16 @@ def test_outputs_exist_and_trace_to_predictions(finished):
     assert {"agreement: kd > nokd", "agreement: kd > rcd"} <= set(tests["test"])
 
 
-def test_training_logs_one_line_per_epoch(finished):
-    log = (finished / f"logs/train/{PLAN.run_key('teacher', 'digits_mlp')}/seed0.log").read_text()
-    assert len(re.findall(r"epoch \d+/4 loss", log)) == 4
+def test_a_pack_logs_each_run_with_its_progress_and_one_line_per_epoch(finished):
+    key = PLAN.run_key("teacher", "digits_mlp")
+    log = (finished / f"logs/train/{key}/seeds0to9.log").read_text()  # one pack: seeds 0-3 of the block 0-9
+    lines = [line for line in log.splitlines() if line[:4].isdigit()]
+    for seed in range(4):
+        mine = [line for line in lines if f"[{key} seed {seed}] " in line]
+        assert f"run {seed + 1}/4 of the pack" in mine[0]
+        assert len([line for line in mine if re.search(r"epoch \d+/4 loss", line)]) == 4
+    # every line names its run, or the pack
+    assert all(f"[{key} seed " in line or f"[{key} seeds 0-3] " in line for line in lines)
 
 
 def test_second_run_has_nothing_to_do(finished):
@@ -64,11 +71,12 @@ def test_temperature_change_reruns_only_that_setups_kd_and_rcd(finished, tmp_pat
     out = snakemake(finished, "-n", "--configfile", str(changed)).stdout
     jobs = planned_jobs(out)
     trained = [(r, w) for r, w in jobs if r.startswith("train_")]
-    assert sorted((w["condition"], w["setup"], w["seed"]) for _, w in trained) == sorted(
-        (c, "mnist1d_cnn", str(s)) for c in ("kd", "rcd") for s in range(4))
-    assert all(r == "train_distilled" for r, _ in trained)
+    # the kd and rcd packs of that setup (seeds 0-3), nothing else
+    assert sorted((r, w["condition"], w["setup"]) for r, w in trained) == [
+        ("train_distilled_seeds0to9", c, "mnist1d_cnn") for c in ("kd", "rcd")]
     assert [w["setup"] for r, w in jobs if r == "metrics"] == ["mnist1d_cnn"]
-    assert counts(out) == Counter({"train_distilled": 8, "metrics": 1, "statistics": 1, "figures": 1, "tables": 1, "all": 1})
+    assert counts(out) == Counter({"train_distilled_seeds0to9": 2, "metrics": 1, "statistics": 1, "figures": 1, "tables": 1,
+                                   "all": 1})
 
 
 def test_figures_tables_report_regenerate_without_weights(finished):
@@ -136,7 +144,7 @@ def test_truncated_predictions_stop_analysis_naming_the_file_and_keep_other_resu
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert victim_path in out and "unreadable" in out
-    assert "re-run rule train_distilled" in out
+    assert "re-run its training pack (rule train_distilled_seeds...)" in out
     # Work finished before the fault is untouched: other setups' metrics, all tables.
     assert (finished / "results/analysis/metrics/digits_mlp.parquet").exists()
     assert (finished / "results/tables/summary.csv").read_text() == summary_before

@@ -43,6 +43,25 @@ except TrainingInterrupted:
 """
 
 
+# A pack of three runs of one run key (seeds 2, 3, 4), shorter, for kills inside a pack.
+PACK_SEEDS = (2, 3, 4)
+PACK_SPECS = [run_params("rcd", model=MODEL, recipe=dict(RECIPE, epochs=10), kd={"alpha": 0.9, "temperature": 4},
+                         rcd={"noise": "gaussian", "resample": "step"}, seed=seed) for seed in PACK_SEEDS]
+PACK_RUNNER = """
+import json, sys
+from kdtransfer.spec import RunSpec
+from kdtransfer.training.pack import PackRun, train_pack
+from kdtransfer.training.state import TrainingInterrupted
+specs, data, out = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
+runs = [PackRun(RunSpec.from_params(s), f"{out}/seed{s['seed']}/model.pt", f"{out}/seed{s['seed']}/history.parquet",
+                {"test": f"{out}/seed{s['seed']}/predictions_test.parquet"}) for s in specs]
+try:
+    train_pack(runs, data, checkpoint_every=1)
+except TrainingInterrupted:
+    sys.exit(143)
+"""
+
+
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "digits.npz"
@@ -95,6 +114,49 @@ def kill_and_resume(tmp_path, data, sig, at_epoch, **run):
 def test_killed_run_resumes_bit_identical(tmp_path, data, uninterrupted, sig, at_epoch):
     resumed = kill_and_resume(tmp_path, data, sig, at_epoch)
     assert resumed.logits.tobytes() == uninterrupted.logits.tobytes()
+
+
+def start_pack(data, out):
+    return subprocess.Popen([sys.executable, "-c", PACK_RUNNER, json.dumps(PACK_SPECS), data, str(out)])
+
+
+def pack_predictions(out: Path) -> list[bytes]:
+    return [(out / f"seed{seed}" / "predictions_test.parquet").read_bytes() for seed in PACK_SEEDS]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_pack(tmp_path_factory, data):
+    out = tmp_path_factory.mktemp("clean_pack")
+    assert start_pack(data, out).wait(timeout=300) == 0
+    return pack_predictions(out)
+
+
+@pytest.mark.parametrize("sig,run,at_epoch", [(signal.SIGKILL, 1, 4), (signal.SIGKILL, 2, 1), (signal.SIGTERM, 2, 6),
+                                              (signal.SIGTERM, 3, 2)])
+def test_killed_pack_resumes_each_run_bit_identical(tmp_path, data, uninterrupted_pack, sig, run, at_epoch):
+    """Kill a pack while its `run`-th run trains; the rerun restores the runs before it from their
+    final state, resumes it from its checkpoint, trains the rest: every run as if never killed."""
+    proc = start_pack(data, tmp_path)
+    ckpt = tmp_path / f"seed{PACK_SEEDS[run - 1]}" / "checkpoint.pt"
+    deadline = time.time() + 120
+    while checkpoint_epoch(ckpt) < at_epoch:
+        assert proc.poll() is None, "the pack finished before the fault could be injected"
+        assert time.time() < deadline
+        time.sleep(0.01)
+    time.sleep(0.03)
+    proc.send_signal(sig)
+    code = proc.wait(timeout=60)
+    assert code == (143 if sig == signal.SIGTERM else -signal.SIGKILL)
+    for seed in PACK_SEEDS[:run - 1]:  # finished before the kill: outputs written, final state kept
+        assert (tmp_path / f"seed{seed}" / "predictions_test.parquet").exists()
+        assert checkpoint_epoch(tmp_path / f"seed{seed}" / "checkpoint.pt") == 10
+    if sig == signal.SIGTERM:
+        assert torch.load(ckpt, weights_only=True)["batch"] > 0  # saved mid-epoch on SIGTERM
+    for path in [*tmp_path.rglob("*.parquet"), *tmp_path.rglob("model.pt")]:  # Snakemake deletes a failed job's outputs
+        path.unlink()
+    assert start_pack(data, tmp_path).wait(timeout=300) == 0
+    assert pack_predictions(tmp_path) == uninterrupted_pack
+    assert not list(tmp_path.rglob("*checkpoint*"))
 
 
 @pytest.fixture(scope="module")
@@ -187,12 +249,12 @@ def test_truncated_predictions_name_the_file(tmp_path, uninterrupted):
     with pytest.raises(PredictionsError, match="predictions_test.parquet.*unreadable.*re-run the training rule"):
         read_predictions(bad)
     # Under the workflow's layout the message names the rule that makes the file.
-    for condition, rule in (("kd", "train_distilled"), ("rcd", "train_distilled"), ("nokd", "train_reference"),
-                            ("teacher", "train_reference")):
+    for condition, rule in (("kd", "train_distilled_seeds"), ("rcd", "train_distilled_seeds"),
+                            ("nokd", "train_reference_seeds"), ("teacher", "train_reference_seeds")):
         run_dir = tmp_path / "results" / "runs" / condition / "digits_mlp" / "seed0"
         run_dir.mkdir(parents=True)
         (run_dir / "predictions_test.parquet").write_bytes(raw[: len(raw) // 2])
-        with pytest.raises(PredictionsError, match=f"unreadable.*re-run rule {rule}, which makes it"):
+        with pytest.raises(PredictionsError, match=fr"unreadable.*re-run its training pack \(rule {rule}\.\.\.\), which makes it"):
             read_predictions(run_dir / "predictions_test.parquet")
 
 

@@ -63,8 +63,8 @@ def finished(tmp_path_factory):
 def test_every_modality_runs_through_training_and_analysis(finished):
     wf, plan, runs = finished
     # 4 teachers, 3 nokd controls (the ResNet-34 -> ResNet-18 student shares the ResNet-18 one),
-    # kd + rcd for 6 setups; 2 seeds.
-    assert plan["train_reference"] == 14 and plan["train_distilled"] == 24 and plan["metrics"] == 6
+    # kd + rcd for 6 setups; 2 seeds, one pack per run key.
+    assert plan["train_reference_seeds0to9"] == 7 and plan["train_distilled_seeds0to9"] == 12 and plan["metrics"] == 6
     metrics = pd.read_parquet(wf / "results/analysis/metrics.parquet")
     assert set(metrics["setup"]) == set(KEEP)
     assert set(metrics["condition"]) >= {"teacher", "kd", "rcd", "nokd"}

@@ -182,3 +182,50 @@ def test_gpu_switches_are_part_of_every_runs_identity(switch):
     assert all(flipped.run_key(c, "s") != base.run_key(c, "s") for c in base.conditions)
     schema = yaml.safe_load(open(SCHEMA))
     assert "retrain" in schema["properties"]["training"]["properties"][switch]["description"]
+
+
+# ---- packs: how runs group into training jobs ---------------------------------------------------
+
+def plan_with(seeds, pack_size=None) -> Plan:
+    cfg = copy.deepcopy(BASE)
+    cfg["seeds"] = seeds
+    if pack_size is not None:
+        cfg["training"] = {"pack_size": pack_size}
+    return Plan(validate_config(cfg, SCHEMA))
+
+
+def blocks(plan: Plan) -> list[tuple[str, tuple[int, ...]]]:
+    return [(b.label, b.seeds) for b in plan.seed_blocks]
+
+
+def test_packs_are_blocks_of_seed_values_that_adding_seeds_leaves_alone():
+    assert blocks(plan_with(10)) == [("seeds0to9", tuple(range(10)))]  # the default pack_size, 10
+    assert blocks(plan_with(20)) == [("seeds0to9", tuple(range(10))), ("seeds10to19", tuple(range(10, 20)))]
+    assert blocks(plan_with(8)) == [("seeds0to9", tuple(range(8)))]  # fewer seeds: the same block, smaller
+    assert blocks(plan_with(5, pack_size=2)) == [("seeds0to1", (0, 1)), ("seeds2to3", (2, 3)), ("seeds4to5", (4,))]
+    assert blocks(plan_with([17, 3, 5], pack_size=4)) == [("seeds0to3", (3,)), ("seeds4to7", (5,)), ("seeds16to19", (17,))]
+    assert blocks(plan_with(3, pack_size=1)) == [("seed0", (0,)), ("seed1", (1,)), ("seed2", (2,))]
+
+
+def test_a_pack_is_one_run_key_over_one_block_and_every_run_is_in_exactly_one():
+    plan = plan_with(5, pack_size=2)
+    assert len(plan.packs) == len({(r.condition, r.key) for r in plan.runs}) * 3
+    in_packs = sorted((p.condition, p.key, s) for p in plan.packs for s in p.block.seeds)
+    assert in_packs == sorted((r.condition, r.key, r.seed) for r in plan.runs)
+    kd = next(p for p in plan.packs if p.condition == "kd")
+    assert kd.name == f"{kd.key} seeds 0-1"
+
+
+def test_pack_size_is_no_part_of_any_runs_identity():
+    one, ten = plan_with(4, pack_size=1), plan_with(4)
+    assert [(r.condition, r.key, r.seed) for r in one.runs] == [(r.condition, r.key, r.seed) for r in ten.runs]
+    for r in ten.runs:
+        assert one.run_spec(r.condition, r.key, r.seed) == ten.run_spec(r.condition, r.key, r.seed)
+        # a pack's spec is every run's, less the seed
+        assert ten.pack_spec(r.condition, r.key) == {k: v for k, v in ten.run_spec(r.condition, r.key, r.seed).items()
+                                                      if k != "seed"}
+
+
+def test_pack_size_below_one_is_a_config_error():
+    with pytest.raises(ConfigError, match="training.pack_size"):
+        plan_with(4, pack_size=0)

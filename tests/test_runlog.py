@@ -48,3 +48,25 @@ def test_every_line_of_a_job_names_its_run_and_seed(tmp_path):
         records = [line for line in text.splitlines() if line[:4].isdigit()]  # timestamped lines
         assert len(records) == 3
         assert all("[kd/digits_mlp-1a2b3c4d seed 3]" in line for line in records)
+
+
+PACK_SCRIPT = """
+import logging, sys
+from kdtransfer.io.runlog import about, log_to
+log = log_to(sys.argv[1], job="kd/digits_mlp-1a2b3c4d seeds 0-1")
+log.info("pack of 2 runs")
+for seed in (0, 1):
+    with about(f"kd/digits_mlp-1a2b3c4d seed {seed}"):
+        logging.getLogger("kdtransfer.training.loop").info("epoch 1/4 loss 0.5")
+log.info("pack done")
+"""
+
+
+def test_every_line_of_a_pack_names_the_run_it_is_about(tmp_path):
+    log = tmp_path / "job.log"
+    proc = subprocess.run([sys.executable, "-c", PACK_SCRIPT, str(log)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    for text in (log.read_text(), proc.stderr):
+        prefixes = [line.split("] ")[0].split(" [", 1)[1] for line in text.splitlines() if line[:4].isdigit()]
+        assert prefixes == ["kd/digits_mlp-1a2b3c4d seeds 0-1", "kd/digits_mlp-1a2b3c4d seed 0",
+                            "kd/digits_mlp-1a2b3c4d seed 1", "kd/digits_mlp-1a2b3c4d seeds 0-1"]

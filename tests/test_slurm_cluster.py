@@ -11,15 +11,19 @@ partition, no account, `squeue` as status command (no slurmdbd), sizes that fit 
 a short first status check, kept SLURM logs. Everything else (executor, retries, GPU request,
 jobs, ...) is the shipped profile's.
 
-- A training job that fails (its dataset file is corrupt) is reported as failed, retried as the
-  profile says, and the run exits non-zero.
-- A training job cancelled with `scancel` mid-run is resubmitted by the retry and resumes from its
-  checkpoint; its predictions equal those of an uninterrupted local run bit for bit.
-- The embedded default experiment: every non-local job (prepare_data, all 180 training runs)
-  goes through sbatch (counted per rule against the plan, each job COMPLETED in SLURM's records);
-  the sbatch calls of the GPU rules carry the profile's GPU, CPU, memory and time request; the
-  tables equal those of a local `snakemake --cores 2` run byte for byte (CPU training is
-  bit-reproducible).
+Training jobs are packs (the runs of one run key over a block of seeds; one sbatch job each):
+
+- A pack whose runs fail (its dataset file is corrupt) is reported as failed, retried as the
+  profile says, each retry asking for more time (the pack's runtime times the attempt), and the
+  run exits non-zero.
+- A pack cancelled with `scancel` while its second run trains is resubmitted by the retry: its
+  first run comes back from its final state without training, the second resumes from its
+  checkpoint; both equal an uninterrupted local run bit for bit.
+- A small experiment (tests/configs/tiny.yaml: both kinds of pack, data preparation) runs with
+  every non-local job through sbatch (counted per rule against the plan, each job COMPLETED in
+  SLURM's records); the sbatch calls of the pack rules carry the profile's GPU, CPU, memory and
+  time request; results equal those of a local `snakemake --cores 2` run byte for byte (CPU
+  training is bit-reproducible).
 """
 
 from __future__ import annotations
@@ -46,22 +50,29 @@ pytestmark = pytest.mark.slurm
 SLURM_SCRIPTS = REPO / "tests" / "slurm"
 PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
 PARTITION = "kdtci"  # cluster_up.sh's default
-GPU_RULES = ("train_reference", "train_distilled")
+# The kinds of training pack; their rules are <kind>_<seed block> (train_reference_seeds0to9).
+GPU_KINDS = ("train_reference", "train_distilled")
 # Site values of the CI cluster: 2 CPUs and 2 fake GPUs, so two training jobs run at once.
-SITE_GPU_JOB = {"cpus_per_gpu": 1, "mem_mb": 1500, "runtime": 20}
+SITE_GPU_JOB = {"cpus_per_gpu": 1, "mem_mb": 1500, "runtime_per_run": 3, "runtime_max": 60}
 SITE_DEFAULTS = {"mem_mb": 1000, "runtime": 10}
 
 SMALL = ["--configfile", "tests/configs/slurm_resume.yaml"]
 SMALL_PLAN = planned(REPO / "tests/configs/slurm_resume.yaml")
-SMALL_RUN = run_dir(SMALL_PLAN, "teacher", "mnist_long", 0)
-SMALL_LOG = f"logs/train/{SMALL_PLAN.run_key('teacher', 'mnist_long')}/seed0.log"
-SMALL_EPOCHS = 30
+SMALL_KEY = SMALL_PLAN.run_key("teacher", "mnist_long")
+SMALL_RUNS = [run_dir(SMALL_PLAN, "teacher", "mnist_long", seed) for seed in (0, 1)]
+SMALL_TARGETS = [f"{d}/model.pt" for d in SMALL_RUNS]
+SMALL_RULE = "train_reference_seeds0to9"  # one pack: the teachers of seeds 0 and 1
+SMALL_LOG = f"logs/train/{SMALL_KEY}/seeds0to9.log"
+SMALL_EPOCHS = 12
+
+E2E = ["--configfile", "tests/configs/tiny.yaml"]
+E2E_PLAN = planned(REPO / "tests/configs/tiny.yaml")
 
 # Hard limits per Snakemake call (seconds): far above the measured times (README), so reaching
 # one means a hang, never a slow machine.
 LIMIT_SHORT = 900
-LIMIT_DEFAULT_SLURM = 3600
-LIMIT_DEFAULT_LOCAL = 1800
+LIMIT_E2E_SLURM = 1800
+LIMIT_E2E_LOCAL = 900
 
 SUBMITTED = re.compile(r"Job \d+ has been submitted with SLURM jobid (\d+) \(log: (\S+)\)")
 
@@ -121,8 +132,8 @@ def site_profile(workflow: Path) -> Path:
     defaults["slurm_partition"] = PARTITION
     defaults.pop("slurm_account", None)  # no accounts on this cluster
     defaults.update(SITE_DEFAULTS)
-    for rule in GPU_RULES:
-        profile["set-resources"][rule].update(SITE_GPU_JOB)
+    for kind in GPU_KINDS:
+        profile["set-resources"][kind].update(SITE_GPU_JOB)
     profile["set-resources"]["prepare_data"].update(SITE_DEFAULTS)
     profile["set-resources"]["prepare_data"]["slurm_partition"] = PARTITION
     profile.update({
@@ -209,29 +220,33 @@ def failed_run(cluster, tmp_path_factory):
     buf = io.BytesIO()
     np.savez(buf, x_train=np.zeros((64, 1, 28, 28), np.float32), y_train=np.zeros(64, np.int64))
     data.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
-    plan = snakemake(wf, "plan", f"{SMALL_RUN}/model.pt", "-n", *SMALL, limit=LIMIT_SHORT)
-    assert plan.returncode == 0 and job_stats(plan.out) == Counter({"train_reference": 1}), plan.tail()
-    return snakemake(wf, "fail", f"{SMALL_RUN}/model.pt", "--profile", str(profile), *SMALL, limit=LIMIT_SHORT), wf
+    plan = snakemake(wf, "plan", *SMALL_TARGETS, "-n", *SMALL, limit=LIMIT_SHORT)
+    assert plan.returncode == 0 and job_stats(plan.out) == Counter({SMALL_RULE: 1}), plan.tail()
+    return snakemake(wf, "fail", *SMALL_TARGETS, "--profile", str(profile), *SMALL, limit=LIMIT_SHORT), wf
 
 
 def test_failed_job_is_reported_retried_and_fails_the_run(failed_run):
     run, wf = failed_run
     assert run.returncode != 0, run.tail()
     subs = run.submissions()
-    assert subs and {rule for rule, _, _ in subs} == {"train_reference"}, run.tail()
+    assert subs and {rule for rule, _, _ in subs} == {SMALL_RULE}, run.tail()
     assert len(subs) >= 2, f"the failed job was not retried\n{run.tail()}"
     ids = [jobid for _, jobid, _ in subs]
     assert len(set(ids)) == len(ids), ids
     for jobid in ids:
         assert f"SLURM-job '{jobid}' failed, SLURM status is: 'FAILED'" in run.out, run.tail()
-    assert "Trying to restart job" in run.out and "Error in rule train_reference" in run.out
-    assert {jobid: job["JobState"] for jobid, job in slurm_jobs(ids).items()} == {jobid: "FAILED" for jobid in ids}
+    assert "Trying to restart job" in run.out and f"Error in rule {SMALL_RULE}" in run.out
+    jobs = slurm_jobs(ids)
+    assert {jobid: job["JobState"] for jobid, job in jobs.items()} == {jobid: "FAILED" for jobid in ids}
+    # Each attempt asks for the pack's time, 2 runs x runtime_per_run, times the attempt.
+    minutes = [2 * SITE_GPU_JOB["runtime_per_run"] * attempt for attempt in range(1, len(ids) + 1)]
+    assert [jobs[jobid]["TimeLimit"] for jobid in ids] == [f"{m // 60:02d}:{m % 60:02d}:00" for m in minutes]
     for _, jobid, log in subs:  # each attempt's SLURM log shows the training script's error
         text = log.read_text()
-        # the one-line explanation naming the file and the rule that remakes it, with the job's prefix
-        assert re.search(r"ERROR \[[^\]]+ seed 0\] kdtransfer: DatasetError: prepared dataset \S+ is unreadable", text), text[-3000:]
+        # the one-line explanation naming the file and the rule that remakes it, with the pack's prefix
+        assert re.search(r"ERROR \[[^\]]+ seeds 0-1\] kdtransfer: DatasetError: prepared dataset \S+ is unreadable", text), text[-3000:]
         assert "prepare_data" in text and "Exited with exit code 1" in text, text[-3000:]
-    assert not (wf / SMALL_RUN / "model.pt").exists()
+    assert not any((wf / target).exists() for target in SMALL_TARGETS)
 
 
 def test_failed_job_is_retried_as_often_as_the_slurm_profile_says(failed_run):
@@ -264,7 +279,7 @@ def resumed_run(cluster, tmp_path_factory):
     wf = copy_workflow(tmp_path_factory.mktemp("slurm_resume"))
     profile = site_profile(wf)
     out = wf / "snakemake-resume.out"
-    args = [f"{SMALL_RUN}/model.pt", "--profile", str(profile), *SMALL]
+    args = [*SMALL_TARGETS, "--profile", str(profile), *SMALL]
     t0 = time.monotonic()
     with open(out, "w") as fh:
         proc = subprocess.Popen([*hard_limit(LIMIT_SHORT), *SNAKEMAKE, *args], cwd=wf, stdout=fh,
@@ -273,20 +288,20 @@ def resumed_run(cluster, tmp_path_factory):
         deadline = time.monotonic() + LIMIT_SHORT
 
         def training_job():
-            subs = [s for s in Run(args, 0, out.read_text(), 0, out).submissions() if s[0] == "train_reference"]
+            subs = [s for s in Run(args, 0, out.read_text(), 0, out).submissions() if s[0] == SMALL_RULE]
             return subs[0][1] if subs else None
 
-        jobid = wait_for("the training job's submission", training_job, proc, deadline, out)
+        jobid = wait_for("the training pack's submission", training_job, proc, deadline, out)
 
-        def epochs_done():
+        def second_run_epochs():  # the pack's second run (seed 1) has trained 3 epochs and checkpointed
             log = wf / SMALL_LOG
-            done = len(re.findall(r"epoch \d+/", log.read_text())) if log.exists() else 0
-            return done if done >= 3 and (wf / SMALL_RUN / "checkpoint.pt").exists() else 0
+            done = len(re.findall(rf"\[{re.escape(SMALL_KEY)} seed 1\] \S+ epoch \d+/", log.read_text())) if log.exists() else 0
+            return done if done >= 3 and (wf / SMALL_RUNS[1] / "checkpoint.pt").exists() else 0
 
-        done = wait_for("3 epochs and a checkpoint", epochs_done, proc, deadline, out)
+        done = wait_for("3 epochs of the second run and a checkpoint", second_run_epochs, proc, deadline, out)
         cancel = subprocess.run(["scancel", jobid], capture_output=True, text=True, timeout=60)
         assert cancel.returncode == 0, cancel.stderr
-        say(f"scancel {jobid} after {done} of {SMALL_EPOCHS} epochs")
+        say(f"scancel {jobid} after {done} of {SMALL_EPOCHS} epochs of the pack's second run")
         proc.wait(timeout=LIMIT_SHORT + 120)
     finally:
         if proc.poll() is None:
@@ -295,81 +310,96 @@ def resumed_run(cluster, tmp_path_factory):
     run = Run(args, proc.returncode, out.read_text(), time.monotonic() - t0, out)
     check_not_hung(run, LIMIT_SHORT)
     say(f"snakemake resume (scancel + retry): exit {run.returncode} in {run.seconds:.0f} s")
-    # The same run, uninterrupted, on this machine without SLURM.
+    # The same pack, uninterrupted, on this machine without SLURM.
     ref = copy_workflow(tmp_path_factory.mktemp("local_uninterrupted"))
-    local = snakemake(ref, "local", f"{SMALL_RUN}/model.pt", "--cores", "1", *SMALL, limit=LIMIT_SHORT)
+    local = snakemake(ref, "local", *SMALL_TARGETS, "--cores", "1", *SMALL, limit=LIMIT_SHORT)
     return run, jobid, done, wf, local, ref
 
 
-def test_cancelled_job_is_resubmitted_and_resumes_from_its_checkpoint(resumed_run):
+def epochs_of(text: str, seed: int) -> list[int]:
+    return [int(e) for e in re.findall(rf"\[{re.escape(SMALL_KEY)} seed {seed}\] \S+ epoch (\d+)/{SMALL_EPOCHS} loss", text)]
+
+
+def test_cancelled_pack_is_resubmitted_and_resumes_each_run(resumed_run):
     run, cancelled, done, wf, _, _ = resumed_run
     assert run.returncode == 0, run.tail()
-    subs = [s for s in run.submissions() if s[0] == "train_reference"]
+    subs = [s for s in run.submissions() if s[0] == SMALL_RULE]
     assert [jobid for _, jobid, _ in subs][:1] == [cancelled] and len(subs) == 2, run.tail()
     resumed = subs[1][1]
     assert f"SLURM-job '{cancelled}' failed, SLURM status is: 'CANCELLED'" in run.out, run.tail()
     assert "Trying to restart job" in run.out
     states = slurm_jobs([cancelled, resumed])
     assert states[cancelled]["JobState"] == "CANCELLED" and states[resumed]["JobState"] == "COMPLETED", states
-    # SIGTERM from scancel: the training loop saved a checkpoint and exited; the retry resumed it.
+    # SIGTERM from scancel: the pack saved its second run's checkpoint and exited; the retry
+    # restored the first run from its final state and resumed the second.
     first, second = subs[0][2].read_text(), subs[1][2].read_text()
     assert "SIGTERM during" in first and "checkpoint saved" in first, first[-3000:]
-    m = re.search(r"resumed (\S+) seed 0 from (\S*checkpoint\S*) at epoch (\d+) batch (\d+)", second)
+    assert f"restored {SMALL_KEY} seed 0 from" in second and "not trained again" in second, second[-3000:]
+    m = re.search(rf"resumed {re.escape(SMALL_KEY)} seed 1 from (\S*checkpoint\S*) at epoch (\d+) batch (\d+)", second)
     assert m, second[-3000:]
-    assert int(m.group(3)) >= done, (m.group(0), done)
+    assert int(m.group(2)) >= done, (m.group(0), done)
     # Each epoch trained once over the two jobs: a resume, not a restart. (Snakemake deletes a rule's
     # log before each attempt, so logs/train/... holds the resumed attempt; the SLURM logs hold both.)
-    epoch = rf"epoch (\d+)/{SMALL_EPOCHS} loss"
-    before, after = [[int(e) for e in re.findall(epoch, text)] for text in (first, second)]
-    assert before and after and before + after == list(range(1, SMALL_EPOCHS + 1)), (before, after)
-    assert after[0] == int(m.group(3)), (after, m.group(0))
+    everything = list(range(1, SMALL_EPOCHS + 1))
+    assert epochs_of(first, 0) == everything and epochs_of(second, 0) == []
+    before, after = epochs_of(first, 1), epochs_of(second, 1)
+    assert before and after and before + after == everything, (before, after)
+    assert after[0] == int(m.group(2)), (after, m.group(0))
     log = (wf / SMALL_LOG).read_text()
-    assert m.group(0) in log and [int(e) for e in re.findall(epoch, log)] == after
+    assert m.group(0) in log and epochs_of(log, 1) == after
     import pandas as pd
-    history = pd.read_parquet(wf / SMALL_RUN / "history.parquet")
-    assert list(history["epoch"]) == list(range(1, SMALL_EPOCHS + 1))
-    assert not (wf / SMALL_RUN / "checkpoint.pt").exists()
+    for d in SMALL_RUNS:
+        history = pd.read_parquet(wf / d / "history.parquet")
+        assert list(history["epoch"]) == everything
+        assert not (wf / d / "checkpoint.pt").exists()
 
 
-def test_resumed_run_equals_an_uninterrupted_run_bit_for_bit(resumed_run):
+def test_resumed_pack_equals_an_uninterrupted_run_bit_for_bit(resumed_run):
     run, _, _, wf, local, ref = resumed_run
     assert run.returncode == 0 and local.returncode == 0, local.tail()
     import pandas as pd
     import torch
-    assert (wf / SMALL_RUN / "predictions_test.parquet").read_bytes() == (ref / SMALL_RUN / "predictions_test.parquet").read_bytes()
-    resumed = torch.load(wf / SMALL_RUN / "model.pt", weights_only=True)
-    straight = torch.load(ref / SMALL_RUN / "model.pt", weights_only=True)
-    assert resumed.keys() == straight.keys() and all(torch.equal(resumed[k], straight[k]) for k in resumed)
-    cols = ["epoch", "loss", "ce", "kd", "train_accuracy", "test_accuracy", "lr"]
-    a = pd.read_parquet(wf / SMALL_RUN / "history.parquet")[cols]
-    b = pd.read_parquet(ref / SMALL_RUN / "history.parquet")[cols]
-    pd.testing.assert_frame_equal(a, b, check_exact=True)
+    for d in SMALL_RUNS:
+        assert (wf / d / "predictions_test.parquet").read_bytes() == (ref / d / "predictions_test.parquet").read_bytes()
+        resumed = torch.load(wf / d / "model.pt", weights_only=True)
+        straight = torch.load(ref / d / "model.pt", weights_only=True)
+        assert resumed.keys() == straight.keys() and all(torch.equal(resumed[k], straight[k]) for k in resumed)
+        cols = ["epoch", "loss", "ce", "kd", "train_accuracy", "test_accuracy", "lr"]
+        a = pd.read_parquet(wf / d / "history.parquet")[cols]
+        b = pd.read_parquet(ref / d / "history.parquet")[cols]
+        pd.testing.assert_frame_equal(a, b, check_exact=True)
 
 
-# ---- the embedded default experiment, through SLURM and locally ---------------------------------
+# ---- a small experiment, through SLURM and locally ----------------------------------------------
+
+def kind_of(rule: str) -> str | None:
+    """train_reference for train_reference_seeds0to9: the kind whose profile settings a pack rule takes."""
+    return next((kind for kind in GPU_KINDS if rule.startswith(f"{kind}_")), None)
+
 
 @pytest.fixture(scope="module")
-def default_runs(cluster, tmp_path_factory):
-    wf = copy_workflow(tmp_path_factory.mktemp("default_slurm"))
+def e2e_runs(cluster, tmp_path_factory):
+    wf = copy_workflow(tmp_path_factory.mktemp("e2e_slurm"))
     profile = site_profile(wf)
-    plan = snakemake(wf, "plan", "-n", "--profile", str(profile), limit=LIMIT_SHORT)
+    plan = snakemake(wf, "plan", "-n", "--profile", str(profile), *E2E, limit=LIMIT_SHORT)
     assert plan.returncode == 0, plan.tail()
     # --verbose: the plugin logs each sbatch call at debug level.
-    slurm = snakemake(wf, "default-slurm", "--profile", str(profile), "--verbose", limit=LIMIT_DEFAULT_SLURM)
-    local_wf = copy_workflow(tmp_path_factory.mktemp("default_local"))
-    local = snakemake(local_wf, "default-local", "--cores", "2", limit=LIMIT_DEFAULT_LOCAL)
+    slurm = snakemake(wf, "e2e-slurm", "--profile", str(profile), "--verbose", *E2E, limit=LIMIT_E2E_SLURM)
+    local_wf = copy_workflow(tmp_path_factory.mktemp("e2e_local"))
+    local = snakemake(local_wf, "e2e-local", "--cores", "2", *E2E, limit=LIMIT_E2E_LOCAL)
     return job_stats(plan.out), slurm, wf, local, local_wf
 
 
-def test_default_experiment_every_cluster_job_goes_through_sbatch(default_runs):
-    planned, run, wf, _, _ = default_runs
+def test_every_cluster_job_goes_through_sbatch_one_per_pack(e2e_runs):
+    planned, run, wf, _, _ = e2e_runs
     assert run.returncode == 0, run.tail()
     subs = run.submissions()
     submitted = Counter(rule for rule, _, _ in subs)
-    say(f"default experiment: sbatch submissions per rule {dict(submitted)}; planned {dict(planned)}")
+    say(f"e2e experiment: sbatch submissions per rule {dict(submitted)}; planned {dict(planned)}")
     local_rules = {"metrics", "statistics", "figures", "tables", "all"}
     assert submitted == Counter({rule: n for rule, n in planned.items() if rule not in local_rules}), (submitted, planned)
-    assert submitted["train_reference"] + submitted["train_distilled"] >= 180, submitted
+    assert sum(n for rule, n in submitted.items() if kind_of(rule)) == len(E2E_PLAN.packs)  # one sbatch job per pack
+    assert {kind_of(rule) for rule in submitted} == {*GPU_KINDS, None} and submitted["prepare_data"] == len(E2E_PLAN.data_keys)
     assert planned.keys() >= local_rules
     ids = [jobid for _, jobid, _ in subs]
     assert len(set(ids)) == len(ids)
@@ -383,45 +413,47 @@ def test_default_experiment_every_cluster_job_goes_through_sbatch(default_runs):
         assert (wf / "results" / "tables" / f"{name}.csv").stat().st_size > 0
 
 
-def test_default_experiment_gpu_rules_sbatch_carries_the_profile_request(default_runs):
-    planned, run, wf, _, _ = default_runs
+def test_pack_rules_sbatch_carries_the_profile_request(e2e_runs):
+    planned, run, wf, _, _ = e2e_runs
     assert run.returncode == 0, run.tail()
     profile = yaml.safe_load((wf / "profiles" / "slurm-ci" / "config.yaml").read_text())
+    runs_per_pack = len(E2E_PLAN.seeds)
     calls = {}
     for line in run.out.splitlines():
         if line.startswith("sbatch call: "):
             args = shlex.split(line.removeprefix("sbatch call: "))
             rule = args[args.index("--comment") + 1].split("_wildcards")[0].removeprefix("rule_")
             calls.setdefault(rule, []).append(args)
-    for rule in GPU_RULES:
-        want = profile["set-resources"][rule]
+    pack_rules = [rule for rule in planned if kind_of(rule)]
+    assert {kind_of(rule) for rule in pack_rules} == set(GPU_KINDS)
+    for rule in pack_rules:
+        want = profile["set-resources"][kind_of(rule)]
         assert want["gpu"] == 1 and want["cpus_per_gpu"] == SITE_GPU_JOB["cpus_per_gpu"]
+        minutes = min(runs_per_pack * want["runtime_per_run"], want["runtime_max"])
         assert len(calls.get(rule, [])) == planned[rule], (rule, len(calls.get(rule, [])))
         for args in calls[rule]:
             line = " ".join(args)
             assert "--gpus=1" in args, line
             assert f"--cpus-per-gpu={want['cpus_per_gpu']}" in args and "--cpus-per-task" not in line, line
-            assert args[args.index("-t") + 1] == str(want["runtime"]), line
+            assert args[args.index("-t") + 1] == str(minutes), line
             assert args[args.index("--mem") + 1] == str(want["mem_mb"]), line
             assert args[args.index("-p") + 1] == PARTITION and "-A" not in args, line
-    # ... and SLURM took exactly that request: one GPU, one CPU per GPU, the memory, the time limit.
-    for rule in GPU_RULES:
+        # ... and SLURM took exactly that request: one GPU, one CPU per GPU, the memory, the time limit.
         ids = [jobid for r, jobid, _ in run.submissions() if r == rule]
-        want = profile["set-resources"][rule]
         jobs = slurm_jobs(ids)
         assert len(jobs) == len(ids)
         for jobid, job in jobs.items():
             got = {k: job.get(k) for k in ("TresPerJob", "CpusPerTres", "NumCPUs", "MinMemoryNode", "TimeLimit", "Partition", "Account")}
             assert got == {"TresPerJob": "gres:gpu:1", "CpusPerTres": f"gres:gpu:{want['cpus_per_gpu']}",
                            "NumCPUs": str(want["cpus_per_gpu"]), "MinMemoryNode": f"{want['mem_mb']}M",
-                           "TimeLimit": f"{want['runtime'] // 60:02d}:{want['runtime'] % 60:02d}:00",
+                           "TimeLimit": f"{minutes // 60:02d}:{minutes % 60:02d}:00",
                            "Partition": PARTITION, "Account": "(null)"}, (jobid, got)
     # prepare_data is a CPU job: no GPU asked for.
     assert all("--gpus=1" not in args for args in calls["prepare_data"])
 
 
-def test_default_experiment_tables_equal_a_local_run(default_runs):
-    _, run, wf, local, local_wf = default_runs
+def test_results_through_slurm_equal_a_local_run(e2e_runs):
+    _, run, wf, local, local_wf = e2e_runs
     assert run.returncode == 0, run.tail()
     assert local.returncode == 0, local.tail()
     assert "submitted with SLURM" not in local.out
@@ -431,6 +463,6 @@ def test_default_experiment_tables_equal_a_local_run(default_runs):
     for rel in [*tables, *analysis]:
         assert (wf / rel).read_bytes() == (local_wf / rel).read_bytes(), f"{rel} differs between the SLURM and the local run"
     predictions = sorted(p.relative_to(local_wf) for p in (local_wf / "results" / "runs").rglob("predictions_*.parquet"))
-    assert len(predictions) >= 180
+    assert len(predictions) == len(E2E_PLAN.runs)
     differ = [str(rel) for rel in predictions if (wf / rel).read_bytes() != (local_wf / rel).read_bytes()]
     assert not differ, f"{len(differ)} predictions files differ, e.g. {differ[:3]}"

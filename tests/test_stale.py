@@ -28,6 +28,8 @@ SMALL = {
     "analysis": {"bootstrap": 200},
 }
 ANALYSIS = Counter({"metrics": 1, "statistics": 1, "figures": 1, "tables": 1, "all": 1})
+# SMALL's two seeds are one pack per run key (the default pack_size, 10: the block of seeds 0-9).
+REFERENCE, DISTILLED = "train_reference_seeds0to9", "train_distilled_seeds0to9"
 
 
 def write_config(wf: Path, name: str, config: dict) -> list[str]:
@@ -66,8 +68,8 @@ def test_a_change_whose_new_runs_fail_is_replanned_until_they_succeed(wf):
         out = proc.stdout + proc.stderr
         assert proc.returncode != 0, f"attempt {attempt}: {out[-3000:]}"
         assert "no module named 'bogus'" in out and "may still show an earlier run's answer" in out
-    # The failed kd and rcd runs and everything downstream of them stay planned.
-    assert dry_run(wf, *args) == Counter({"train_distilled": 4}) + ANALYSIS
+    # The failed kd and rcd packs and everything downstream of them stay planned.
+    assert dry_run(wf, *args) == Counter({DISTILLED: 2}) + ANALYSIS
     # The old analysis was never re-labelled as current: the tables are the old run's, untouched.
     assert (wf / "results/tables/summary.csv").read_text() == summary_before
 
@@ -91,8 +93,8 @@ def test_predictions_a_failed_job_deleted_are_replanned_with_their_analysis(wf):
     plan = planned(wf / "small.yaml")
     (wf / run_dir(plan, "rcd", "digits_mlp", 1) / "predictions_test.parquet").unlink()
     jobs = planned_jobs(snakemake(wf, "-n", "--configfile", "small.yaml").stdout)
-    assert Counter(rule for rule, _ in jobs) == Counter({"train_distilled": 1}) + ANALYSIS
-    assert [(w["condition"], w["seed"]) for rule, w in jobs if rule == "train_distilled"] == [("rcd", "1")]
+    assert Counter(rule for rule, _ in jobs) == Counter({DISTILLED: 1}) + ANALYSIS
+    assert [w["condition"] for rule, w in jobs if rule == DISTILLED] == ["rcd"]  # the rcd pack, of seeds 0 and 1
 
 
 def test_a_deleted_per_setup_metrics_file_is_replanned(wf):
@@ -102,7 +104,7 @@ def test_a_deleted_per_setup_metrics_file_is_replanned(wf):
 
 def test_train_split_predictions_are_made_when_asked_for(wf):
     args = write_config(wf, "small.yaml", dict(SMALL, training={"predict_splits": ["test", "train"]}))
-    assert dry_run(wf, *args) == Counter({"train_reference": 4, "train_distilled": 4}) + ANALYSIS
+    assert dry_run(wf, *args) == Counter({REFERENCE: 2, DISTILLED: 2}) + ANALYSIS
 
 
 def test_editing_code_retrains_nothing(wf):
@@ -138,4 +140,54 @@ def test_the_same_run_in_two_experiment_files_is_shared(wf):
     # Another experiment with an extra setup that reuses the teacher and control: they are not retrained.
     extra = dict(SMALL, setups={**SMALL["setups"], "digits_mlp_T8": dict(SMALL["setups"]["digits_mlp"], kd={"temperature": 8})})
     jobs = dry_run(wf, *write_config(wf, "extra.yaml", extra))
-    assert jobs == Counter({"train_distilled": 4, "metrics": 1, "statistics": 1, "figures": 1, "tables": 1, "all": 1})
+    assert jobs == Counter({DISTILLED: 2, "metrics": 1, "statistics": 1, "figures": 1, "tables": 1, "all": 1})
+
+
+def test_pack_size_and_seed_changes_train_only_new_seeds(wf):
+    runs = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted((wf / "results/runs").rglob("*"))
+            if p.is_file()}
+    # Another pack size changes no run: nothing to do, though every training rule is another one.
+    assert dry_run(wf, *write_config(wf, "small.yaml", dict(SMALL, training={"pack_size": 1}))) == Counter()
+    # A third seed: only its runs (one-seed packs here) and the analysis.
+    args = write_config(wf, "small.yaml", dict(SMALL, seeds=3, training={"pack_size": 1}))
+    assert dry_run(wf, *args) == Counter({"train_reference_seed2": 2, "train_distilled_seed2": 2}) + ANALYSIS
+    snakemake(wf, "--cores", "2", *args)
+    assert dry_run(wf, *args) == Counter()
+    assert all(p.read_bytes() == content and p.stat().st_mtime_ns == mtime for p, (content, mtime) in runs.items())
+    metrics = pd.read_parquet(wf / "results/analysis/metrics.parquet")
+    assert sorted(set(metrics["seed"])) == [0, 1, 2]
+    # Back to two seeds, in packs of ten: the analysis again (over seeds 0 and 1), no training.
+    assert dry_run(wf, *write_config(wf, "small.yaml", SMALL)) == ANALYSIS
+
+
+def test_a_run_failing_inside_a_pack_is_the_only_one_retrained_after_the_fix(wf):
+    """A kd pack whose seed-1 teacher file is corrupt: the job fails naming that run; seed 0
+    trained and keeps its final state although Snakemake deletes the job's outputs; once the
+    teacher is fixed, the rerun restores seed 0 in seconds and trains seed 1 alone."""
+    plan = planned(wf / "small.yaml")
+    args = ["--configfile", "small.yaml"]
+    kd = {seed: wf / run_dir(plan, "kd", "digits_mlp", seed) for seed in (0, 1)}
+    before = {seed: (d / "predictions_test.parquet").read_bytes() for seed, d in kd.items()}
+    teacher = wf / run_dir(plan, "teacher", "digits_mlp", 1) / "model.pt"
+    good = teacher.read_bytes()
+    teacher.write_bytes(good[: len(good) // 2])  # an interrupted copy
+    proc = snakemake(wf, "--cores", "2", *args, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    key = plan.run_key("kd", "digits_mlp")
+    assert f"1 of 2 runs of pack {key} seeds 0-1 failed: {key} seed 1 (TeacherError" in out and "unreadable" in out
+    assert not (kd[0] / "predictions_test.parquet").exists()  # deleted by Snakemake: the job failed
+    assert (kd[0] / "checkpoint.pt").exists() and not (kd[1] / "checkpoint.pt").exists()
+    teacher.write_bytes(good)
+    snakemake(wf, "--cores", "2", *args)
+    log = (wf / paths_log(key)).read_text()
+    assert f"restored {key} seed 0 from" in log and f"resumed {key} seed 0" not in log
+    assert [seed for seed in (0, 1) if f"[{key} seed {seed}] kdtransfer.training.loop: epoch 1/" in log] == [1]
+    assert {seed: (d / "predictions_test.parquet").read_bytes() for seed, d in kd.items()} == before
+    assert not list((wf / "results/runs").rglob("checkpoint*"))
+
+
+def paths_log(key: str) -> str:
+    from kdtransfer.plan import paths
+
+    return paths.TRAIN_LOG.format(key=key, pack="seeds0to9")

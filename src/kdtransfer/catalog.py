@@ -25,8 +25,9 @@ FEATURE_VARIANTS = ("hint", "attention")
 KD_VARIANTS = ("logit", *FEATURE_VARIANTS)
 # In the order tables and figures show them: the control first, KD last before the reference.
 STUDENT_CONDITIONS = ("nokd", "rcd", "kd", "independent")
-# Which training rule makes a condition's runs (workflow/rules/train.smk): train_reference the
-# runs without a teacher signal, train_distilled those with one.
+# Which kind of training rule makes a condition's runs (workflow/rules/train.smk; one rule per
+# block of seeds, train_reference_seeds0to9, ...): train_reference the runs without a teacher
+# signal, train_distilled those with one.
 REFERENCE_CONDITIONS = ("teacher", "nokd", "independent")
 DISTILLED_CONDITIONS = ("kd", "rcd")
 

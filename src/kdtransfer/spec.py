@@ -113,6 +113,17 @@ class RunSpec:
         return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def pack_name(run_key: str, seeds) -> str:
+    """How messages and logs name a pack of runs of one run key: `<run_key> seeds 0-9` (a range),
+    `<run_key> seeds 0,3,7`, or `<run_key> seed 3` (RunSpec.name) for one."""
+    seeds = sorted(seeds)
+    if len(seeds) == 1:
+        return f"{run_key} seed {seeds[0]}"
+    if seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"{run_key} seeds {seeds[0]}-{seeds[-1]}"
+    return f"{run_key} seeds " + ",".join(map(str, seeds))
+
+
 def _check_keys(where: str, given: dict, expected: list[str]) -> None:
     missing = [k for k in expected if k not in given]
     if missing:

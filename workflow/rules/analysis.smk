@@ -34,6 +34,9 @@ rule statistics:
         verdicts=paths.VERDICTS,
     params:
         analysis=analysis_params,
+        # The setups covered: their metrics files are the inputs, named here too because input
+        # sets are not a rerun trigger (profiles/default).
+        setups=list(SETUPS),
         revision=kdtransfer.ANALYSIS_REVISION,
     conda:
         "../../envs/analysis.yaml"

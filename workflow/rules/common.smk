@@ -36,7 +36,6 @@ if not RUNS:
 
 
 wildcard_constraints:
-    seed=r"\d+",
     setup=r"[A-Za-z][A-Za-z0-9_]*",
     dataset=r"[A-Za-z0-9_]+",
     model=r"[A-Za-z0-9_]+",
@@ -45,13 +44,85 @@ wildcard_constraints:
     split="|".join(SPLITS),
 
 
-def run_outputs(key_template, name):
-    """A training rule's output pattern: file `name` of the run whose key `key_template` spells."""
-    return paths.run_file(key_template, "{seed}", name)
+# ---- training packs: one rule per kind (reference, distilled) and seed block ------------------
+# A pack rule trains the runs of one run key over one block of seeds (kdtransfer.plan.packs);
+# its outputs are each run's files at the run's own path, so it is one rule per block, named
+# train_<kind>_<block label> (train_reference_seeds0to9).
+PACK_KINDS = ("train_reference", "train_distilled")
+# Per run, unless the profile or --set-resources says otherwise for the kind (pack_resources).
+RUNTIME_PER_RUN = 60  # minutes
+PACK_MEM_MB = 2000
 
 
-def run_prediction_outputs(key_template):
-    return [run_outputs(key_template, paths.PREDICTIONS.format(split=split)) for split in SPLITS]
+def pack_rule_name(kind, block):
+    return f"{kind}_{block.label}"
+
+
+def pack_outputs(key_template, block, name):
+    """Output patterns of a pack rule: file `name` of each run of the block, in seed order."""
+    return [paths.run_file(key_template, seed, name) for seed in block.seeds]
+
+
+def pack_prediction_outputs(key_template, block):
+    """Each run's predictions files, in seed order, then split order."""
+    return [paths.predictions_file(key_template, seed, split) for seed in block.seeds for split in SPLITS]
+
+
+def pack_file(template, key_template, block):
+    """A pack's log or benchmark path (paths.TRAIN_LOG, paths.TRAIN_BENCHMARK)."""
+    return template.format(key=key_template, pack=block.label)
+
+
+def pack_runs(block):
+    """The `runs` param of a pack rule: per seed, its output paths (and kd's teacher). It only
+    restates the outputs and inputs (a function of them, so Snakemake does not track it as a
+    param): which seeds a block holds never re-runs a finished run, and each run's identity is
+    its spec (the tracked `spec` param and the run key in every path)."""
+
+    def runs(wildcards, input, output):
+        teachers = input.get("teachers", [None] * len(block.seeds))
+        n = len(SPLITS)
+        return [{"seed": seed, "weights": output.weights[i], "history": output.history[i],
+                 "predictions": dict(zip(SPLITS, output.predictions[i * n:(i + 1) * n])), "teacher": teachers[i]}
+                for i, seed in enumerate(block.seeds)]
+
+    return runs
+
+
+def _site_value(resource):
+    """A --set-resources value as a rule's resource: the value, or a function evaluating it."""
+    if not resource.is_evaluable():
+        return resource.value
+    return lambda *args, **kwargs: resource.evaluate(*args, **kwargs).value
+
+
+def pack_resources(kind, block):
+    """The resources of a pack rule of `kind` (train_reference or train_distilled).
+
+    The profile's `set-resources` under the kind's name (or `--set-resources kind:res=value`)
+    applies to each of its pack rules: gpu, cpus_per_gpu, mem_mb, partition and so on as given,
+    and `runtime_per_run` (minutes one run may take) makes the pack's `runtime`: the sum over its
+    runs, times the attempt (a retried pack asks for more time), at most `runtime_max` (the
+    partition's time limit). A rule's own name (train_reference_seeds0to9) still overrides any
+    resource for that block alone.
+    """
+    site = dict(workflow.resource_settings.overwrite_resources.get(kind, {}).items())
+    if "runtime" in site:
+        raise WorkflowError(f"set-resources {kind}: runtime would give every pack of {kind} one time limit whatever its "
+                            f"number of runs; set {kind}: runtime_per_run (minutes per run) instead, and runtime_max "
+                            "(the partition's limit): a pack asks for the sum over its runs")
+    per_run, most = (_minutes(kind, name, site.pop(name, None)) for name in ("runtime_per_run", "runtime_max"))
+    runs, per_run = len(block.seeds), per_run or RUNTIME_PER_RUN
+    return {"mem_mb": PACK_MEM_MB, **{name: _site_value(r) for name, r in site.items()},
+            "runtime": lambda wildcards, attempt: min(int(attempt * runs * per_run), most or float("inf"))}
+
+
+def _minutes(kind, name, resource):
+    if resource is None:
+        return None
+    if resource.is_evaluable() or not isinstance(resource.value, (int, float)) or resource.value <= 0:
+        raise WorkflowError(f"set-resources {kind}: {name} must be a positive number of minutes")
+    return resource.value
 
 
 def teacher_outputs(wildcards):
@@ -79,19 +150,24 @@ def reference_data(wildcards):
 
 
 def reference_spec(wildcards):
-    return PLAN.run_spec(wildcards.condition, reference_key(wildcards), int(wildcards.seed))
+    return PLAN.pack_spec(wildcards.condition, reference_key(wildcards))
 
 
 def distilled_spec(wildcards):
-    return PLAN.run_spec(wildcards.condition, distilled_key(wildcards), int(wildcards.seed))
+    return PLAN.pack_spec(wildcards.condition, distilled_key(wildcards))
 
 
-def distilled_inputs(wildcards):
-    """The arrays and, for kd, the teacher's weights (rcd never sees a teacher)."""
-    inputs = {"data": PLAN.data_file(SETUPS[wildcards.setup]["dataset"])}
-    teacher = PLAN.teacher_run_key(wildcards.condition, distilled_key(wildcards))
-    if teacher is not None:
-        inputs["teacher"] = paths.run_file(teacher, wildcards.seed, paths.WEIGHTS)
+def distilled_inputs(block):
+    """The input function of a distilled pack rule: the arrays and, for kd, the teachers of the
+    block's seeds (rcd never sees a teacher)."""
+
+    def inputs(wildcards):
+        out = {"data": PLAN.data_file(SETUPS[wildcards.setup]["dataset"])}
+        teacher = PLAN.teacher_run_key(wildcards.condition, distilled_key(wildcards))
+        if teacher is not None:
+            out["teachers"] = [paths.run_file(teacher, seed, paths.WEIGHTS) for seed in block.seeds]
+        return out
+
     return inputs
 
 

@@ -2,58 +2,69 @@
 # they depend on (dataset/model/recipe), kd and rcd students by their setup; each key ends in the
 # digest of the run's specification (kdtransfer.plan.runs), so a changed hyper-parameter is a new
 # path. The key templates and file names are kdtransfer.plan.paths'.
+#
+# A job trains a pack: the runs of one run key over one block of seeds (training.pack_size),
+# one after another in one process (kdtransfer.training.pack). Its outputs are every run's own
+# files, so there is one rule per block: train_reference_seeds0to9, train_distilled_seeds0to9, ...
+# (`set-resources` under train_reference / train_distilled applies to all of them: pack_resources).
+# The `runs` param restates the outputs per seed and is not tracked; the spec (every seed's
+# alike) and the revision are.
 
+for block in PLAN.seed_blocks:
 
-rule train_reference:
-    input:
-        data=reference_data,
-    output:
-        weights=run_outputs(paths.REFERENCE_KEY, paths.WEIGHTS),
-        history=run_outputs(paths.REFERENCE_KEY, paths.HISTORY),
-        predictions=ensure(run_prediction_outputs(paths.REFERENCE_KEY), non_empty=True),
-    wildcard_constraints:
-        condition="|".join(REFERENCE_CONDITIONS),
-    params:
-        spec=reference_spec,
-        splits=SPLITS,
-        revision=kdtransfer.TRAINING_REVISION,
-    conda:
-        "../../envs/train.yaml"
-    log:
-        paths.TRAIN_LOG.format(key=paths.REFERENCE_KEY, seed="{seed}"),
-    benchmark:
-        paths.TRAIN_BENCHMARK.format(key=paths.REFERENCE_KEY, seed="{seed}")
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=60,
-    script:
-        "../scripts/train.py"
+    rule:
+        name:
+            pack_rule_name("train_reference", block)
+        input:
+            data=reference_data,
+        output:
+            weights=pack_outputs(paths.REFERENCE_KEY, block, paths.WEIGHTS),
+            history=pack_outputs(paths.REFERENCE_KEY, block, paths.HISTORY),
+            predictions=ensure(pack_prediction_outputs(paths.REFERENCE_KEY, block), non_empty=True),
+        wildcard_constraints:
+            condition="|".join(REFERENCE_CONDITIONS),
+        params:
+            spec=reference_spec,
+            runs=pack_runs(block),
+            splits=SPLITS,
+            revision=kdtransfer.TRAINING_REVISION,
+        conda:
+            "../../envs/train.yaml"
+        log:
+            pack_file(paths.TRAIN_LOG, paths.REFERENCE_KEY, block),
+        benchmark:
+            pack_file(paths.TRAIN_BENCHMARK, paths.REFERENCE_KEY, block)
+        threads: 1
+        resources:
+            **pack_resources("train_reference", block),
+        script:
+            "../scripts/train.py"
 
-
-rule train_distilled:
-    input:
-        unpack(distilled_inputs),
-    output:
-        weights=run_outputs(paths.DISTILLED_KEY, paths.WEIGHTS),
-        history=run_outputs(paths.DISTILLED_KEY, paths.HISTORY),
-        predictions=ensure(run_prediction_outputs(paths.DISTILLED_KEY), non_empty=True),
-    wildcard_constraints:
-        condition="|".join(DISTILLED_CONDITIONS),
-    params:
-        spec=distilled_spec,
-        teacher_model=distilled_teacher_model,
-        splits=SPLITS,
-        revision=kdtransfer.TRAINING_REVISION,
-    conda:
-        "../../envs/train.yaml"
-    log:
-        paths.TRAIN_LOG.format(key=paths.DISTILLED_KEY, seed="{seed}"),
-    benchmark:
-        paths.TRAIN_BENCHMARK.format(key=paths.DISTILLED_KEY, seed="{seed}")
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=60,
-    script:
-        "../scripts/train.py"
+    rule:
+        name:
+            pack_rule_name("train_distilled", block)
+        input:
+            unpack(distilled_inputs(block)),
+        output:
+            weights=pack_outputs(paths.DISTILLED_KEY, block, paths.WEIGHTS),
+            history=pack_outputs(paths.DISTILLED_KEY, block, paths.HISTORY),
+            predictions=ensure(pack_prediction_outputs(paths.DISTILLED_KEY, block), non_empty=True),
+        wildcard_constraints:
+            condition="|".join(DISTILLED_CONDITIONS),
+        params:
+            spec=distilled_spec,
+            runs=pack_runs(block),
+            teacher_model=distilled_teacher_model,
+            splits=SPLITS,
+            revision=kdtransfer.TRAINING_REVISION,
+        conda:
+            "../../envs/train.yaml"
+        log:
+            pack_file(paths.TRAIN_LOG, paths.DISTILLED_KEY, block),
+        benchmark:
+            pack_file(paths.TRAIN_BENCHMARK, paths.DISTILLED_KEY, block)
+        threads: 1
+        resources:
+            **pack_resources("train_distilled", block),
+        script:
+            "../scripts/train.py"

@@ -44,13 +44,14 @@ class PredictionsError(ValueError):
 
 
 def _producing_rule(path: str) -> str:
-    """The training rule that makes a file under results/runs/<condition>/..., as a user reads it."""
+    """The training rules that make a file under results/runs/<condition>/..., as a user reads it
+    (one pack rule per block of seeds: train_reference_seeds0to9, ...)."""
     parts = Path(path).parts
     condition = parts[parts.index("runs") + 1] if "runs" in parts[:-1] else None
     if condition in REFERENCE_CONDITIONS:
-        return "rule train_reference"
+        return "its training pack (rule train_reference_seeds...)"
     if condition in DISTILLED_CONDITIONS:
-        return "rule train_distilled"
+        return "its training pack (rule train_distilled_seeds...)"
     return "the training rule"
 
 

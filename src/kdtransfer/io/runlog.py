@@ -8,6 +8,7 @@ and the fix: they are logged without a traceback. Anything else keeps its traceb
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 
@@ -27,17 +28,40 @@ def _log_uncaught(exc_type, exc, tb) -> None:
         log.error("job failed", exc_info=(exc_type, exc, tb))
 
 
+_job_names: list[str] = []  # what the lines are about, innermost last: the job, then a run of it
+
+
+class _JobPrefix(logging.Filter):
+    """Puts `[<job>] ` into every record: the innermost of _job_names."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.job = f"[{_job_names[-1]}] " if _job_names else ""
+        return True
+
+
 def log_to(path: str, level: int = logging.INFO, *, job: str = "") -> logging.Logger:
-    """Log to the job's file and to stderr. `job` (e.g. "kd/digits_mlp-1a2b3c4d seed 3") starts
-    every line, so the lines of jobs that run side by side can be told apart on the console."""
-    prefix = f"[{job}] " if job else ""
-    formatter = logging.Formatter(f"%(asctime)s %(levelname)s {prefix}%(name)s: %(message)s", "%Y-%m-%d %H:%M:%S")
+    """Log to the job's file and to stderr. `job` (e.g. "kd/digits_mlp-1a2b3c4d seeds 0-9") starts
+    every line, and `about(name)` names a run of the job for the lines logged meanwhile, so the
+    lines of jobs that run side by side can be told apart on the console."""
+    _job_names[:] = [job] if job else []
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(job)s%(name)s: %(message)s", "%Y-%m-%d %H:%M:%S")
     handlers = [logging.FileHandler(path, mode="a"), logging.StreamHandler(sys.stderr)]
     for handler in handlers:
         handler.setFormatter(formatter)
+        handler.addFilter(_JobPrefix())
     root = logging.getLogger()
     root.handlers[:] = handlers
     root.setLevel(level)
     logging.captureWarnings(True)
     sys.excepthook = _log_uncaught
     return logging.getLogger("kdtransfer")
+
+
+@contextlib.contextmanager
+def about(name: str):
+    """Lines logged inside the block start with `[<name>]` (one run of a pack: "<run key> seed 3")."""
+    _job_names.append(name)
+    try:
+        yield
+    finally:
+        _job_names.pop()

@@ -29,8 +29,10 @@ RUN_DIR = "results/runs/{key}/seed{seed}"
 WEIGHTS = "model.pt"
 HISTORY = "history.parquet"
 PREDICTIONS = "predictions_{split}.parquet"
-TRAIN_LOG = "logs/train/{key}/seed{seed}.log"
-TRAIN_BENCHMARK = "benchmarks/train/{key}/seed{seed}.tsv"
+# One training job per pack (a run key's runs over one block of seeds: kdtransfer.plan.packs),
+# its log and benchmark named by the run key and the block's label (`seeds0to9`).
+TRAIN_LOG = "logs/train/{key}/{pack}.log"
+TRAIN_BENCHMARK = "benchmarks/train/{key}/{pack}.tsv"
 
 # The analysis: per setup, then over all setups.
 SETUP_METRICS = "results/analysis/metrics/{setup}.parquet"

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from kdtransfer.catalog import DISTILLED_CONDITIONS
 from kdtransfer.plan import paths
+from kdtransfer.plan.packs import Pack, seed_blocks
 from kdtransfer.plan.sweeps import expand_setups, setup_row
 from kdtransfer.spec import RunSpec
 
@@ -93,6 +94,9 @@ class Plan:
                 key = self._keys[(condition, name)] = self._run_key(condition, name, setup)
                 self._setup_of_key.setdefault((condition, key), name)
         self.runs = [Run(c, k, s) for (c, k) in self._setup_of_key for s in self.seeds]
+        # Training jobs: each run key's seeds in blocks of training.pack_size (kdtransfer.plan.packs).
+        self.seed_blocks = seed_blocks(self.seeds, config["training"]["pack_size"])
+        self.packs = [Pack(c, k, block) for (c, k) in self._setup_of_key for block in self.seed_blocks]
 
     def data_file(self, dataset: str) -> str:
         """The prepared arrays of a dataset, named by the digest of its loader and options."""
@@ -147,15 +151,21 @@ class Plan:
         """Runs a setup's analysis needs, by condition (teacher first)."""
         return {c: [Run(c, self.run_key(c, setup_name), s) for s in self.seeds] for c in self.conditions}
 
-    def run_spec(self, condition: str, key: str, seed: int) -> dict:
-        """Everything that determines a run's result, and nothing else (the rule's params).
+    def pack_spec(self, condition: str, key: str) -> dict:
+        """What determines the results of a run key's runs, every seed alike: run_spec without the
+        seed (a training pack's params).
 
         A KD temperature is in a `kd` run's spec but not in its `nokd` control's, so changing it
-        re-runs only what it changes. `training.checkpoint_every` is not here: resuming is
-        bit-identical, so how often a run checkpoints never changes its result.
+        re-runs only what it changes. `training.checkpoint_every` and `training.pack_size` are not
+        here: resuming is bit-identical and a run trains alike in any pack, so neither how often a
+        run checkpoints nor which pack it is in ever changes its result.
         """
         body = self._spec_body(condition, self.setup_for_key(condition, key))
-        return canonical({"run_key": key, "seed": int(seed), **body})
+        return canonical({"run_key": key, **body})
+
+    def run_spec(self, condition: str, key: str, seed: int) -> dict:
+        """Everything that determines one run's result, and nothing else (RunSpec.from_params)."""
+        return canonical({**self.pack_spec(condition, key), "seed": int(seed)})
 
     def spec(self, condition: str, setup_name: str, seed: int) -> RunSpec:
         """The RunSpec of a setup's run, as its training job builds it from run_spec's params."""

@@ -119,6 +119,18 @@ class BatchInputs:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
 
+class ResidentData:
+    """A prepared dataset held on the device once, for every run that trains on it: the arrays as
+    tensors there (uint8 images stay uint8) and the BatchInputs that turn them into batches. A
+    training pack makes one and passes it to each of its runs, so a GPU receives the data once."""
+
+    def __init__(self, data: ArrayDataset, device: torch.device | str):
+        self.data, self.device = data, torch.device(device)
+        self.inputs = BatchInputs(data, self.device)
+        self.x_train, self.y_train, self.x_test, self.y_test = (
+            torch.from_numpy(a).to(self.device) for a in (data.x_train, data.y_train, data.x_test, data.y_test))
+
+
 @torch.no_grad()
 def predict_logits(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 1024, *,
                    inputs: BatchInputs | None = None, bf16: bool) -> torch.Tensor:

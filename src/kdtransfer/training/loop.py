@@ -23,7 +23,7 @@ import torch
 
 from kdtransfer.data import ArrayDataset
 from kdtransfer.spec import RunSpec
-from kdtransfer.training.batches import BatchInputs, epoch_permutation, order_fingerprint, predict_logits, steps_per_epoch
+from kdtransfer.training.batches import BatchInputs, ResidentData, epoch_permutation, order_fingerprint, predict_logits, steps_per_epoch
 from kdtransfer.training.device import configure_device, pick_device
 from kdtransfer.training.models import count_parameters, create_model_for, state_fingerprint
 from kdtransfer.training.objective import build_objective
@@ -31,6 +31,7 @@ from kdtransfer.training.optim import make_optimizer
 from kdtransfer.training.progress import DivergenceGuard
 from kdtransfer.training.seeding import derive_seed, run_roles
 from kdtransfer.training.state import Checkpoint, TrainingInterrupted, TrainState, sigterm_flag
+from kdtransfer.training.timing import add as add_time, timed
 
 log = logging.getLogger(__name__)
 
@@ -43,21 +44,24 @@ def build_initial_model(spec: RunSpec, data: ArrayDataset) -> torch.nn.Module:
     return create_model_for(spec.model, data)
 
 
-def train_run(spec: RunSpec, data: ArrayDataset, *, checkpoint_path: str | os.PathLike, checkpoint_every: int,
+def train_run(spec: RunSpec, data: ArrayDataset | ResidentData, *, checkpoint_path: str | os.PathLike, checkpoint_every: int,
               teacher_weights: str | os.PathLike | None = None, teacher_model: dict | None = None,
               device: torch.device | None = None) -> tuple[torch.nn.Module, list[dict], dict]:
     """Train one run; returns (final model, per-epoch history, run info).
 
     `kd` needs `teacher_weights` and `teacher_model` (its model entry); `rcd` of a feature
     variant needs `teacher_model` only (the shapes its noise maps take). The final epoch's
-    weights are the model: nothing is ever selected on the test split.
+    weights are the model: nothing is ever selected on the test split. The final state is saved
+    to the checkpoint too, so a run whose outputs are lost before they are written (a kill, a
+    failed pack-mate) comes back from it without training; the caller removes it.
     """
-    device = device or pick_device()
+    setup_started = time.perf_counter()
+    resident = data if isinstance(data, ResidentData) else ResidentData(data, device or pick_device())
+    data, device, inputs = resident.data, resident.device, resident.inputs
     configure_device(spec, device)
     recipe, (_, order_role) = spec.recipe, run_roles(spec.condition)
     order_seed = derive_seed(spec.seed, order_role)
-    inputs = BatchInputs(data, device)
-    x_train, y_train, x_test, y_test = (torch.from_numpy(a).to(device) for a in (data.x_train, data.y_train, data.x_test, data.y_test))
+    x_train, y_train, x_test, y_test = resident.x_train, resident.y_train, resident.x_test, resident.y_test
     n, steps = x_train.shape[0], steps_per_epoch(x_train.shape[0], recipe)
 
     model = inputs.place(build_initial_model(spec, data))
@@ -67,13 +71,14 @@ def train_run(spec: RunSpec, data: ArrayDataset, *, checkpoint_path: str | os.Pa
     opt, sched = make_optimizer([*model.parameters(), *objective.parameters()], recipe, steps)
     state = TrainState(model, opt, sched, objective, device)
     checkpoint = Checkpoint(checkpoint_path, spec.fingerprint(), run=spec.name)
-    if not checkpoint.resume(state):
+    if not checkpoint.resume(state, recipe.epochs):
         # Dropout draws from the global RNG: reseed after the (condition-dependent) setup, from the
         # seed and the data-order role alone, so kd, rcd and nokd differ only in their loss.
         torch.manual_seed(derive_seed(spec.seed, "dropout", order_role))
     guard = DivergenceGuard(spec, device)
     # Compiled after the objective registered its feature hooks, so they are traced.
     forward = torch.compile(model) if spec.compile and device.type == "cuda" else model
+    add_time("set-up", time.perf_counter() - setup_started)
 
     with sigterm_flag() as sigterm, contextlib.closing(objective):  # closing: removes its forward hooks
         for epoch in range(state.epoch, recipe.epochs):
@@ -97,12 +102,15 @@ def train_run(spec: RunSpec, data: ArrayDataset, *, checkpoint_path: str | os.Pa
                 if sigterm.raised:
                     stop(spec, state, checkpoint, guard, epoch, b, started)
             guard.check(state.stats, epoch, steps - 1)
+            add_time("training", time.perf_counter() - started)
             seconds = state.stats.seconds + time.perf_counter() - started
-            row = state.end_epoch(accuracy(model, x_test, y_test, inputs, spec.bf16), seconds)
+            with timed("evaluation"):
+                test_accuracy = accuracy(model, x_test, y_test, inputs, spec.bf16)
+            row = state.end_epoch(test_accuracy, seconds)
             log.info("epoch %d/%d loss %.4f ce %.4f kd %.4f feature %.4f train_acc %.4f test_acc %.4f lr %.4g time %.2fs",
                      row["epoch"], recipe.epochs, row["loss"], row["ce"], row["kd"], row["feature"], row["train_accuracy"],
                      row["test_accuracy"], row["lr"], seconds)
-            if state.epoch % checkpoint_every == 0 and state.epoch < recipe.epochs:
+            if state.epoch % checkpoint_every == 0 or state.epoch == recipe.epochs:
                 checkpoint.save(state)
     return model, state.history, info
 

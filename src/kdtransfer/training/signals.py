@@ -34,6 +34,10 @@ def load_teacher(spec: RunSpec, data: ArrayDataset, weights: str | os.PathLike, 
         state = torch.load(weights, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise TeacherError(f"{where} does not exist: train the teacher first") from None
+    except Exception as exc:  # what torch raises for a file cut short, overwritten or not a state dict
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise TeacherError(f"{where} is unreadable ({type(exc).__name__}: {reason}): it is corrupt or was cut short; "
+                           f"retrain it with `snakemake --forcerun {weights}` (same --configfile)") from None
     expected = teacher.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]

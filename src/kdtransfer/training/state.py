@@ -22,6 +22,7 @@ import torch
 
 from kdtransfer.io.atomic import atomic_path, leftover_temp_files
 from kdtransfer.training.progress import EpochStats
+from kdtransfer.training.timing import timed
 
 log = logging.getLogger(__name__)
 
@@ -82,17 +83,22 @@ class Checkpoint:
         self.path, self.fingerprint, self.run = Path(path), fingerprint, run
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
-    def resume(self, state: TrainState) -> bool:
-        """Load the newest usable checkpoint into `state`; False when there is none (a fresh run)."""
+    def resume(self, state: TrainState, epochs: int) -> bool:
+        """Load the newest usable checkpoint into `state`; False when there is none (a fresh run).
+        A checkpoint at the end of all `epochs` is a finished run whose outputs went missing."""
         saved = load_checkpoint(self.path, self.fingerprint)
         if saved is None:
             return False
         state.load_state_dict(saved)
-        log.info("resumed %s from %s at epoch %d batch %d", self.run, self.path, state.epoch + 1, state.batch)
+        if state.epoch >= epochs:
+            log.info("restored %s from %s: finished earlier (all %d epochs), not trained again", self.run, self.path, epochs)
+        else:
+            log.info("resumed %s from %s at epoch %d batch %d", self.run, self.path, state.epoch + 1, state.batch)
         return True
 
     def save(self, state: TrainState) -> None:
-        save_checkpoint_file({**state.state_dict(), "spec": self.fingerprint}, self.path)
+        with timed("checkpoints"):
+            save_checkpoint_file({**state.state_dict(), "spec": self.fingerprint}, self.path)
 
 
 @contextlib.contextmanager
