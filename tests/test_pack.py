@@ -137,3 +137,20 @@ def test_a_pack_holds_one_run_key(tmp_path, data_files, teachers):
     b, _ = case_runs(tmp_path, "logit-dropout", "rcd", SEEDS[1:2], teachers)
     with pytest.raises(ValueError, match="one run key"):
         train_pack(a + b, data_files["digits"], checkpoint_every=1)
+
+
+def test_a_pack_holds_its_data_on_the_device_once_for_all_its_runs(tmp_path, data_files, teachers, monkeypatch):
+    """On a GPU the upload is the cost: one ResidentData per pack, passed to every run."""
+    from kdtransfer.training import batches
+
+    runs, teacher_model = case_runs(tmp_path, "logit-sgd", "kd", SEEDS, teachers)  # the teachers trained first
+    made = []
+    original = batches.ResidentData.__init__
+
+    def counting(self, *args, **kwargs):
+        made.append(1)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(batches.ResidentData, "__init__", counting)
+    train_pack(runs, data_files["digits"], checkpoint_every=1, teacher_model=teacher_model)
+    assert len(made) == 1 and all(Path(r.predictions["test"]).exists() for r in runs)

@@ -30,6 +30,7 @@ import torch
 from kdtransfer.io.runlog import about
 from kdtransfer.spec import RunSpec, pack_name
 from kdtransfer.training import timing
+from kdtransfer.training.device import configure_device, pick_device
 from kdtransfer.training.job import checkpoint_path, resident_data, train_and_save
 from kdtransfer.training.state import TrainingInterrupted, remove_checkpoints, sigterm_flag
 
@@ -71,8 +72,10 @@ def train_pack(runs: list[PackRun], data_path: str | os.PathLike, *, checkpoint_
     started = time.perf_counter()
     timing.reset()
     name = pack_name(runs[0].spec.run_key, [r.spec.seed for r in runs])
+    device = pick_device()
+    configure_device(runs[0].spec, device)  # before CUDA starts: the determinism switch (the runs share it)
     with timing.timed("data"):
-        resident = resident_data(data_path)  # once for the pack (on the GPU when there is one)
+        resident = resident_data(data_path, device)  # once for the pack (on the GPU when there is one)
     log.info("pack of %d %s runs on %s", len(runs), runs[0].spec.condition, resident.device)
     failed: list[tuple[PackRun, BaseException]] = []
     with sigterm_flag() as sigterm:  # between runs; a run in training has its own
