@@ -28,8 +28,8 @@ test: setup
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) tests
 
 # The SLURM profile on a real single-node SLURM cluster started on this machine (needs root and
-# apt; 36 min on 2 cores on 2026-11-30, most of it the default experiment through sbatch and then
-# locally): tests/test_slurm_cluster.py. Not part of `make test`.
+# apt; 6 min 45 s on 2 cores on 2026-12-03, the apt install included): tests/test_slurm_cluster.py.
+# Not part of `make test`.
 test-slurm: setup
 	$(BIN)/python -m pytest -m slurm -s -rs --durations=0 tests/test_slurm_cluster.py
 
