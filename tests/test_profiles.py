@@ -164,11 +164,12 @@ def pack_resources(workflow_copy, *set_resources) -> dict[str, set[str]]:
 
 def test_a_packs_time_limit_is_the_sum_over_its_runs_capped_at_runtime_max(workflow_copy):
     shown = pack_resources(workflow_copy, "train_reference:runtime_per_run=7", "train_reference:gpu=1",
+                           "train_reference:mem_mb=1500*attempt",
                            "train_distilled:runtime_per_run=7", "train_distilled:runtime_max=20",
                            "train_distilled_seeds0to9:mem_mb=123")
     # 4 runs per pack (tiny.yaml's seeds): 28 minutes; the distilled packs capped at 20
     (reference,) = shown["train_reference_seeds0to9"]
-    assert "gpu=1" in reference and "runtime=28" in reference and "mem_mb=2000" in reference
+    assert "gpu=1" in reference and "runtime=28" in reference and "mem_mb=1500" in reference  # an expression, evaluated
     (distilled,) = shown["train_distilled_seeds0to9"]
     assert "runtime=20" in distilled and "gpu" not in distilled
     assert "mem_mb=123" in distilled  # a pack rule's own name overrides its kind's setting
