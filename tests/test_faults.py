@@ -286,6 +286,27 @@ def test_stale_checkpoint_from_other_hyperparameters_is_not_resumed(tmp_path, da
     assert read_predictions(tmp_path / "p.parquet").logits.tobytes() == uninterrupted.logits.tobytes()
 
 
+def test_checkpoint_of_another_training_revision_is_not_resumed(tmp_path, data, uninterrupted, caplog):
+    """A finished run's final state (kept until its pack is done) or a mid-run checkpoint from code
+    of an older TRAINING_REVISION would be restored as today's result: it is retrained instead."""
+    from kdtransfer.data import load_arrays
+    from kdtransfer.training.loop import train_run
+
+    spec = RunSpec.from_params(SPEC)
+    train_run(spec, load_arrays(data), checkpoint_path=tmp_path / "checkpoint.pt", checkpoint_every=1)
+    for name in ("checkpoint.pt", "checkpoint.prev.pt"):  # the final state, which a pack keeps, and the one before
+        state = torch.load(tmp_path / name, weights_only=True)
+        state["training_revision"] -= 1
+        torch.save(state, tmp_path / name)
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["epoch"] == spec.recipe.epochs
+    caplog.set_level("INFO", logger="kdtransfer")
+    train_and_save(spec, data, weights_out=str(tmp_path / "model.pt"), predictions_out={"test": str(tmp_path / "p.parquet")},
+                   history_out=str(tmp_path / "h.parquet"), checkpoint_every=1)
+    assert caplog.text.count("written by training revision") == 2 and "restored" not in caplog.text
+    assert "resumed" not in caplog.text  # trained from scratch
+    assert read_predictions(tmp_path / "p.parquet").logits.tobytes() == uninterrupted.logits.tobytes()
+
+
 def test_missing_dataset_stops_only_its_jobs_and_names_the_download(tmp_path):
     """A setup whose data files are absent: its prepare_data job fails naming the download
     command; the setups with data still train, and their predictions are complete and valid."""

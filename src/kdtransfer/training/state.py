@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from kdtransfer import TRAINING_REVISION
 from kdtransfer.io.atomic import atomic_path, leftover_temp_files
 from kdtransfer.training.progress import EpochStats
 from kdtransfer.training.timing import timed
@@ -98,7 +99,8 @@ class Checkpoint:
 
     def save(self, state: TrainState) -> None:
         with timed("checkpoints"):
-            save_checkpoint_file({**state.state_dict(), "spec": self.fingerprint}, self.path)
+            save_checkpoint_file({**state.state_dict(), "spec": self.fingerprint, "training_revision": TRAINING_REVISION},
+                                 self.path)
 
 
 @contextlib.contextmanager
@@ -168,7 +170,9 @@ def load_checkpoint(path: Path, fingerprint: str | None = None) -> dict | None:
     """The newest readable checkpoint of this run specification, else None (start from scratch).
 
     An unreadable checkpoint is discarded with a warning and the previous one is tried; one left
-    by another specification (the config changed since) is never resumed.
+    by another specification (the config changed since) or by code of another training revision
+    (kdtransfer.TRAINING_REVISION: what it trained would differ now) is never resumed. Checkpoints
+    that carry no revision were written at revision 3, before checkpoints recorded it.
     """
     for candidate in (path, previous_checkpoint_path(path)):
         state = _read_checkpoint(candidate)
@@ -176,6 +180,12 @@ def load_checkpoint(path: Path, fingerprint: str | None = None) -> dict | None:
             continue
         if fingerprint is not None and state.get("spec") != fingerprint:
             log.warning("checkpoint %s belongs to a different run specification; discarding it", candidate)
+            candidate.unlink(missing_ok=True)
+            continue
+        revision = state.get("training_revision", 3)
+        if fingerprint is not None and revision != TRAINING_REVISION:
+            log.warning("checkpoint %s was written by training revision %s, not %s; discarding it", candidate, revision,
+                        TRAINING_REVISION)
             candidate.unlink(missing_ok=True)
             continue
         if candidate != path:
