@@ -235,3 +235,35 @@ def test_compiled_student_follows_the_eager_loss_curve(tmp_path, data_of, teache
     for term in ("loss", "ce", "kd", "feature"):
         np.testing.assert_allclose([row[term] for row in compiled], [row[term] for row in eager], rtol=COMPILE_RTOL,
                                    atol=1e-6, err_msg=f"{case}: the compiled run's {term} per epoch")
+
+
+# A pack's runs train one after another in one process on one device (kdtransfer.training.pack):
+# in deterministic mode each must come out as it does alone (tests/test_pack.py on the CPU).
+PACK_CASES = [("cifar10_resnet18", "kd"), ("cifar10_resnet18_hint", "rcd"), ("cifar10_vit", "kd")]
+
+
+@pytest.mark.parametrize("setup_name,condition", PACK_CASES)
+def test_a_deterministic_pack_trains_each_run_as_it_trains_alone(tmp_path, data_of, teacher_of, setup_name, condition):
+    from kdtransfer.data import save_arrays
+    from kdtransfer.spec import RunSpec
+    from kdtransfer.training.pack import PackRun, train_pack
+
+    spec, teacher_model = paper_spec(setup_name, condition, deterministic=True)
+    weights = teacher_of(setup_name, teacher_model) if condition == "kd" else None
+    save_arrays(data_of(setup_name), tmp_path / "data.npz")
+
+    def runs(folder, seeds):
+        out = []
+        for seed in seeds:
+            d = tmp_path / folder / f"seed{seed}"
+            out.append(PackRun(RunSpec.from_params(dict(spec.params(), seed=seed)), str(d / "model.pt"), str(d / "h.parquet"),
+                               {"test": str(d / "p.parquet")}, weights))
+        return out
+
+    pack, alone = runs("pack", (0, 1, 2)), runs("alone", (2,))
+    train_pack(pack, tmp_path / "data.npz", checkpoint_every=100, teacher_model=teacher_model)
+    train_pack(alone, tmp_path / "data.npz", checkpoint_every=100, teacher_model=teacher_model)
+    in_pack, by_itself = (torch.load(r.weights, weights_only=True) for r in (pack[-1], alone[0]))
+    assert in_pack.keys() == by_itself.keys() and all(torch.equal(in_pack[k], by_itself[k]) for k in in_pack), (
+        f"{setup_name} {condition}: the third run of a pack differs from the same run trained alone")
+    assert Path(pack[-1].predictions["test"]).read_bytes() == Path(alone[0].predictions["test"]).read_bytes()
