@@ -48,7 +48,6 @@ wildcard_constraints:
 # A pack rule trains the runs of one run key over one block of seeds (kdtransfer.plan.packs);
 # its outputs are each run's files at the run's own path, so it is one rule per block, named
 # train_<kind>_<block label> (train_reference_seeds0to9).
-PACK_KINDS = ("train_reference", "train_distilled")
 # Per run, unless the profile or --set-resources says otherwise for the kind (pack_resources).
 RUNTIME_PER_RUN = 60  # minutes
 PACK_MEM_MB = 2000

@@ -20,7 +20,6 @@ from kdtransfer.spec import pack_name
 class SeedBlock:
     """One block of seed values and the config's seeds in it (never empty)."""
 
-    index: int
     first: int  # the block's nominal range of seed values, first..last
     last: int
     seeds: tuple[int, ...]
@@ -34,12 +33,10 @@ class SeedBlock:
 
 def seed_blocks(seeds: list[int], pack_size: int) -> list[SeedBlock]:
     """The non-empty blocks of `seeds`, in order of their seed values."""
-    if pack_size < 1:
-        raise ValueError(f"training.pack_size must be at least 1, got {pack_size}")
     by_block: dict[int, list[int]] = {}
     for seed in sorted(seeds):
         by_block.setdefault(seed // pack_size, []).append(seed)
-    return [SeedBlock(b, b * pack_size, (b + 1) * pack_size - 1, tuple(s)) for b, s in sorted(by_block.items())]
+    return [SeedBlock(b * pack_size, (b + 1) * pack_size - 1, tuple(s)) for b, s in sorted(by_block.items())]
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kdtransfer.data import ArrayDataset
 from kdtransfer.io.atomic import atomic_path
 from kdtransfer.spec import RunSpec
 from kdtransfer.training.batches import ResidentData, predict_logits
@@ -28,14 +27,13 @@ def checkpoint_path(weights_out: str | os.PathLike) -> Path:
     return Path(weights_out).parent / CHECKPOINT
 
 
-def resident_data(data: str | os.PathLike | ArrayDataset | ResidentData, device: torch.device | None = None) -> ResidentData:
-    """The dataset on the device a run trains on, from its prepared file or arrays."""
+def resident_data(data: str | os.PathLike | ResidentData, device: torch.device | None = None) -> ResidentData:
+    """The dataset on the device a run trains on, from its prepared file (or as a pack holds it)."""
     if isinstance(data, ResidentData):
         return data
     from kdtransfer.data import load_arrays
 
-    arrays = data if isinstance(data, ArrayDataset) else load_arrays(data)
-    return ResidentData(arrays, device or pick_device())
+    return ResidentData(load_arrays(data), device or pick_device())
 
 
 def train_and_save(

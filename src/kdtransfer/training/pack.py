@@ -25,8 +25,6 @@ import os
 import time
 from dataclasses import dataclass
 
-import torch
-
 from kdtransfer.io.runlog import about
 from kdtransfer.spec import RunSpec, pack_name
 from kdtransfer.training import timing
@@ -68,7 +66,6 @@ def train_pack(runs: list[PackRun], data_path: str | os.PathLike, *, checkpoint_
     keys = {r.spec.run_key for r in runs}
     if len(keys) != 1:
         raise ValueError(f"a pack holds the runs of one run key, got {sorted(keys)}")
-    torch.set_num_threads(max(1, threads))
     started = time.perf_counter()
     timing.reset()
     name = pack_name(runs[0].spec.run_key, [r.spec.seed for r in runs])
