@@ -267,3 +267,38 @@ def test_a_deterministic_pack_trains_each_run_as_it_trains_alone(tmp_path, data_
     assert in_pack.keys() == by_itself.keys() and all(torch.equal(in_pack[k], by_itself[k]) for k in in_pack), (
         f"{setup_name} {condition}: the third run of a pack differs from the same run trained alone")
     assert Path(pack[-1].predictions["test"]).read_bytes() == Path(alone[0].predictions["test"]).read_bytes()
+
+
+@pytest.mark.skipif(not ON_CUDA, reason="claims real GPUs")
+def test_a_job_claims_a_gpu_of_its_own_and_sees_only_it(tmp_path):
+    """kdtransfer.training.gpus on the machine's real GPUs: each of N claimants (N = the GPU
+    count) sees exactly the one it claimed, under its name; the N+1-th waits (with one GPU,
+    claims serialise) and gets the GPU the first releases."""
+    import os
+    import select
+    import subprocess
+    import sys
+
+    child = ("import os, sys, torch; from kdtransfer.training.gpus import claim_gpu; "
+             "from kdtransfer.training.device import device_label; claim = claim_gpu(poll=0.05); "
+             "print(claim.device, os.environ['CUDA_VISIBLE_DEVICES'], torch.cuda.device_count(), "
+             "device_label(torch.device('cuda')), sep='|', flush=True); sys.stdin.read()")
+    env = {k: v for k, v in os.environ.items() if k not in ("CUDA_VISIBLE_DEVICES", "SLURM_JOB_ID")}
+    env["KDTRANSFER_GPU_LOCK_DIR"] = str(tmp_path)
+    count = torch.cuda.device_count()
+    procs = [subprocess.Popen([sys.executable, "-c", child], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True) for _ in range(count + 1)]
+    try:
+        seen = []
+        for proc in procs[:count]:
+            device, visible, visible_count, label = proc.stdout.readline().strip().split("|")
+            assert visible == device and visible_count == "1" and label.startswith(f"cuda:0 = GPU {device} (")
+            seen.append(device)
+        assert sorted(seen) == [str(i) for i in range(count)]
+        ready, _, _ = select.select([procs[-1].stdout], [], [], 3.0)
+        assert not ready, "a claimant beyond the GPU count got a GPU"
+        procs[0].stdin.close()
+        assert procs[-1].stdout.readline().split("|")[0] == seen[0]
+    finally:
+        for proc in procs:
+            proc.kill()

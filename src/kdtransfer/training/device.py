@@ -12,7 +12,19 @@ FUSED_ATTENTION_SWITCHES = ("enable_flash_sdp", "enable_mem_efficient_sdp", "ena
 
 
 def pick_device() -> torch.device:
+    """The GPU this process sees first (the one it claimed, kdtransfer.training.gpus), else the CPU."""
     return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def device_label(device: torch.device) -> str:
+    """'cpu', or which GPU: 'cuda:0 = GPU 3 (NVIDIA H200)', the torch index, the machine's GPU it
+    maps to (its CUDA_VISIBLE_DEVICES entry) and the GPU's name."""
+    if device.type != "cuda":
+        return str(device)
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    entries = [e.strip() for e in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if e.strip()]
+    machine = entries[index] if index < len(entries) else str(index)
+    return f"cuda:{index} = GPU {machine} ({torch.cuda.get_device_name(index)})"
 
 
 def configure_device(spec: RunSpec, device: torch.device) -> None:

@@ -24,7 +24,7 @@ import torch
 from kdtransfer.data import ArrayDataset
 from kdtransfer.spec import RunSpec
 from kdtransfer.training.batches import BatchInputs, ResidentData, epoch_permutation, order_fingerprint, predict_logits, steps_per_epoch
-from kdtransfer.training.device import configure_device, pick_device
+from kdtransfer.training.device import configure_device, device_label, pick_device
 from kdtransfer.training.models import count_parameters, create_model_for, state_fingerprint
 from kdtransfer.training.objective import build_objective
 from kdtransfer.training.optim import make_optimizer
@@ -66,7 +66,7 @@ def train_run(spec: RunSpec, data: ArrayDataset | ResidentData, *, checkpoint_pa
 
     model = inputs.place(build_initial_model(spec, data))
     info = {"init_fingerprint": state_fingerprint(model), "order_fingerprint": order_fingerprint(order_seed, n, recipe.epochs),
-            "num_parameters": count_parameters(model), "device": str(device)}
+            "num_parameters": count_parameters(model), "device": device_label(device)}
     objective = build_objective(spec, model, data, x_train, inputs, teacher_weights, teacher_model)
     opt, sched = make_optimizer([*model.parameters(), *objective.parameters()], recipe, steps)
     state = TrainState(model, opt, sched, objective, device)

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from kdtransfer.io.runlog import about
 from kdtransfer.spec import RunSpec, pack_name
 from kdtransfer.training import timing
-from kdtransfer.training.device import configure_device, pick_device
+from kdtransfer.training.device import configure_device, device_label, pick_device
+from kdtransfer.training.gpus import claimed_gpu
 from kdtransfer.training.job import checkpoint_path, resident_data, train_and_save
 from kdtransfer.training.state import TrainingInterrupted, remove_checkpoints, sigterm_flag
 
@@ -66,6 +67,12 @@ def train_pack(runs: list[PackRun], data_path: str | os.PathLike, *, checkpoint_
     keys = {r.spec.run_key for r in runs}
     if len(keys) != 1:
         raise ValueError(f"a pack holds the runs of one run key, got {sorted(keys)}")
+    with claimed_gpu():  # a GPU of its own on a machine with several, before CUDA starts
+        _train_pack(runs, data_path, checkpoint_every=checkpoint_every, teacher_model=teacher_model, threads=threads)
+
+
+def _train_pack(runs: list[PackRun], data_path, *, checkpoint_every: int, teacher_model: dict | None,
+                threads: int) -> None:
     started = time.perf_counter()
     timing.reset()
     name = pack_name(runs[0].spec.run_key, [r.spec.seed for r in runs])
@@ -73,7 +80,7 @@ def train_pack(runs: list[PackRun], data_path: str | os.PathLike, *, checkpoint_
     configure_device(runs[0].spec, device)  # before CUDA starts: the determinism switch (the runs share it)
     with timing.timed("data"):
         resident = resident_data(data_path, device)  # once for the pack (on the GPU when there is one)
-    log.info("pack of %d %s runs on %s", len(runs), runs[0].spec.condition, resident.device)
+    log.info("pack of %d %s runs on %s", len(runs), runs[0].spec.condition, device_label(resident.device))
     failed: list[tuple[PackRun, BaseException]] = []
     with sigterm_flag() as sigterm:  # between runs; a run in training has its own
         for i, run in enumerate(runs, 1):
