@@ -86,7 +86,7 @@ CASES = {
         lambda c: c["datasets"]["mnist1d"]["options"].update(num_samples="5e3"),
         ["datasets.mnist1d.options.num_samples: expected an integer, got '5e3'", "YAML reads 5e3 as text"],
     ),
-    # Model options: names and types from kdtransfer.catalog.MODEL_OPTIONS.
+    # Model options: names and types from kdtransfer.catalog.ARCHITECTURES.
     "model option of the wrong type": (
         lambda c: c["models"]["mlp"]["options"].update(hidden="sixteen"),
         ["models.mlp.options.hidden: expected a list of integers or an integer (e.g. [64]), got 'sixteen'"],
@@ -112,6 +112,72 @@ CASES = {
     "dataset name with a dash": (
         lambda c: c["datasets"].update({"my-digits": c["datasets"]["digits"]}),
         ["datasets.my-digits: 'my-digits' is not a valid name", "e.g. to 'my_digits'", "every setup that refers to it"],
+    ),
+    # Option values (kdtransfer.options ranges, kdtransfer.catalog rules), before any job.
+    "fraction outside (0, 1)": (
+        lambda c: c["datasets"]["mnist_subset"]["options"].update(test_fraction=1.5),
+        ["config at datasets.mnist_subset.options.test_fraction: 1.5 is not in (0, 1)"],
+    ),
+    "count below 1": (
+        lambda c: c["datasets"]["mnist1d"]["options"].update(num_samples=0),
+        ["config at datasets.mnist1d.options.num_samples: 0 is not at least 1"],
+    ),
+    "negative seed of a split": (
+        lambda c: c["datasets"]["digits"]["options"].update(split_seed=-1),
+        ["config at datasets.digits.options.split_seed: -1 is not at least 0"],
+    ),
+    "negative channel count": (
+        lambda c: c["models"]["cnn1d"]["options"].update(channels=[16, -4]),
+        ["config at models.cnn1d.options.channels: -4 (item 2 of [16, -4]) is not at least 1"],
+    ),
+    "hidden width of 0": (
+        lambda c: c["models"]["mlp"]["options"].update(hidden=0),
+        ["config at models.mlp.options.hidden: 0 is not at least 1"],
+    ),
+    "dropout of 1": (
+        lambda c: c["models"]["mlp"]["options"].update(dropout=1),
+        ["config at models.mlp.options.dropout: 1 is not in [0, 1)"],
+    ),
+    "depth a model does not offer": (
+        lambda c: c["models"].update(resnet={"arch": "resnet_cifar", "options": {"depth": 50}}),
+        ["config at models.resnet.options.depth: 50 is not one of 18, 34"],
+    ),
+    "choice a model does not offer": (
+        lambda c: c["models"].update(vit={"arch": "vit", "options": {"pool": "max"}}),
+        ["config at models.vit.options.pool: 'max' is not one of 'cls', 'mean'"],
+    ),
+    "non-positive ratio": (
+        lambda c: c["models"].update(vit={"arch": "vit", "options": {"mlp_ratio": 0}}),
+        ["config at models.vit.options.mlp_ratio: 0 is not in (0, inf)"],
+    ),
+    "ViT dim not divisible by heads": (
+        lambda c: c["models"].update(vit={"arch": "vit", "options": {"dim": 100}}),
+        ["config at models.vit.options: dim (100) is not divisible by heads (3)"],
+    ),
+    "text transformer dim not divisible by heads": (
+        lambda c: c["models"].update(tt={"arch": "char_transformer", "options": {"heads": 3}}),
+        ["config at models.tt.options: dim (128) is not divisible by heads (3)"],
+    ),
+    "patch larger than the images": (
+        lambda c: (c["models"].update(vit={"arch": "vit", "options": {"patch_size": [4, 32]}}),
+                   c["setups"]["mnist_cnn"].update(student="vit")),
+        ["config at setups.mnist_cnn: its student models.vit cannot read dataset mnist_subset",
+         "patch_size [4, 32] is larger than this dataset's 28x28 inputs", "change models.vit.options"],
+    ),
+    "image model on flat vectors": (
+        lambda c: (c["models"].update(vit={"arch": "vit", "options": {}}), c["setups"]["digits_mlp"].update(student="vit")),
+        ["config at setups.digits_mlp: its student models.vit cannot read dataset digits",
+         "needs samples shaped [channels, height, width]; this dataset's are [64]"],
+    ),
+    "more halvings than the image has pixels": (
+        lambda c: c["models"]["cnn2d"]["options"].update(channels=[8, 8, 8, 8, 8]),
+        ["config at setups.mnist_cnn: its teacher models.cnn2d cannot read dataset mnist_subset",
+         "needs inputs of at least 32x32 px", "[1, 28, 28]"],
+    ),
+    "token model on images": (
+        lambda c: (c["models"].update(gru={"arch": "char_gru", "options": {}}),
+                   c["setups"]["mnist_cnn"].update(sweep={"student": ["cnn2d", "gru"]})),
+        ["config at setups.mnist_cnn (its sweep point 'MNIST (5k) / CNN (student gru)')", "reads int64 token rows"],
     ),
     "predictions without the test split": (
         lambda c: c["training"].update(predict_splits=["train"]),
@@ -144,7 +210,8 @@ def test_a_bad_name_is_not_called_an_empty_section():
 
 @pytest.mark.parametrize("case", ["unknown top-level key", "unknown model", "unknown dataset", "misspelt dataset option",
                                   "misspelt option of a file loader", "model option of the wrong type",
-                                  "setup name with a dash", "predictions without the test split"])
+                                  "setup name with a dash", "predictions without the test split",
+                                  "fraction outside (0, 1)", "negative channel count"])
 def test_workflow_stops_before_any_job(workflow_copy, case):
     mutate, needles = CASES[case]
     (workflow_copy / "config.yaml").write_text(yaml.safe_dump(bad(mutate)))
@@ -208,22 +275,31 @@ def test_independent_condition_adds_fresh_reference_runs(workflow_copy):
 # Option types (kdtransfer.options): what the config checks before any job
 
 
-def test_model_option_catalog_agrees_with_the_builders():
-    """The torch-free catalog declares every built-in's options and their types; the builders'
-    keyword parameters (with defaults) and annotations are what the jobs will call."""
+def test_model_registry_agrees_with_the_builders():
+    """Each built-in is registered once, torch-free (kdtransfer.catalog.ARCHITECTURES): its
+    class takes exactly the registered options, as keywords without defaults of its own, with
+    the registered types; every default has its type and lies in its range."""
     import inspect
 
-    from kdtransfer.training import models
-    from kdtransfer.catalog import MODEL_OPTIONS
+    from kdtransfer.catalog import ARCHITECTURES
     from kdtransfer.options import annotation_text, matches
+    from kdtransfer.training.models import builder
+    from kdtransfer.training.models.cifar import RESNET_BLOCKS, VGG_CONVS_PER_STAGE
 
-    builders = {}
-    for arch, (cls, _, _) in models._BUILDERS.items():
-        parameters = [p for p in inspect.signature(cls).parameters.values() if p.default is not inspect.Parameter.empty]
-        builders[arch] = {p.name: annotation_text(p.annotation) for p in parameters}
-        for p in parameters:
-            assert matches(p.default, builders[arch][p.name]), f"{arch}.{p.name}: default {p.default!r} vs {p.annotation}"
-    assert builders == MODEL_OPTIONS
+    for arch, architecture in ARCHITECTURES.items():
+        parameters = inspect.signature(builder(arch)).parameters.values()
+        keywords = {p.name: p for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY}
+        assert list(keywords) == list(architecture.options), arch
+        assert len(parameters) == len(keywords) + len(architecture.inputs) + 1, arch  # + num_classes
+        for name, option in architecture.options.items():
+            assert keywords[name].default is inspect.Parameter.empty, f"{arch}.{name}: a second default"
+            assert annotation_text(keywords[name].annotation) == option.type, f"{arch}.{name}"
+            assert matches(option.default, option.type), f"{arch}.{name}: default {option.default!r}"
+            assert option.values is None or option.values.problem(option.default) is None, f"{arch}.{name}"
+    assert ARCHITECTURES["resnet_cifar"].options["depth"].values.test(34)
+    for arch, depths in (("resnet_cifar", RESNET_BLOCKS), ("vgg_cifar", VGG_CONVS_PER_STAGE)):
+        allowed = ARCHITECTURES[arch].options["depth"].values
+        assert [d for d in range(1, 60) if allowed.test(d)] == sorted(depths), arch
 
 
 @pytest.mark.parametrize("annotation,good,wrong", [
@@ -253,11 +329,11 @@ def test_yaml_booleans_where_words_are_expected_are_explained():
 
 
 def test_every_option_type_in_use_is_understood():
-    from kdtransfer.catalog import MODEL_OPTIONS
+    from kdtransfer.catalog import ARCHITECTURES
     from kdtransfer.data import DATASETS, loader_options
     from kdtransfer.options import describe
 
-    annotations = [a for opts in MODEL_OPTIONS.values() for a in opts.values()]
+    annotations = [o.type for architecture in ARCHITECTURES.values() for o in architecture.options.values()]
     annotations += [a for name in DATASETS for a in loader_options(name).values()]
     assert all(describe(a) for a in annotations)
     with pytest.raises(TypeError, match="unsupported option type 'dict'"):

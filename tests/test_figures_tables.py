@@ -518,3 +518,22 @@ def test_verdict_summary_prints_the_answer_and_the_report_path(tmp_path, data, c
 def test_verdict_summary_without_a_run_says_so(tmp_path, capsys):
     assert VS.main(["--results", str(tmp_path)]) == 1
     assert "run the workflow first" in capsys.readouterr().err
+
+
+def test_verdict_lines_give_the_direction_of_a_two_sided_claim():
+    """A significant accuracy loss is "no: -3.84 pp (0.029)", not a bare "no (0.029)" that reads
+    as if the test had found nothing; the console and the tables say it alike."""
+    row = {"setup": "mnist", "n_seeds": 10,
+           "transfer_kd_vs_nokd": True, "p_adj_transfer_kd_vs_nokd": 0.004,
+           "transfer_kd_vs_rcd": True, "p_adj_transfer_kd_vs_rcd": 0.004,
+           "kd_accuracy_gain": False, "p_adj_acc_kd": 0.029, "acc_gain_kd": -3.84,
+           "rcd_matches_kd": pd.NA, "p_adj_acc_rcd": 0.5, "rcd_matches_kd_note": "n/a: KD has no significant accuracy gain",
+           "rcd_fraction_of_kd_gain": math.nan, "asymmetric_negative": False, "p_adj_asymmetry": 0.7}
+    gain = dict(row, setup="digits", kd_accuracy_gain=True, acc_gain_kd=0.61, p_adj_acc_kd=0.013, rcd_matches_kd=False,
+                rcd_fraction_of_kd_gain=0.25, p_adj_acc_rcd=0.2)
+    lines = VS.verdict_lines(pd.DataFrame([row, gain]))
+    mnist = next(line for line in lines if line.startswith("mnist"))
+    digits = next(line for line in lines if line.startswith("digits"))
+    assert "no: -3.84 pp (0.029)" in mnist and " n/a " in f"{mnist} "
+    assert "yes: +0.61 pp (0.013)" in digits and "no: 25% of KD's gain (0.200)" in digits
+    assert TB.claim_cell(pd.Series(row), "kd_accuracy_gain") == "no: -3.84 pp (p_adj 0.029)"

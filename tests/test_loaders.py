@@ -349,7 +349,7 @@ def test_save_load_round_trips_every_field_and_reads_older_files(tmp_path):
     save_arrays(images, tmp_path / "d.npz")
     np.testing.assert_array_equal(load_arrays(tmp_path / "d.npz").mean, np.float32([0.1, 0.2, 0.3]))
     # A file from before mean/std/vocab_size/class_names existed.
-    np.savez(tmp_path / "old.npz", x_train=np.zeros((2, 3), np.float32), y_train=np.zeros(2, np.int64), x_test=np.zeros((1, 3), np.float32),
+    np.savez(tmp_path / "old.npz", x_train=np.zeros((2, 3), np.float32), y_train=np.arange(2), x_test=np.zeros((1, 3), np.float32),
              y_test=np.zeros(1, np.int64), num_classes=np.int64(2), modality=np.str_("signal"))
     old = load_arrays(tmp_path / "old.npz")
     assert (old.mean, old.std, old.vocab_size, old.class_names) == (None, None, 0, None)
@@ -690,3 +690,134 @@ def test_download_target_runs_only_downloads_and_writes_the_marker(tmp_path):
     marker = json.loads((workdir / "resources" / "data" / "names.done").read_text())
     assert marker["dataset"] == "names" and marker["already_present"] and marker["destination"] == "resources/data/names.csv"
     assert "already present" in (workdir / "logs" / "download_dataset" / "names.log").read_text()
+
+
+# ---------------------------------------------------------------------------------------------
+# What the config knows before a loader runs, and what a prepared dataset must satisfy
+
+
+def loader_calls(trees):
+    """One cheap call of every loader on the test trees: (loader, options)."""
+    base = trees["base"]
+    return [
+        ("digits", {"test_fraction": 0.5}), ("mnist1d", {"num_samples": 400}), ("mnist_subset", {}),
+        ("cifar10", {"root": str(base / "cifar")}), ("cifar100", {"root": str(base / "cifar")}),
+        ("tiny_imagenet", {"root": str(base / "tiny-imagenet-200")}),
+        ("speech_commands", {"root": str(base / "speech"), "classes": ["yes", "up", "no"], "n_mels": 20, "hop_ms": 20.0}),
+        ("names_csv", {"path": str(base / "names.csv"), "name_column": "surname", "label_column": "language", "max_len": 8}),
+    ]
+
+
+def test_every_loader_declares_the_sample_shape_it_gives(trees):
+    from kdtransfer.data import sample_shape
+
+    calls = loader_calls(trees)
+    assert sorted(name for name, _ in calls) == sorted(DATASETS)
+    for name, options in calls:
+        ds = load_dataset(name, **options)
+        assert sample_shape(name, options) == (ds.input_shape, ds.vocab_size > 0), name
+    # Computed from the options, not a constant: 20 mels at a 20 ms hop give 51 frames.
+    assert sample_shape("speech_commands", {"n_mels": 20, "hop_ms": 20.0})[0] == (1, 20, 51)
+
+
+@pytest.mark.parametrize("name", sorted(DATASETS))
+def test_every_loader_option_range_is_checked(name):
+    """Each ranged option of each loader refuses a value just outside its range, naming it."""
+    from kdtransfer.data import dataset_problem
+
+    ranges = DATASETS[name].option_values
+    assert ranges, f"loader {name} declares no option ranges"
+    for option, values in ranges.items():
+        outside = {"in (0, 1)": 1.0, "at least 1": 0, "at least 0": -1, "in (0, inf)": 0.0}[values.phrase]
+        problem = dataset_problem(name, {option: outside}, f"datasets.x.options")
+        assert problem == f"datasets.x.options.{option}: {outside!r} is not {values.phrase}"
+        default = inspect.signature(DATASETS[name]).parameters[option].default
+        assert values.problem(default) is None and dataset_problem(name, {option: default}, "x") is None
+
+
+def digits_like(**changes):
+    x = np.random.default_rng(0).normal(size=(20, 4)).astype(np.float32)
+    fields = dict(x_train=x[:12], y_train=np.arange(12) % 3, x_test=x[12:], y_test=np.arange(8) % 3, num_classes=3,
+                  modality="signal")
+    fields.update(changes)
+    return ArrayDataset(**fields)
+
+
+def images_like(**changes):
+    x = np.zeros((6, 3, 2, 2), np.uint8)
+    fields = dict(x_train=x, y_train=np.arange(6) % 2, x_test=x[:2], y_test=np.arange(2), num_classes=2, modality="image",
+                  mean=[0.5, 0.5, 0.5], std=[0.2, 0.2, 0.2])
+    fields.update(changes)
+    return ArrayDataset(**fields)
+
+
+def with_nan(x):
+    x = x.copy()
+    x[3, 1] = np.nan
+    return x
+
+
+BAD_DATASETS = {
+    "empty training split": (lambda: digits_like(x_train=np.zeros((0, 4), np.float32), y_train=np.zeros(0, np.int64)),
+                             "its training split is empty (x (0, 4), y (0,))"),
+    "empty test split": (lambda: digits_like(x_test=np.zeros((0, 4), np.float32), y_test=np.zeros(0, np.int64)),
+                         "its test split is empty"),
+    "label above the classes": (lambda: digits_like(y_test=np.array([0, 1, 2, 3, 0, 1, 2, 0])),
+                                "1 test labels lie outside [0, 3) (e.g. 3)"),
+    "negative label": (lambda: digits_like(y_train=np.array([0, 1, 2] * 3 + [-1, 0, 1])),
+                       "1 training labels lie outside [0, 3) (e.g. -1)"),
+    "class absent from training": (lambda: digits_like(y_train=np.arange(12) % 2),
+                                   "1 of its 3 classes have no training sample (e.g. class 2)"),
+    "non-finite mean": (lambda: images_like(mean=[0.5, np.nan, 0.5]), "its normalisation mean is not finite"),
+    "zero std": (lambda: images_like(std=[0.2, 0.0, 0.2]), "its normalisation std has a value <= 0"),
+    "NaN input": (lambda: digits_like(x_train=with_nan(digits_like().x_train)), "its training inputs hold 1 NaN or infinite values"),
+    "infinite input": (lambda: digits_like(x_test=np.full((8, 4), np.inf, np.float32)), "its test inputs hold 32 NaN or infinite"),
+    "token beyond the vocabulary": (lambda: ArrayDataset(np.array([[2, 3], [4, 9]]), np.arange(2), np.array([[2, 0]]), np.array([1]),
+                                                          2, "text", vocab_size=5), "token ids at or above its vocabulary size 5"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_DATASETS)
+def test_a_dataset_unfit_to_train_on_is_never_written(tmp_path, case):
+    make, needle = BAD_DATASETS[case]
+    with pytest.raises(DatasetError) as info:
+        save_arrays(make(), tmp_path / "d.npz")
+    assert needle in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("case", BAD_DATASETS)
+def test_a_prepared_file_unfit_to_train_on_is_refused_when_read(tmp_path, case):
+    """As a file written by an older version, which did not check: the reader checks the same."""
+    make, needle = BAD_DATASETS[case]
+    ds = make()
+    path = tmp_path / "old.npz"
+    fields = {k: getattr(ds, k) for k in ("x_train", "y_train", "x_test", "y_test")}
+    fields.update(num_classes=np.int64(ds.num_classes), modality=np.str_(ds.modality), vocab_size=np.int64(ds.vocab_size))
+    fields.update({k: np.asarray(getattr(ds, k), np.float32) for k in ("mean", "std") if getattr(ds, k) is not None})
+    np.savez(path, **fields)
+    with pytest.raises(DatasetError) as info:
+        load_arrays(path)
+    assert needle in str(info.value) and f"--forcerun {path}" in str(info.value)
+
+
+def test_prepare_data_stops_on_an_empty_training_split_and_writes_nothing(tmp_path):
+    """The new user's case: a test_fraction that leaves no training image. In range, so only the
+    prepared data can tell; the job fails naming the dataset and the option, with no file."""
+    import logging
+
+    from kdtransfer.data import prepare_dataset
+
+    path = tmp_path / "results" / "data" / "mnist-0123abcd.npz"
+    path.parent.mkdir(parents=True)
+    with pytest.raises(DatasetError) as info:
+        prepare_dataset("mnist", "mnist_subset", {"test_fraction": 0.9999}, str(path), logging.getLogger("test"))
+    message = str(info.value)
+    assert message.startswith("dataset mnist (loader mnist_subset): prepared dataset not written")
+    assert "its training split is empty (x (0, 1, 28, 28)" in message
+    assert "change datasets.mnist.options (test_fraction, split_seed; now test_fraction: 0.9999)" in message
+    assert list(path.parent.iterdir()) == []
+    # Out of range, the loader refuses before reading anything.
+    with pytest.raises(DatasetError, match=r"test_fraction: 1.5 is not in \(0, 1\)"):
+        prepare_dataset("mnist", "mnist_subset", {"test_fraction": 1.5}, str(path), logging.getLogger("test"))
+    assert list(path.parent.iterdir()) == []

@@ -141,13 +141,13 @@ def test_token_models_ignore_padding(arch):
 
 @pytest.mark.parametrize("call,message", [
     (lambda: create_model("resnet9000", (3, 32, 32), 10), r"unknown model 'resnet9000'.*resnet_cifar.*vgg_cifar.*vit.*timm:<name>"),
-    (lambda: create_model("resnet_cifar", (3, 32, 32), 10, widht=8), r"'resnet_cifar' has no option 'widht'; valid options: depth, width"),
-    (lambda: create_model("resnet_cifar", (3, 32, 32), 10, depth=50), r"'resnet_cifar'.*depth must be one of 18, 34; got 50"),
-    (lambda: create_model("vgg_cifar", (3, 32, 32), 10, depth=12), r"'vgg_cifar'.*depth must be one of 11, 13, 16, 19"),
-    (lambda: create_model("vgg_cifar", (1, 8, 8), 10), r"'vgg_cifar' needs images of at least 16x16 px"),
-    (lambda: create_model("vit", (3, 32, 32), 10, dim=10, heads=3), r"'vit'.*dim \(10\) must be divisible by heads \(3\)"),
+    (lambda: create_model("resnet_cifar", (3, 32, 32), 10, widht=8), r"unknown option 'widht' at options of model 'resnet_cifar' \(did you mean 'width'\?\); options of resnet_cifar: depth, width"),
+    (lambda: create_model("resnet_cifar", (3, 32, 32), 10, depth=50), r"options of model 'resnet_cifar'.depth: 50 is not one of 18, 34"),
+    (lambda: create_model("vgg_cifar", (3, 32, 32), 10, depth=12), r"options of model 'vgg_cifar'.depth: 12 is not one of 11, 13, 16, 19"),
+    (lambda: create_model("vgg_cifar", (1, 8, 8), 10), r"'vgg_cifar' with these options needs inputs of at least 16x16 px"),
+    (lambda: create_model("vit", (3, 32, 32), 10, dim=10, heads=3), r"'vit'.*dim \(10\) is not divisible by heads \(3\)"),
     (lambda: create_model("vit", (64,), 10), r"'vit' needs samples shaped \[channels, height, width\]"),
-    (lambda: create_model("char_gru", (12,), 10), r"'char_gru' reads int64 token rows.*vocab_size 0"),
+    (lambda: create_model("char_gru", (12,), 10), r"'char_gru' reads int64 token rows.*not text"),
     (lambda: create_model("resnet_cifar", (12,), 10, vocab_size=30), r"'resnet_cifar' needs float inputs.*char_gru"),
     (lambda: create_model("timm:resnet_nope", (3, 32, 32), 10), r"unknown timm model 'resnet_nope'"),
     (lambda: create_model("timm:resnet18", (3, 32, 32), 10, bogus_option=1), r"timm model 'resnet18' rejected its options"),
@@ -156,3 +156,23 @@ def test_bad_arch_or_options_raise_model_error(call, message):
     with pytest.raises(ModelError, match=message):
         call()
 
+
+
+@pytest.mark.parametrize("arch,options,rank", [
+    ("cnn1d", {"channels": [4, 4, 4]}, 2), ("cnn2d", {"channels": [4, 4, 4, 4]}, 3), ("vgg_cifar", {"depth": 11, "width": 4}, 3),
+])
+def test_the_smallest_input_the_catalog_allows_is_the_smallest_torch_can_run(arch, options, rank):
+    """The start-up rule (kdtransfer.catalog min_size) is neither stricter nor looser than the
+    model: at the smallest allowed size a forward pass runs; one smaller, torch itself fails."""
+    from kdtransfer.catalog import ARCHITECTURES, model_options
+    from kdtransfer.training.models import builder
+
+    size = ARCHITECTURES[arch].min_size(model_options(arch, options))
+    shape = (1, size) if rank == 2 else (1, size, size)
+    create_model(arch, shape, 3, **options).eval()(torch.zeros(2, *shape))
+    smaller = (1, size - 1) if rank == 2 else (1, size - 1, size - 1)
+    with pytest.raises(ModelError, match=f"at least {size}"):
+        create_model(arch, smaller, 3, **options)
+    unchecked = builder(arch)(1, 3, **model_options(arch, options)).eval()
+    with pytest.raises(RuntimeError):
+        unchecked(torch.zeros(2, *smaller))

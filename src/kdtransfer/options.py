@@ -1,17 +1,62 @@
-"""Option types for dataset loaders and models, checked before any job runs.
+"""Option types and value ranges for dataset loaders and models, checked before any job runs.
 
 A type is a Python annotation as text, in the subset that a YAML config can express: int,
 float, bool, str, None, list[T], and unions with `|` ("list[int] | int", "int | None").
-Loaders declare theirs in their signatures; built-in models in kdtransfer.catalog. Checking
-needs nothing heavy (no torch): the Snakefile does it at parse time.
+A value range (`Values`: between, at_least, one_of) applies to a number, a string, or each
+item of a list; null always passes it (null means "not set"). Loaders declare their types in
+their signatures and their ranges with kdtransfer.data.core.loader; built-in models both in
+kdtransfer.catalog. Checking needs nothing heavy (no torch): the Snakefile does it at parse time.
 """
 
 from __future__ import annotations
 
 import difflib
 import inspect
+import math
 import re
-from typing import Any, Mapping
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+
+@dataclass(frozen=True)
+class Values:
+    """The values an option may take, and how a message names them ("in (0, 1)")."""
+
+    phrase: str
+    test: Callable[[Any], bool]
+
+    def problem(self, value: Any) -> str | None:
+        """'-4 is not at least 1' for the first value (or list item) outside the range."""
+        is_list = isinstance(value, (list, tuple))
+        for number, item in enumerate(value if is_list else [value], start=1):
+            if item is not None and not isinstance(item, bool) and not self.test(item):
+                where = f" (item {number} of {_show(value)})" if is_list else ""
+                return f"{_show(item)}{where} is not {self.phrase}"
+        return None
+
+
+def between(low: float, high: float, *, low_closed: bool = False, high_closed: bool = False) -> Values:
+    """An interval; open at both ends unless said (a fraction: between(0, 1))."""
+    left, right = "[" if low_closed else "(", "]" if high_closed else ")"
+    above = (lambda v: v >= low) if low_closed else (lambda v: v > low)
+    below = (lambda v: v <= high) if high_closed else (lambda v: v < high)
+    shown = "inf" if math.isinf(high) else f"{high:g}"
+    return Values(f"in {left}{low:g}, {shown}{right}", lambda v: above(v) and below(v))
+
+
+def at_least(low: int) -> Values:
+    return Values(f"at least {low}", lambda v: v >= low)
+
+
+def one_of(*choices) -> Values:
+    return Values("one of " + ", ".join(map(repr, choices)), lambda v: v in choices)
+
+
+FRACTION = between(0, 1)  # a share of the data: neither none nor all of it
+DROPOUT = between(0, 1, low_closed=True)  # a probability of dropping; 1 would drop everything
+POSITIVE = between(0, math.inf)  # a real number above 0 (a ratio)
+COUNT = at_least(1)  # sizes, widths, lengths, numbers of layers and samples
+SEED = at_least(0)  # numpy's generators take non-negative seeds
 
 # Scalar type name -> (what a message calls it, its plural, test).
 _SCALARS = {
@@ -105,10 +150,11 @@ def _show(value: Any) -> str:
     return repr(list(value) if isinstance(value, tuple) else value)
 
 
-def option_problem(declared: Mapping[str, str], given: Mapping[str, Any], where: str, owner: str) -> str | None:
+def option_problem(declared: Mapping[str, str], given: Mapping[str, Any], where: str, owner: str,
+                   values: Mapping[str, Values] | None = None) -> str | None:
     """What is wrong with `given` options, as one message (None: nothing). `declared` maps each
-    option to its type annotation; `where` is the config path of the options (e.g.
-    models.mlp.options), `owner` what takes them (e.g. "mlp")."""
+    option to its type annotation, `values` some of them to their range; `where` is the config
+    path of the options (e.g. models.mlp.options), `owner` what takes them (e.g. "mlp")."""
     unknown = sorted(set(given) - set(declared))
     if unknown:
         close = difflib.get_close_matches(unknown[0], list(declared), n=1)
@@ -120,6 +166,9 @@ def option_problem(declared: Mapping[str, str], given: Mapping[str, Any], where:
         if not matches(value, annotation):
             return (f"{where}.{name}: expected {describe(annotation)}{_example(annotation)}, got {_show(value)}"
                     f"{_yaml_hint(value, annotation)}")
+        outside = name in (values or {}) and values[name].problem(value)
+        if outside:
+            return f"{where}.{name}: {outside}"
     return None
 
 

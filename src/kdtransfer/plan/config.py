@@ -18,8 +18,7 @@ import re
 import jsonschema
 import yaml
 
-from kdtransfer.catalog import BUILTIN_MODELS, MODEL_OPTIONS, TIMM_PREFIX
-from kdtransfer.options import option_problem
+from kdtransfer.catalog import BUILTIN_MODELS, TIMM_PREFIX, input_problem, model_problem
 from kdtransfer.plan.sweeps import expand_setups
 
 
@@ -199,7 +198,7 @@ def validate_config(config: dict, schema_path: str) -> dict:
 
 
 def _check_references(config: dict) -> None:
-    from kdtransfer.data import DATASETS, loader_options
+    from kdtransfer.data import DATASETS, dataset_problem
 
     for name, ds in config["datasets"].items():
         if ds["loader"] not in DATASETS:
@@ -207,8 +206,7 @@ def _check_references(config: dict) -> None:
                 f"unknown dataset {ds['loader']!r} at datasets.{name}.loader{_hint(ds['loader'], DATASETS)}; "
                 f"valid choices: {', '.join(sorted(DATASETS))}"
             )
-        _raise_if(option_problem(loader_options(ds["loader"]), ds["options"], f"datasets.{name}.options",
-                                 f"loader {ds['loader']}"))
+        _raise_if(dataset_problem(ds["loader"], ds["options"], f"datasets.{name}.options"))
     timm_names = []
     for name, model in config["models"].items():
         arch = model["arch"]
@@ -227,7 +225,7 @@ def _check_references(config: dict) -> None:
                 f"{', '.join(BUILTIN_MODELS)}, or any timm model as 'timm:<name>' (e.g. timm:resnet18)"
             )
         else:
-            _raise_if(option_problem(MODEL_OPTIONS[arch], model["options"], f"models.{name}.options", arch))
+            _raise_if(model_problem(arch, model["options"], f"models.{name}.options"))
     if timm_names:
         import timm  # only now: it imports torch
 
@@ -248,14 +246,40 @@ def _check_references(config: dict) -> None:
         _check_setup(setup_name, setup, config)
     _check_training(config["training"])
     try:
-        expand_setups(config)
+        setups = expand_setups(config)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    for setup_name, setup in setups.items():
+        _check_inputs(setup_name, setup, config)
+
+
+def _check_inputs(setup_name: str, setup: dict, config: dict) -> None:
+    """Teacher and student can read the setup's dataset, where its sample shape is known before
+    it is prepared (every built-in loader's is; timm models are left to timm)."""
+    from kdtransfer.data import sample_shape
+
+    dataset = config["datasets"][setup["dataset"]]
+    known = sample_shape(dataset["loader"], dataset["options"])
+    if known is None:
+        return
+    shape, tokens = known
+    where = f"setups.{setup['sweep_group'] or setup_name}"
+    if setup["sweep_group"] and setup_name != setup["sweep_group"]:
+        where += f" (its sweep point {setup['label']!r})"
+    for role in ("teacher", "student"):
+        model = config["models"][setup[role]]
+        if model["arch"] in BUILTIN_MODELS:
+            problem = input_problem(model["arch"], model["options"], shape, tokens)
+            if problem:
+                raise ConfigError(f"config at {where}: its {role} models.{setup[role]} cannot read dataset "
+                                  f"{setup['dataset']}: {problem}; change models.{setup[role]}.options, or pick "
+                                  f"another model or dataset for the setup")
 
 
 def _raise_if(problem: str | None) -> None:
     if problem:
-        raise ConfigError(problem)
+        # A wrong type or value names its key first, as the schema's messages do.
+        raise ConfigError(problem if problem.startswith("unknown option") else f"config at {problem}")
 
 
 def _check_training(training: dict) -> None:

@@ -4,16 +4,11 @@
 initialised model (seed the global torch RNG first for a fixed init). `input_shape` is one
 sample's shape; `vocab_size` comes from the dataset and is needed by the token models only.
 
-| arch | input | options (default) | feature layers |
-|---|---|---|---|
-| mlp | any float | hidden (64), dropout (0) | features.N |
-| cnn1d | [c, l] | channels ([16, 32, 32]), pooled (4) | features.N |
-| cnn2d | [c, h, w] | channels ([16, 32]), pooled (4) | features.N |
-| resnet_cifar | [c, h, w] | depth (18; or 34), width (64) | layer1..layer4 |
-| vgg_cifar | [c, h, w], h, w >= 16 | depth (19; or 11, 13, 16), width (64) | stage1..stage5 |
-| vit | [c, h, w] | patch_size (4, or [ph, pw]), dim (192), depth (6), heads (3), mlp_ratio (4), dropout (0), pool ("cls" or "mean") | blocks.0.. |
-| char_gru | int64 tokens [L] | embed_dim (64), hidden (128), layers (1), bidirectional (true), dropout (0) | embed, encoder |
-| char_transformer | int64 tokens [L] | dim (128), depth (4), heads (4), mlp_ratio (2), dropout (0) | blocks.0.. |
+The built-ins, their options, defaults and ranges, and the inputs they read are registered
+once, in kdtransfer.catalog.ARCHITECTURES (torch-free: the config is checked against it before
+any job); create_model checks the same there and fills in the defaults. Feature layers for
+hint and attention KD: mlp, cnn1d, cnn2d `features.N`; resnet_cifar `layer1..layer4`;
+vgg_cifar `stage1..stage5`; vit and char_transformer `blocks.N`; char_gru `embed`, `encoder`.
 
 timm models are never pretrained (a run never downloads weights; teachers are trained here).
 """
@@ -21,57 +16,29 @@ timm models are never pretrained (a run never downloads weights; teachers are tr
 from __future__ import annotations
 
 import hashlib
-import inspect
+import importlib
 import math
 
 from torch import nn
 
-from kdtransfer.catalog import MODEL_OPTIONS, TIMM_PREFIX, TOKEN_MODELS
-from kdtransfer.training.models.cifar import ResNetCIFAR, VGGCIFAR
+from kdtransfer.catalog import ARCHITECTURES, TIMM_PREFIX, input_problem, model_options, model_problem
 from kdtransfer.training.models.errors import ModelError
 from kdtransfer.training.models.features import FeatureTap, feature_shapes
-from kdtransfer.training.models.small import CNN1d, CNN2d, MLP
-from kdtransfer.training.models.text import CharGRU, CharTransformer
-from kdtransfer.training.models.vit import ViT
 
 __all__ = ["ModelError", "FeatureTap", "feature_shapes", "create_model", "create_model_for", "count_parameters",
            "state_fingerprint"]
 
-# arch -> (class, its leading arguments from (input_shape, vocab_size), the input rank it needs).
-# The class is then called as cls(*leading, num_classes, **options); its keyword parameters with
-# defaults are the arch's options.
-_BUILDERS = {
-    "mlp": (MLP, lambda shape, vocab: (math.prod(shape),), None),
-    "cnn1d": (CNN1d, lambda shape, vocab: (shape[0],), 2),
-    "cnn2d": (CNN2d, lambda shape, vocab: (shape[0],), 3),
-    "resnet_cifar": (ResNetCIFAR, lambda shape, vocab: (shape[0],), 3),
-    "vgg_cifar": (VGGCIFAR, lambda shape, vocab: (shape[0],), 3),
-    "vit": (ViT, lambda shape, vocab: (shape,), 3),
-    "char_gru": (CharGRU, lambda shape, vocab: (vocab,), 1),
-    "char_transformer": (CharTransformer, lambda shape, vocab: (vocab, shape[0]), 1),
-}
-_SHAPE_NAMES = {1: "int64 token rows [L]", 2: "[channels, length]", 3: "[channels, height, width]"}
+
+def builder(arch: str) -> type[nn.Module]:
+    """The torch class of built-in `arch` (kdtransfer.catalog.ARCHITECTURES names it)."""
+    module, name = ARCHITECTURES[arch].builder.split(":")
+    return getattr(importlib.import_module(module), name)
 
 
-def _options_of(cls) -> tuple[str, ...]:
-    return tuple(name for name, p in inspect.signature(cls).parameters.items() if p.default is not inspect.Parameter.empty)
-
-
-assert {a: set(_options_of(b[0])) for a, b in _BUILDERS.items()} == {a: set(o) for a, o in MODEL_OPTIONS.items()}, \
-    "kdtransfer.catalog.MODEL_OPTIONS is out of date"
-
-
-def _check_input(arch: str, input_shape: tuple[int, ...], vocab_size: int, rank: int | None) -> None:
-    if arch in TOKEN_MODELS and vocab_size < 1:
-        raise ModelError(f"model {arch!r} reads int64 token rows [n, L], but this dataset is not text (vocab_size 0)")
-    if arch not in TOKEN_MODELS and vocab_size > 0:
-        raise ModelError(f"model {arch!r} needs float inputs, but this dataset holds tokens (vocab_size {vocab_size}); "
-                         f"token models: {', '.join(TOKEN_MODELS)}")
-    if rank is not None and len(input_shape) != rank:
-        raise ModelError(f"model {arch!r} needs samples shaped {_SHAPE_NAMES[rank]}; this dataset's are {list(input_shape)}")
-    min_size = getattr(_BUILDERS[arch][0], "min_size", 0)
-    if min(input_shape[1:], default=min_size) < min_size:
-        raise ModelError(f"model {arch!r} needs images of at least {min_size}x{min_size} px; this dataset's are {list(input_shape)}")
+def _leading_arguments(arch: str, input_shape: tuple[int, ...], vocab_size: int) -> list:
+    from_data = {"features": math.prod(input_shape), "channels": input_shape[0], "shape": input_shape,
+                 "vocab": vocab_size, "length": input_shape[0]}
+    return [from_data[name] for name in ARCHITECTURES[arch].inputs]
 
 
 def _create_timm(arch: str, input_shape: tuple[int, ...], num_classes: int, options: dict) -> nn.Module:
@@ -95,17 +62,13 @@ def create_model(arch: str, input_shape: tuple[int, ...], num_classes: int, voca
     input_shape = tuple(input_shape)
     if arch.startswith(TIMM_PREFIX):
         return _create_timm(arch, input_shape, num_classes, options)
-    if arch not in _BUILDERS:
-        raise ModelError(f"unknown model {arch!r}; built-ins: {', '.join(sorted(_BUILDERS))}, or timm:<name>")
-    cls, leading, rank = _BUILDERS[arch]
-    unknown = sorted(set(options) - set(MODEL_OPTIONS[arch]))
-    if unknown:
-        raise ModelError(f"model {arch!r} has no option {unknown[0]!r}; valid options: {', '.join(MODEL_OPTIONS[arch])}")
-    _check_input(arch, input_shape, vocab_size, rank)
-    try:
-        return cls(*leading(input_shape, vocab_size), num_classes, **options)
-    except (TypeError, ValueError) as exc:
-        raise ModelError(f"model {arch!r} rejected its options {options}: {exc}") from None
+    if arch not in ARCHITECTURES:
+        raise ModelError(f"unknown model {arch!r}; built-ins: {', '.join(sorted(ARCHITECTURES))}, or timm:<name>")
+    problem = model_problem(arch, options, f"options of model {arch!r}") or \
+        input_problem(arch, options, input_shape, tokens=vocab_size > 0)
+    if problem:
+        raise ModelError(problem)
+    return builder(arch)(*_leading_arguments(arch, input_shape, vocab_size), num_classes, **model_options(arch, options))
 
 
 def create_model_for(entry: dict, data) -> nn.Module:

@@ -16,11 +16,6 @@ VGG_CONVS_PER_STAGE = {11: (1, 1, 2, 2, 2), 13: (2, 2, 2, 2, 2), 16: (2, 2, 3, 3
 VGG_STAGE_WIDTHS = (1, 2, 4, 8, 8)  # multiples of `width`: 64-128-256-512-512 at width 64
 
 
-def _check_width(width) -> None:
-    if not isinstance(width, int) or isinstance(width, bool) or width < 1:
-        raise ValueError(f"width must be a positive integer (base channels); got {width!r}")
-
-
 class BasicBlock(nn.Module):
     def __init__(self, in_channels: int, channels: int, stride: int):
         super().__init__()
@@ -44,11 +39,8 @@ class ResNetCIFAR(nn.Module):
 
     feature_layout = "channels_first"
 
-    def __init__(self, in_channels: int, num_classes: int, depth: int = 18, width: int = 64):
+    def __init__(self, in_channels: int, num_classes: int, *, depth: int, width: int):
         super().__init__()
-        if depth not in RESNET_BLOCKS:
-            raise ValueError(f"depth must be one of {', '.join(map(str, RESNET_BLOCKS))}; got {depth!r}")
-        _check_width(width)
         self.conv1 = nn.Conv2d(in_channels, width, 3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
         channels = width
@@ -77,13 +69,9 @@ class VGGCIFAR(nn.Module):
     """
 
     feature_layout = "channels_first"
-    min_size = 16  # four 2x max-pools before the global pool
 
-    def __init__(self, in_channels: int, num_classes: int, depth: int = 19, width: int = 64):
+    def __init__(self, in_channels: int, num_classes: int, *, depth: int, width: int):
         super().__init__()
-        if depth not in VGG_CONVS_PER_STAGE:
-            raise ValueError(f"depth must be one of {', '.join(map(str, VGG_CONVS_PER_STAGE))}; got {depth!r}")
-        _check_width(width)
         channels = in_channels
         for k, (n_convs, multiple) in enumerate(zip(VGG_CONVS_PER_STAGE[depth], VGG_STAGE_WIDTHS), start=1):
             layers: list[nn.Module] = [] if k == 1 else [nn.MaxPool2d(2)]

@@ -8,7 +8,7 @@ from torch import nn
 class MLP(nn.Module):
     feature_layout = "channels_first"
 
-    def __init__(self, in_features: int, num_classes: int, hidden: list[int] | int = 64, dropout: float = 0.0):
+    def __init__(self, in_features: int, num_classes: int, *, hidden: list[int] | int, dropout: float):
         super().__init__()
         hidden = [hidden] if isinstance(hidden, int) else list(hidden)
         layers: list[nn.Module] = [nn.Flatten()]
@@ -38,7 +38,7 @@ class CNN1d(nn.Module):
 
     feature_layout = "channels_first"
 
-    def __init__(self, in_channels: int, num_classes: int, channels: list[int] = (16, 32, 32), pooled: int = 4):
+    def __init__(self, in_channels: int, num_classes: int, *, channels: list[int], pooled: int):
         super().__init__()
         self.features, width = _conv_stack(nn.Conv1d, nn.BatchNorm1d, nn.MaxPool1d, in_channels, list(channels))
         # Pool to a small fixed length, not to 1: position matters in these signals.
@@ -53,7 +53,7 @@ class CNN2d(nn.Module):
 
     feature_layout = "channels_first"
 
-    def __init__(self, in_channels: int, num_classes: int, channels: list[int] = (16, 32), pooled: int = 4):
+    def __init__(self, in_channels: int, num_classes: int, *, channels: list[int], pooled: int):
         super().__init__()
         self.features, width = _conv_stack(nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d, in_channels, list(channels))
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(pooled), nn.Flatten(), nn.Linear(width * pooled * pooled, num_classes))

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from kdtransfer.training.models.transformer import add_transformer_trunk, check_transformer_options
+from kdtransfer.training.models.transformer import add_transformer_trunk
 
 
 def left_align(tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -20,12 +20,6 @@ def left_align(tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     order = torch.argsort((tokens == 0).to(torch.int8), dim=1, stable=True)
     tokens = tokens.gather(1, order)
     return tokens, (tokens != 0).sum(1).clamp(min=1)
-
-
-def _check_positive(**values) -> None:
-    for name, value in values.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be a positive integer; got {value!r}")
 
 
 class GRUEncoder(nn.Module):
@@ -50,10 +44,9 @@ class CharGRU(nn.Module):
 
     feature_layout = "tokens"
 
-    def __init__(self, vocab_size: int, num_classes: int, embed_dim: int = 64, hidden: int = 128, layers: int = 1,
-                 bidirectional: bool = True, dropout: float = 0.0):
+    def __init__(self, vocab_size: int, num_classes: int, *, embed_dim: int, hidden: int, layers: int,
+                 bidirectional: bool, dropout: float):
         super().__init__()
-        _check_positive(embed_dim=embed_dim, hidden=hidden, layers=layers)
         self.hidden = hidden
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
         self.encoder = GRUEncoder(embed_dim, hidden, layers, bool(bidirectional), dropout)
@@ -75,10 +68,9 @@ class CharTransformer(nn.Module):
 
     feature_layout = "tokens"
 
-    def __init__(self, vocab_size: int, max_length: int, num_classes: int, dim: int = 128, depth: int = 4,
-                 heads: int = 4, mlp_ratio: float = 2.0, dropout: float = 0.0):
+    def __init__(self, vocab_size: int, max_length: int, num_classes: int, *, dim: int, depth: int, heads: int,
+                 mlp_ratio: float, dropout: float):
         super().__init__()
-        check_transformer_options(dim, depth, heads, mlp_ratio, dropout)
         self.embed = nn.Embedding(vocab_size, dim, padding_idx=0)
         self.pos_embed = nn.Parameter(torch.zeros(1, max_length, dim))
         nn.init.trunc_normal_(self.pos_embed, std=0.02)

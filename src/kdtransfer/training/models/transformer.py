@@ -40,18 +40,6 @@ class TransformerBlock(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
-def check_transformer_options(dim, depth, heads, mlp_ratio, dropout) -> None:
-    for name, value in (("dim", dim), ("depth", depth), ("heads", heads)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be a positive integer; got {value!r}")
-    if dim % heads:
-        raise ValueError(f"dim ({dim}) must be divisible by heads ({heads})")
-    if not mlp_ratio > 0:
-        raise ValueError(f"mlp_ratio must be positive; got {mlp_ratio!r}")
-    if not 0 <= dropout < 1:
-        raise ValueError(f"dropout must be in [0, 1); got {dropout!r}")
-
-
 def add_transformer_trunk(model: nn.Module, *, dim: int, depth: int, heads: int, mlp_ratio: float, dropout: float,
                           num_classes: int) -> None:
     """The part after the embedding that the ViT and the character transformer share, created in

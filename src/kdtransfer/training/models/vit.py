@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdtransfer.training.models.transformer import add_transformer_trunk, check_transformer_options
+from kdtransfer.training.models.transformer import add_transformer_trunk
 
 
 class ViT(nn.Module):
@@ -24,17 +24,10 @@ class ViT(nn.Module):
 
     feature_layout = "tokens"
 
-    def __init__(self, input_shape: tuple[int, ...], num_classes: int, patch_size: int | list[int] = 4, dim: int = 192,
-                 depth: int = 6, heads: int = 3, mlp_ratio: float = 4.0, dropout: float = 0.0, pool: str = "cls"):
+    def __init__(self, input_shape: tuple[int, ...], num_classes: int, *, patch_size: int | list[int], dim: int,
+                 depth: int, heads: int, mlp_ratio: float, dropout: float, pool: str):
         super().__init__()
-        if len(input_shape) != 3:
-            raise ValueError(f"vit needs inputs shaped [channels, height, width]; got per-sample shape {list(input_shape)}")
-        check_transformer_options(dim, depth, heads, mlp_ratio, dropout)
-        if pool not in ("cls", "mean"):
-            raise ValueError(f"pool must be 'cls' or 'mean'; got {pool!r}")
         ph, pw = (patch_size, patch_size) if isinstance(patch_size, int) else tuple(patch_size)
-        if ph < 1 or pw < 1:
-            raise ValueError(f"patch_size must be positive; got {patch_size!r}")
         channels, height, width = input_shape
         rows, cols = math.ceil(height / ph), math.ceil(width / pw)
         self.padding = (0, cols * pw - width, 0, rows * ph - height)  # F.pad order: left, right, top, bottom
