@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import CACHE_DIR, Row, median, peak_rss_bytes, run_child
+from bench.common import CACHE_DIR, Row, analysis_defaults, median, peak_rss_bytes, run_child
 
 CONDITIONS = ("teacher", "kd", "rcd", "nokd")
 GENERATOR_VERSION = 1  # bump when the synthetic data changes, so a stale cache is not reused
@@ -180,7 +180,9 @@ def worker(impl: str, manifest_path: str, out: str) -> None:
             tables.append(setup_metrics(setup, {int(s): p for s, p in paths["teacher"].items()}, students))
     metrics = pd.concat(tables, ignore_index=True)
     metrics_done = time.perf_counter()
-    tests = setup_tests(metrics, n_bootstrap=2000)
+    a = analysis_defaults()
+    tests = setup_tests(metrics, alpha=a["alpha"], fdr_family=a["fdr_family"], asymmetry_primary=a["asymmetry_primary"],
+                        n_bootstrap=a["bootstrap"])
     finished = time.perf_counter()
     metrics.to_parquet(out + ".metrics.parquet")
     tests.to_parquet(out + ".tests.parquet")

@@ -15,9 +15,18 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO / "bench" / "results"
+
 # Ignored by git (bench/results/*.tmp): generated inputs that are cheap to regenerate.
 CACHE_DIR = RESULTS_DIR / "cache.tmp"
 PYTHON = sys.executable
+
+
+def analysis_defaults() -> dict:
+    """The config's `analysis` settings at the schema's defaults (the one source of them)."""
+    import yaml
+
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    return {key: prop["default"] for key, prop in schema["properties"]["analysis"]["properties"].items()}
 
 
 WORKFLOW_FILES = ("Snakefile", "config.yaml", "workflow", "profiles", "envs", "experiments")

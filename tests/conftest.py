@@ -1,6 +1,8 @@
+import re
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -46,6 +48,26 @@ def planned(config_path):
     return Plan(validate_config(config, str(SCHEMA)))
 
 
+def plan_of(config: dict):
+    """The Plan of a config given as a dict (validated, the schema's defaults filled in)."""
+    from kdtransfer.plan.config import validate_config
+    from kdtransfer.plan.runs import Plan
+
+    return Plan(validate_config(config, str(SCHEMA)))
+
+
+def training_jobs(plan) -> dict[str, int]:
+    """The training jobs (packs) of a Plan by rule name, as `snakemake -n` counts them."""
+    from kdtransfer import paths
+    from kdtransfer.catalog import REFERENCE_CONDITIONS
+
+    def rule(pack):
+        kind = paths.TRAIN_REFERENCE_RULE if pack.condition in REFERENCE_CONDITIONS else paths.TRAIN_DISTILLED_RULE
+        return paths.pack_rule_name(kind, pack.block.label)
+
+    return dict(Counter(rule(pack) for pack in plan.packs))
+
+
 def run_params(condition: str, *, model: dict, recipe: dict, kd: dict | None = None, rcd: dict | None = None,
                teacher: dict | None = None, seed: int = 0, **training) -> dict:
     """A run's params as the plan makes them (Plan.run_spec), for a config of one setup: the
@@ -86,3 +108,43 @@ def run_spec(condition: str, **settings):
 def run_dir(plan, condition: str, setup: str, seed: int) -> str:
     """results/runs/<run key>/seed<seed> of `condition` in `setup` (run keys end in a digest)."""
     return f"results/runs/{plan.run_key(condition, setup)}/seed{seed}"
+
+
+def _analysis_defaults() -> dict:
+    import yaml
+
+    section = yaml.safe_load(SCHEMA.read_text())["properties"]["analysis"]["properties"]
+    return {key: prop["default"] for key, prop in section.items()}
+
+
+def setup_test_settings(**overrides) -> dict:
+    """stats.setup_tests' analysis keywords at the schema's defaults (the analysis functions have
+    none of their own), with `overrides`."""
+    a = _analysis_defaults()
+    return {"alpha": a["alpha"], "fdr_family": a["fdr_family"], "asymmetry_primary": a["asymmetry_primary"],
+            "n_bootstrap": a["bootstrap"], **overrides}
+
+
+def per_sample_settings(**overrides) -> dict:
+    """persample.per_sample_tests' analysis keywords at the schema's defaults, with `overrides`."""
+    a = _analysis_defaults()
+    return {"alpha": a["alpha"], "fdr_family": a["fdr_family"], **overrides}
+
+
+def planned_jobs(stdout: str) -> list[tuple[str, dict]]:
+    """(rule, wildcards) of every job in a `snakemake -n` listing."""
+    jobs, rule = [], None
+    for line in stdout.splitlines():
+        m = re.match(r"^(?:local)?rule (\w+):$", line.strip())
+        if m:
+            rule = m.group(1)
+            jobs.append((rule, {}))
+            continue
+        m = re.match(r"^wildcards: (.*)$", line.strip())
+        if m and jobs:
+            jobs[-1] = (jobs[-1][0], dict(kv.split("=", 1) for kv in m.group(1).split(", ")))
+    return jobs
+
+
+def counts(stdout: str) -> Counter:
+    return Counter(rule for rule, _ in planned_jobs(stdout))

@@ -1,30 +1,10 @@
 """DAG tests: the planned jobs, reuse of shared runs, and reruns after a param change."""
 
-import re
 from collections import Counter
 
 import yaml
 
-from conftest import REPO, snakemake
-
-
-def planned_jobs(stdout: str) -> list[tuple[str, dict]]:
-    """(rule, wildcards) of every job in a `snakemake -n` listing."""
-    jobs, rule = [], None
-    for line in stdout.splitlines():
-        m = re.match(r"^(?:local)?rule (\w+):$", line.strip())
-        if m:
-            rule = m.group(1)
-            jobs.append((rule, {}))
-            continue
-        m = re.match(r"^wildcards: (.*)$", line.strip())
-        if m and jobs:
-            jobs[-1] = (jobs[-1][0], dict(kv.split("=", 1) for kv in m.group(1).split(", ")))
-    return jobs
-
-
-def counts(stdout: str) -> Counter:
-    return Counter(rule for rule, _ in planned_jobs(stdout))
+from conftest import REPO, counts, plan_of, planned, planned_jobs, snakemake, training_jobs
 
 
 # The pack rules of the default pack size (10) over seeds 0..9: one block.
@@ -32,6 +12,7 @@ REFERENCE, DISTILLED = "train_reference_seeds0to9", "train_distilled_seeds0to9"
 
 
 def test_default_config_plans_every_run_once_in_packs(workflow_copy):
+    """Snakemake plans exactly the Plan's packs: the other job-count tests ask the Plan."""
     out = snakemake(workflow_copy, "-n", "--cores", "2").stdout
     c = counts(out)
     # 3 setups + 1 extra temperature + 1 extra recipe on digits; 10 seeds in one pack per run key.
@@ -40,30 +21,28 @@ def test_default_config_plans_every_run_once_in_packs(workflow_copy):
     assert c == Counter({"prepare_data": 3, REFERENCE: 8, DISTILLED: 10, "metrics": 5,
                          "statistics": 1, "figures": 1, "tables": 1, "all": 1})
     assert sum(c.values()) == 30
+    plan = planned(workflow_copy / "config.yaml")
+    assert {rule: n for rule, n in c.items() if rule.startswith("train_")} == training_jobs(plan)
+    trained = sorted(w["condition"] + "/" for rule, w in planned_jobs(out) if rule.startswith("train_"))
+    assert trained == sorted(pack.condition + "/" for pack in plan.packs)
 
 
-def test_pack_size_one_plans_one_job_per_run(workflow_copy):
-    cfg = yaml.safe_load((workflow_copy / "config.yaml").read_text())
+def test_pack_size_one_plans_one_job_per_run():
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
     cfg["training"]["pack_size"] = 1
-    (workflow_copy / "config.yaml").write_text(yaml.safe_dump(cfg))
-    jobs = planned_jobs(snakemake(workflow_copy, "-n").stdout)
-    c = Counter(rule for rule, _ in jobs)
-    assert {rule: n for rule, n in c.items() if rule.startswith("train_")} == {
-        **{f"train_reference_seed{s}": 8 for s in range(10)}, **{f"train_distilled_seed{s}": 10 for s in range(10)}}
-    # the per-run design: 180 training jobs
-    assert sum(n for rule, n in c.items() if rule.startswith("train_")) == 180
+    jobs = training_jobs(plan_of(cfg))
+    assert jobs == {**{f"train_reference_seed{s}": 8 for s in range(10)}, **{f"train_distilled_seed{s}": 10 for s in range(10)}}
+    assert sum(jobs.values()) == 180  # the per-run design: 180 training jobs
 
 
-def test_uneven_packs_follow_blocks_of_seed_values(workflow_copy):
-    cfg = yaml.safe_load((workflow_copy / "tests/configs/tiny.yaml").read_text())
+def test_uneven_packs_follow_blocks_of_seed_values():
+    cfg = yaml.safe_load((REPO / "tests/configs/tiny.yaml").read_text())
     cfg.update(seeds=[0, 2, 3, 7], training={"pack_size": 3})  # blocks 0-2, 3-5, 6-8
-    (workflow_copy / "uneven.yaml").write_text(yaml.safe_dump(cfg))
-    out = snakemake(workflow_copy, "-n", "--configfile", "uneven.yaml").stdout
-    c = counts(out)
-    assert {rule: n for rule, n in c.items() if rule.startswith("train_")} == {
+    plan = plan_of(cfg)
+    assert training_jobs(plan) == {
         f"train_{kind}_seeds{first}to{first + 2}": n for first in (0, 3, 6) for kind, n in (("reference", 6), ("distilled", 8))}
     # each job trains its block's seeds: seeds 0 and 2 in the first, 3 in the second, 7 in the third
-    assert "results/runs/teacher/digits/mlp/" in out and "/seed7/model.pt" in out and "/seed1/" not in out
+    assert [block.seeds for block in plan.seed_blocks] == [(0, 2), (3,), (7,)]
 
 
 def test_named_targets(workflow_copy):
@@ -73,12 +52,12 @@ def test_named_targets(workflow_copy):
     assert c[REFERENCE] == 8 and c[DISTILLED] == 10 and "metrics" not in c
 
 
-def test_tiny_config_plan(workflow_copy):
-    out = snakemake(workflow_copy, "-n", "--configfile", "tests/configs/tiny.yaml").stdout
-    c = counts(out)
+def test_tiny_config_plan():
+    plan = planned(REPO / "tests/configs/tiny.yaml")
     # teachers and nokd of (digits, mlp), (digits, mlp_small), (mnist1d, cnn1d): 3 x 2 packs of 4 seeds;
     # kd and rcd of digits_mlp, its T=2 and mlp_small variants, mnist1d_cnn: 4 x 2 packs.
-    assert c[REFERENCE] == 6 and c[DISTILLED] == 8 and c["metrics"] == 4
+    assert training_jobs(plan) == {REFERENCE: 6, DISTILLED: 8}
+    assert len(plan.setups) == 4 and plan.seeds == [0, 1, 2, 3]
 
 
 def test_paper_experiment_plans_the_whole_study_with_shared_runs_once(workflow_copy):

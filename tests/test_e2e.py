@@ -9,10 +9,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, copy_workflow, planned, run_dir, snakemake
+from conftest import REPO, copy_workflow, counts, planned, planned_jobs, run_dir, snakemake
 from report_browser import ReportBrowser, find_chromium
 from kdtransfer.io.predictions import read_predictions
-from test_dag import counts, planned_jobs
 
 pytestmark = pytest.mark.e2e
 TINY = ["--configfile", "tests/configs/tiny.yaml"]
@@ -96,13 +95,21 @@ def test_figures_tables_report_regenerate_without_weights(finished):
 
 def test_deleted_pdf_or_tex_is_remade(finished):
     """Every file the figures and tables rules write is a declared output: deleting one plans its
-    rule again (the PDFs and .tex files were undeclared: "Nothing to be done")."""
-    (finished / "results/figures/robustness.pdf").unlink()
-    (finished / "results/tables/verdicts.tex").unlink()
+    rule again (the PDFs and .tex files were undeclared: "Nothing to be done"), and the remade
+    files are the ones deleted: the same LaTeX table, the same figure."""
+    pdf, tex = finished / "results/figures/robustness.pdf", finished / "results/tables/verdicts.tex"
+    pdf_before, tex_before = pdf.read_bytes(), tex.read_text()
+    pdf.unlink()
+    tex.unlink()
     out = snakemake(finished, "-n", *TINY).stdout
     assert counts(out) == Counter({"figures": 1, "tables": 1, "all": 1})
     snakemake(finished, "--cores", "1", *TINY)
-    assert (finished / "results/figures/robustness.pdf").exists() and (finished / "results/tables/verdicts.tex").exists()
+    assert tex.read_text() == tex_before and "\\begin{table}" in tex_before
+    remade = pdf.read_bytes()
+    pages = re.compile(rb"/Type /Page\b")
+    assert remade[:5] == b"%PDF-" and len(pages.findall(remade)) == len(pages.findall(pdf_before)) >= 1
+    assert abs(len(remade) - len(pdf_before)) < 0.02 * len(pdf_before)  # only the creation date may differ
+    assert "Nothing to be done" in snakemake(finished, "-n", *TINY).stdout
 
 
 def test_report_shows_the_verdicts_in_a_browser(finished):

@@ -201,7 +201,7 @@ def test_corrupt_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, data
                    predictions_out={"test": str(tmp_path / "p.parquet")}, history_out=str(tmp_path / "h.parquet"),
                    checkpoint_every=1)
     assert "checkpoint.pt is unreadable" in caplog.text and "resuming from the previous checkpoint" in caplog.text
-    # The form README documents for a resumed job's log: run, seed, checkpoint, position.
+    # The form docs/cluster.md documents for a resumed job's log: run, seed, checkpoint, position.
     spec = RunSpec.from_params(SPEC)
     assert f"resumed {spec.run_key} seed 3 from {ckpt} at epoch {previous_epoch + 1} batch" in caplog.text
     assert read_predictions(tmp_path / "p.parquet").logits.tobytes() == uninterrupted.logits.tobytes()

@@ -16,6 +16,7 @@ import scipy.stats
 from matplotlib.collections import PathCollection
 from matplotlib.colors import to_rgba
 
+from conftest import setup_test_settings
 from kdtransfer.analysis import display as D
 from kdtransfer.analysis import figures as F
 from kdtransfer.analysis import report_items
@@ -81,7 +82,7 @@ SETUPS = list(make_info()["setup"])
 def data():
     m = make_metrics(SETUPS[:-1])
     m = pd.concat([m, make_metrics(["vit_no_rcd"], conditions=("teacher", "kd", "nokd"), seed=1)], ignore_index=True)
-    tests = S.setup_tests(m, n_bootstrap=N_BOOT)
+    tests = S.setup_tests(m, **setup_test_settings(n_bootstrap=N_BOOT))
     return m, tests, V.verdicts(tests, m)
 
 
@@ -143,14 +144,29 @@ def test_figure_rejects_non_png(tmp_path, data):
 
 
 def test_empty_inputs_draw_placeholders(tmp_path):
+    """Without data each figure is a placeholder that says why: one axis, no data drawn, the
+    reason as its only text, and no data rows."""
     empty = make_metrics(["x"]).iloc[0:0]
     info = make_info()
-    for fn in (F.plot_agreement_by_condition, F.plot_asymmetric_payoff, F.plot_accuracy_by_condition, F.plot_temperature, F.plot_scaling):
+    no_tests = pd.DataFrame(columns=S.TEST_COLUMNS)
+    cases = [
+        (F.plot_agreement_by_condition, empty, {}, "no"),
+        (F.plot_asymmetric_payoff, empty, {"asymmetry_primary": "raw", "n_bootstrap": N_BOOT}, "no setup has both kd and nokd runs"),
+        (F.plot_accuracy_by_condition, empty, {}, "no"),
+        (F.plot_temperature, empty, {}, "no"),
+        (F.plot_scaling, empty, {"n_bootstrap": N_BOOT}, "no"),
+        (F.plot_tests_overview, no_tests, {"alpha": 0.05}, "no tests to show"),
+        (F.plot_robustness, no_tests, {"alpha": 0.05}, "no sweep in this config"),
+    ]
+    for fn, frame, settings, reason in cases:
         png = tmp_path / f"{fn.__name__}.png"
-        _check_files(fn(empty, info, png), png)
-    for fn in (F.plot_tests_overview, F.plot_robustness):
-        png = tmp_path / f"{fn.__name__}.png"
-        _check_files(fn(pd.DataFrame(columns=S.TEST_COLUMNS), info, png), png)
+        result = fn(frame, info, png, **settings)
+        _check_files(result, png)
+        (ax,) = result.figure.axes
+        texts = [t.get_text() for t in ax.texts]
+        assert len(texts) == 1 and texts[0].startswith(reason), (fn.__name__, texts)
+        assert not ax.axison and not ax.lines and not ax.collections and not ax.images, fn.__name__
+        assert result.data.empty, fn.__name__
 
 
 # --------------------------------------------------------------------------------------------
@@ -205,7 +221,7 @@ def _errorbar_bounds(ax):
 @pytest.mark.parametrize("n_bootstrap", [N_BOOT, 57])
 def test_asymmetric_payoff_cis_are_an_independent_bootstrap_seeded_by_setup_name(tmp_path, data, n_bootstrap):
     m, _, _ = data
-    result = F.plot_asymmetric_payoff(m, make_info(), tmp_path / "p.png", n_bootstrap=n_bootstrap)
+    result = F.plot_asymmetric_payoff(m, make_info(), tmp_path / "p.png", asymmetry_primary="raw", n_bootstrap=n_bootstrap)
     row = result.data.set_index("setup").loc["w1_w2"]
     gains = S.asymmetry_gains(m, "w1_w2")
     for which, axis in (("correct", "x"), ("incorrect", "y")):
@@ -220,13 +236,14 @@ def test_asymmetric_payoff_cis_are_an_independent_bootstrap_seeded_by_setup_name
     for (x, y, lo, hi), (_, r) in zip(bars, result.data.iterrows()):
         assert (x, y, lo, hi) == pytest.approx((r["x"], r["y"], r["y_low"], r["y_high"]))
     # a setup's interval does not depend on which other setups are plotted
-    alone = F.plot_asymmetric_payoff(m[m["setup"] == "w1_w2"], make_info(), tmp_path / "q.png", n_bootstrap=n_bootstrap).data.iloc[0]
+    alone = F.plot_asymmetric_payoff(m[m["setup"] == "w1_w2"], make_info(), tmp_path / "q.png", asymmetry_primary="raw",
+                              n_bootstrap=n_bootstrap).data.iloc[0]
     assert (alone["y_low"], alone["y_high"]) == pytest.approx((row["y_low"], row["y_high"]))
 
 
 def test_asymmetric_payoff_plots_the_primary_measure_and_the_teacher_errors_it_rests_on(tmp_path, data):
     m, _, _ = data
-    raw = F.plot_asymmetric_payoff(m, make_info(), tmp_path / "r.png", n_bootstrap=N_BOOT)
+    raw = F.plot_asymmetric_payoff(m, make_info(), tmp_path / "r.png", asymmetry_primary="raw", n_bootstrap=N_BOOT)
     norm = F.plot_asymmetric_payoff(m, make_info(), tmp_path / "n.png", asymmetry_primary="normalised", n_bootstrap=N_BOOT)
     g = S.asymmetry_gains(m, "c10", normalised=True)
     assert norm.data.set_index("setup").loc["c10", "y"] == pytest.approx(np.median(g["gain_incorrect"]) * 100)
@@ -239,8 +256,6 @@ def test_asymmetric_payoff_plots_the_primary_measure_and_the_teacher_errors_it_r
     # overlapping setups stay apart: every point numbered, colours and markers distinct
     numbers = sorted(t.get_text() for t in raw.figure.axes[0].texts)
     assert numbers == sorted(str(i) for i in range(1, len(SETUPS) + 1))
-    with pytest.raises(ValueError, match="asymmetry_primary"):
-        F.plot_asymmetric_payoff(m, make_info(), tmp_path / "x.png", asymmetry_primary="relative")
 
 
 def per_sample_rows(tests):
@@ -254,19 +269,26 @@ def per_sample_rows(tests):
     return pd.concat([tests, extra], ignore_index=True)
 
 
-def test_tests_overview_takes_alpha_and_diverges_around_zero(tmp_path, data):
+def test_tests_overview_stars_what_the_tests_decided_and_diverges_around_zero(tmp_path, data):
     _, tests, _ = data
     tests = per_sample_rows(tests)
-    strict = F.plot_tests_overview(tests, make_info(), tmp_path / "t1.png", alpha=1e-9)
-    loose = F.plot_tests_overview(tests, make_info(), tmp_path / "t2.png", alpha=0.5)
-    assert set(strict.data["kind"]) == {"transfer", "regulariser", "asymmetry"}  # per-sample rows are in the table only
-    merged = strict.data.merge(tests[["setup", "test", "p_adjusted", "primary"]], on=["setup", "test"])
-    for result, alpha in ((strict, 1e-9), (loose, 0.5)):
-        cells = result.data.merge(tests[["setup", "test", "p_adjusted"]], on=["setup", "test"])
-        starred = cells["text"].str.contains(r"\*")
-        assert starred.tolist() == (cells["p_adjusted"] <= alpha).tolist()
+    results = {}
+    for alpha in (1e-9, 0.5):
+        decided = tests.assign(significant=S.significant(tests["p_adjusted"], alpha))
+        results[alpha] = result = F.plot_tests_overview(decided, make_info(), tmp_path / f"t{alpha}.png", alpha=alpha)
+        cells = result.data.merge(decided[["setup", "test", "p_adjusted", "significant"]], on=["setup", "test"])
+        assert cells["text"].str.contains(r"\*").tolist() == cells["significant"].tolist()
+        assert cells["text"].str.contains(r"\*\*").tolist() == (cells["significant"] & (cells["p_adjusted"] <= alpha / 5)).tolist()
         assert f"* p_adj ≤ {alpha:g}, ** p_adj ≤ {alpha / 5:g}" in result.figure.axes[0].get_title()
+    strict, loose = results[1e-9], results[0.5]
+    assert set(strict.data["kind"]) == {"transfer", "regulariser", "asymmetry"}  # per-sample rows are in the table only
     assert loose.data["text"].str.contains(r"\*").any() and not strict.data["text"].str.contains(r"\*").any()
+    # The figure reads `significant`; it does not compare p itself.
+    one = tests.index[tests["kind"].eq("transfer") & tests["p_adjusted"].gt(0.5)][0]
+    forced = F.plot_tests_overview(tests.assign(significant=tests.index == one), make_info(), tmp_path / "f.png", alpha=0.5)
+    starred = forced.data[forced.data["text"].str.contains(r"\*")]
+    assert starred[["setup", "test"]].values.tolist() == [[tests.loc[one, "setup"], tests.loc[one, "test"]]]
+    merged = strict.data.merge(tests[["setup", "test", "p_adjusted", "primary"]], on=["setup", "test"])
     # oriented effect: "less" tests flipped
     js = merged[merged["test"] == "js: kd < nokd"].iloc[0]
     raw_r = tests[(tests["setup"] == js["setup"]) & (tests["test"] == "js: kd < nokd")]["effect_size"].iloc[0]
@@ -305,6 +327,7 @@ def test_robustness_figure_shows_each_effect_along_each_axis(tmp_path, data):
     m, tests, _ = data
     tests = tests.copy()
     tests.loc[(tests["setup"] == "c10_T16") & (tests["test"] == "agreement: kd > nokd"), "p_adjusted"] = 0.001
+    tests["significant"] = S.significant(tests["p_adjusted"], 0.05)  # as the statistics decide
     result = F.plot_robustness(per_sample_rows(tests), make_info(), tmp_path / "r.png", alpha=0.05, sizes=V.student_sizes(m))
     d = result.data
     assert list(dict.fromkeys(zip(d["sweep"], d["axis"]))) == [("c10", "temperature"), ("c10", "recipe"), ("w1", "model")]
@@ -371,7 +394,7 @@ def test_summary_table(data):
 
 def test_tests_table_groups_kinds_and_renders_other_families(data):
     _, tests, _ = data
-    t = TB.tests_table(per_sample_rows(tests), make_info())
+    t = TB.tests_table(per_sample_rows(tests), make_info(), alpha=0.05)
     assert len(t) == len(tests) + tests["test"].eq("agreement: kd > nokd").sum()
     c10 = t[t["setup"] == D.setup_labels(make_info())["c10"]]
     assert list(pd.unique(c10["kind"])) == ["transfer", "regulariser", "asymmetry", "per-sample"]
@@ -437,6 +460,7 @@ def test_robustness_table_lists_each_axis_in_order_with_a_tally(data):
     tests = tests.copy()
     tests["p_adjusted"] = np.where(tests["primary"], 0.5, np.nan)
     tests.loc[tests["setup"].isin(["c10_T1", "c10"]) & (tests["test"] == "agreement: kd > nokd"), "p_adjusted"] = 0.001
+    tests["significant"] = S.significant(tests["p_adjusted"], 0.05)  # as the statistics decide
     v = V.verdicts(tests, m)
     table = TB.robustness_table(V.robustness(v, make_info(), V.student_sizes(m)), make_info())
     temperature = table[table["axis"] == "temperature T"]
@@ -469,8 +493,8 @@ def test_write_tables_writes_every_declared_output(tmp_path, data):
 def test_write_tables_names_stale_verdicts(tmp_path, data):
     m, tests, v = data
     old = v.drop(columns=["kd_accuracy_gain", "kd_accuracy_gain_note"])
-    with pytest.raises(ValueError, match="kd_accuracy_gain.*older kdtransfer.*--forcerun tests"):
-        TB.write_tables({"verdicts": tmp_path / "v.csv", "verdicts_tex": tmp_path / "v.tex"}, m, tests, old, make_info())
+    with pytest.raises(ValueError, match="kd_accuracy_gain.*older kdtransfer.*--forcerun statistics$"):
+        TB.write_tables({"verdicts": tmp_path / "v.csv", "verdicts_tex": tmp_path / "v.tex"}, m, tests, old, make_info(), alpha=0.05)
 
 
 def test_report_items_show_the_answer_first_and_sweeps_only_when_swept():
@@ -498,7 +522,7 @@ def test_verdict_summary_prints_the_answer_and_the_report_path(tmp_path, data, c
     (tmp_path / "tables").mkdir()
     v.to_parquet(tmp_path / "analysis" / "verdicts.parquet")
     outputs = {"robustness": tmp_path / "tables/robustness.csv", "robustness_tex": tmp_path / "tables/robustness.tex"}
-    TB.write_tables(outputs, m, tests, v, make_info())
+    TB.write_tables(outputs, m, tests, v, make_info(), alpha=0.05)
     (tmp_path / "report.html").write_text("<html></html>")
     assert VS.main(["--results", str(tmp_path)]) == 0
     out = capsys.readouterr().out

@@ -61,7 +61,7 @@ def test_snakemake_lint_finds_nothing(workflow_copy, configfile):
 
 
 # Documents that name the package's modules and functions by their dotted path.
-DOCUMENTS = ["README.md", "docs/protocol.md", "Makefile", ".ci/run", "bench/*.py", "bench/*.sh", "config.yaml", "workflow/schemas/config.schema.yaml", "workflow/report/*.rst",
+DOCUMENTS = ["README.md", "docs/*.md", "Makefile", ".ci/run", "bench/*.py", "bench/*.sh", "config.yaml", "workflow/schemas/config.schema.yaml", "workflow/report/*.rst",
              "workflow/rules/*.smk", "experiments/*.yaml", "profiles/*/config.yaml"]
 
 
@@ -95,3 +95,25 @@ def test_module_paths_named_in_the_docs_exist():
 def test_the_reference_check_can_fail():
     assert resolves("kdtransfer.analysis.verdicts.verdicts") and resolves("kdtransfer.training.loop")
     assert not resolves("kdtransfer.stats.verdicts") and not resolves("kdtransfer.analysis.verdicts.no_such_name")
+
+
+def _rule_bodies() -> dict[str, str]:
+    """Each rule of workflow/rules/*.smk and the Snakefile: its name (the literal one, or the
+    expression of a named one) and its text."""
+    bodies = {}
+    for path in [REPO / "Snakefile", *sorted((REPO / "workflow" / "rules").glob("*.smk"))]:
+        text = path.read_text()
+        starts = [(m.start(), m.group(1) or m.group(2)) for m in
+                  re.finditer(r"^ *rule(?: (\w+))?:\n(?: +name:\n +(.+)\n)?", text, flags=re.M)]
+        for (start, name), (end, _) in zip(starts, [*starts[1:], (len(text), None)]):
+            bodies[f"{path.name}: {name}"] = text[start:end]
+    return bodies
+
+
+def test_every_rule_that_runs_a_job_has_a_log_and_a_benchmark():
+    bodies = _rule_bodies()
+    runs = {name: body for name, body in bodies.items() if re.search(r"^ +(script|shell|run):", body, flags=re.M)}
+    assert len(runs) >= 8, sorted(bodies)  # prepare_data, download_dataset, two training kinds, metrics, statistics, ...
+    for name, body in runs.items():
+        assert re.search(r"^ +log:", body, flags=re.M), f"{name} has no log:"
+        assert re.search(r"^ +benchmark:", body, flags=re.M), f"{name} has no benchmark:"

@@ -209,7 +209,7 @@ def test_unknown_loader_options_are_named():
 
 
 @pytest.mark.parametrize("loader,options,needle", [
-    # The embedded loaders used to take **_ and train on unchanged data.
+    # A loader that swallowed unknown options (**_) would train on unchanged data.
     ("digits", {"test_fractio": 0.2}, "unknown option 'test_fractio' at load_dataset('digits') (did you mean 'test_fraction'?)"),
     ("mnist1d", {"num_sample": 100}, "unknown option 'num_sample' at load_dataset('mnist1d') (did you mean 'num_samples'?)"),
     ("mnist_subset", {"test_fraction": "half"}, "load_dataset('mnist_subset').test_fraction: expected a number, got 'half'"),

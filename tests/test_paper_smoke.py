@@ -8,10 +8,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, copy_workflow, planned, run_dir, snakemake
+from conftest import REPO, copy_workflow, counts, planned, run_dir, snakemake
 from kdtransfer.data import load_arrays
 from kdtransfer.io.predictions import read_predictions
-from test_dag import counts
 from test_loaders import write_cifar10, write_names_csv, write_speech_commands
 
 pytestmark = pytest.mark.e2e

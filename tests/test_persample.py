@@ -13,6 +13,7 @@ import scipy.stats
 from statsmodels.stats.contingency_tables import StratifiedTable, mcnemar
 from statsmodels.stats.multitest import multipletests
 
+from conftest import per_sample_settings, setup_test_settings
 from kdtransfer.analysis import metrics as M
 from kdtransfer.analysis import persample as P
 from kdtransfer.analysis import stats as S
@@ -213,7 +214,7 @@ def test_discordant_strata_equal_the_full_per_pair_construction(hand_built, tabl
 
 @pytest.fixture(scope="module")
 def rows(tables):
-    return P.per_sample_tests(tables.discordance)
+    return P.per_sample_tests(tables.discordance, **per_sample_settings())
 
 
 def test_rows_per_seed_and_pooled(rows, tables):
@@ -257,7 +258,7 @@ def test_teacher_incorrect_rows_and_empty_subset(rows):
 def test_zero_discordance_is_a_sensible_row():
     d = pd.DataFrame([{"setup": "s", "seed": 0, "condition_a": "kd", "condition_b": "nokd", "subset": "all", "n": 50,
                        "both_agree": 45, "only_a_agrees": 0, "only_b_agrees": 0, "neither_agrees": 5}])
-    out = P.per_sample_tests(d).set_index("test")
+    out = P.per_sample_tests(d, **per_sample_settings()).set_index("test")
     for test in ("per-sample agreement: kd > nokd (seed 0)", "per-sample agreement: kd > nokd (pooled, CMH)"):
         r = out.loc[test]
         assert r["p_value"] == 1.0 and r["n_nonzero"] == 0 and math.isnan(r["effect_size"]) and math.isnan(r["ci_low"])
@@ -286,8 +287,8 @@ def synthetic_discordance(setups=("a", "b"), seeds=range(10), n=1000, seed=0):
 @pytest.mark.parametrize("fdr_family", ["setup", "all"])
 def test_own_family_leaves_seed_level_tests_and_verdicts_unchanged(fdr_family):
     metrics = make_metrics()
-    seed_level = S.setup_tests(metrics, fdr_family=fdr_family, n_bootstrap=200)
-    combined = P.with_per_sample_tests(seed_level, synthetic_discordance(), fdr_family=fdr_family)
+    seed_level = S.setup_tests(metrics, **setup_test_settings(fdr_family=fdr_family, n_bootstrap=200))
+    combined = P.with_per_sample_tests(seed_level, synthetic_discordance(), **per_sample_settings(fdr_family=fdr_family))
     before = combined[combined["kind"] != "per-sample"]
     pd.testing.assert_frame_equal(before[S.TEST_COLUMNS], seed_level)
     assert before[P.PER_SAMPLE_COLUMNS].isna().all().all()
@@ -305,11 +306,11 @@ def test_own_family_leaves_seed_level_tests_and_verdicts_unchanged(fdr_family):
 
 def test_parquet_round_trip_and_the_existing_tests_table(tmp_path):
     metrics = make_metrics(setups=("a",))
-    combined = P.with_per_sample_tests(S.setup_tests(metrics, n_bootstrap=200), synthetic_discordance(setups=("a",)))
+    combined = P.with_per_sample_tests(S.setup_tests(metrics, **setup_test_settings(n_bootstrap=200)), synthetic_discordance(setups=("a",)), **per_sample_settings())
     write_parquet(combined, tmp_path / "tests.parquet")
     back = pd.read_parquet(tmp_path / "tests.parquet")
     pd.testing.assert_frame_equal(back, combined)
-    table = TB.tests_table(back, pd.DataFrame({"setup": ["a"], "label": ["Setup A"]}))
+    table = TB.tests_table(back, pd.DataFrame({"setup": ["a"], "label": ["Setup A"]}), alpha=0.05)
     assert len(table) == len(combined)
     shown = table[table["test"].str.startswith("per-sample")]
     assert len(shown) == 44 and (shown["median diff [95% CI]"] == "--").all() and (shown["p"] != "--").all()
@@ -318,4 +319,4 @@ def test_parquet_round_trip_and_the_existing_tests_table(tmp_path):
 def test_counts_through_the_tests_from_files(tables, tmp_path):
     """The metrics rule's second output, written and read back, gives the same tests."""
     write_parquet(tables.discordance, tmp_path / "hand.parquet")
-    pd.testing.assert_frame_equal(P.per_sample_tests(pd.read_parquet(tmp_path / "hand.parquet")), P.per_sample_tests(tables.discordance))
+    pd.testing.assert_frame_equal(P.per_sample_tests(pd.read_parquet(tmp_path / "hand.parquet"), **per_sample_settings()), P.per_sample_tests(tables.discordance, **per_sample_settings()))

@@ -68,7 +68,7 @@ SMALL_EPOCHS = 12
 E2E = ["--configfile", "tests/configs/tiny.yaml"]
 E2E_PLAN = planned(REPO / "tests/configs/tiny.yaml")
 
-# Hard limits per Snakemake call (seconds): far above the measured times (README), so reaching
+# Hard limits per Snakemake call (seconds): far above the measured times (docs/performance.md), so reaching
 # one means a hang, never a slow machine.
 LIMIT_SHORT = 900
 LIMIT_E2E_SLURM = 1800

@@ -14,8 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import copy_workflow, planned, run_dir, snakemake
-from test_dag import counts, planned_jobs
+from conftest import copy_workflow, counts, planned, planned_jobs, run_dir, snakemake
 
 pytestmark = pytest.mark.e2e
 
@@ -188,6 +187,6 @@ def test_a_run_failing_inside_a_pack_is_the_only_one_retrained_after_the_fix(wf)
 
 
 def paths_log(key: str) -> str:
-    from kdtransfer.plan import paths
+    from kdtransfer import paths
 
     return paths.TRAIN_LOG.format(key=key, pack="seeds0to9")

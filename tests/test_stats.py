@@ -11,6 +11,7 @@ import pytest
 import scipy.stats
 from statsmodels.stats.multitest import multipletests
 
+from conftest import setup_test_settings
 from kdtransfer.analysis import stats as S
 from kdtransfer.analysis import verdicts as V
 
@@ -64,7 +65,7 @@ def metrics():
 
 @pytest.fixture(scope="module")
 def tests_df(metrics):
-    return S.setup_tests(metrics, n_bootstrap=500)
+    return S.setup_tests(metrics, **setup_test_settings(n_bootstrap=500))
 
 
 def test_columns_and_test_set(tests_df):
@@ -166,7 +167,7 @@ def test_by_adjustment_per_setup_and_all(metrics, tests_df):
         rej, adj, _, _ = multipletests(fam["p_value"].to_numpy(), alpha=0.05, method="fdr_by")
         np.testing.assert_allclose(fam["p_adjusted"].to_numpy(), adj)
         assert (fam["significant"].to_numpy() == rej).all()
-    all_df = S.setup_tests(metrics, fdr_family="all", n_bootstrap=200)
+    all_df = S.setup_tests(metrics, **setup_test_settings(fdr_family="all", n_bootstrap=200))
     fam = all_df[all_df["primary"]]
     np.testing.assert_allclose(fam["p_adjusted"].to_numpy(), multipletests(fam["p_value"].to_numpy(), method="fdr_by")[1])
     assert (all_df["family"] == "all").all()
@@ -175,7 +176,7 @@ def test_by_adjustment_per_setup_and_all(metrics, tests_df):
 
 
 def test_asymmetry_primary_normalised(metrics):
-    df = S.setup_tests(metrics[metrics["setup"] == "a"], asymmetry_primary="normalised", n_bootstrap=200)
+    df = S.setup_tests(metrics[metrics["setup"] == "a"], **setup_test_settings(asymmetry_primary="normalised", n_bootstrap=200))
     prim = df[df["kind"] == "asymmetry"].set_index("test")["primary"]
     assert prim["asymmetry (normalised): gain_incorrect > gain_correct"] and not prim["asymmetry (raw): gain_incorrect > gain_correct"]
 
@@ -193,11 +194,11 @@ def test_power_columns(tests_df):
 def test_power_warning_and_few_seeds(caplog):
     m = make_metrics(setups=("tiny",), seeds=range(3))
     with caplog.at_level(logging.WARNING, logger="kdtransfer.analysis.stats"):
-        df = S.setup_tests(m, n_bootstrap=100)
+        df = S.setup_tests(m, **setup_test_settings(n_bootstrap=100))
     assert any("tiny" in rec.getMessage() and "Seeds needed" in rec.getMessage() for rec in caplog.records)
     assert (df["min_p_adjusted_possible"] > 0.05).all()
     one = make_metrics(setups=("one",), seeds=[0])
-    df = S.setup_tests(one, n_bootstrap=100)
+    df = S.setup_tests(one, **setup_test_settings(n_bootstrap=100))
     assert df["p_value"].isna().all() and df["note"].str.contains("paired seed").all()
     assert not df["significant"].any()
 
@@ -206,12 +207,12 @@ def test_missing_conditions_and_unpaired_seeds():
     m = make_metrics(setups=("x",), conditions=("teacher", "kd", "nokd"))
     # drop two kd seeds: only 8 paired seeds remain
     m = m[~((m["condition"] == "kd") & m["seed"].isin([0, 1]))]
-    df = S.setup_tests(m, n_bootstrap=100)
+    df = S.setup_tests(m, **setup_test_settings(n_bootstrap=100))
     assert not df["test"].str.contains("rcd").any()
     assert len(df) == 4 + 1 + 2
     assert (df["n"] == 8).all()
     only_teacher = make_metrics(setups=("y",), conditions=("teacher",))
-    assert S.setup_tests(only_teacher).empty
+    assert S.setup_tests(only_teacher, **setup_test_settings()).empty
 
 
 def test_verdicts(metrics, tests_df):

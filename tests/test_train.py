@@ -198,10 +198,11 @@ def test_hint_regressor_is_trained_and_checkpointed_but_not_part_of_the_student(
     train_run(s, images, teacher_weights=image_teacher, teacher_model=TEACHER_NET, checkpoint_path=tmp_path / "ckpt.pt",
               checkpoint_every=1)
     state = torch.load(tmp_path / "ckpt.pt", weights_only=True)  # left after epoch 1 of 2
-    initial = build_regressor(s, [(8, 8, 8)], [(32, 4, 4)]).state_dict()
-    assert set(state["regressor"]) == set(initial) == {"maps.0.weight", "maps.0.bias"}
-    assert state["regressor"]["maps.0.weight"].shape == (32, 8, 1, 1)
-    assert not torch.equal(state["regressor"]["maps.0.weight"], initial["maps.0.weight"])  # it was trained
+    initial = build_regressor(s.kd, [(8, 8, 8)], [(32, 4, 4)], seed=s.seed, run=s.name).state_dict()
+    regressor = {k.removeprefix("features.regressor."): v for k, v in state["objective"].items() if k != "_extra_state"}
+    assert set(regressor) == set(initial) == {"maps.0.weight", "maps.0.bias"}
+    assert regressor["maps.0.weight"].shape == (32, 8, 1, 1)
+    assert not torch.equal(regressor["maps.0.weight"], initial["maps.0.weight"])  # it was trained
     assert not any(k.startswith("maps.") for k in state["model"])
 
 
@@ -209,11 +210,12 @@ def test_feature_setup_leaves_the_global_rng_alone(images):
     s = feature_spec("rcd", "hint", ["layer2"])
     torch.manual_seed(123)
     before = torch.get_rng_state()
-    first = build_regressor(s, [(8, 8, 8)], [(16, 8, 8)])
-    shapes = teacher_shapes_without_weights(s, images, TEACHER_NET, torch.zeros(2, 3, 16, 16))
+    first = build_regressor(s.kd, [(8, 8, 8)], [(16, 8, 8)], seed=s.seed, run=s.name)
+    shapes = teacher_shapes_without_weights(s.kd, images, TEACHER_NET, torch.zeros(2, 3, 16, 16), run=s.name)
     assert torch.equal(torch.get_rng_state(), before)
     assert shapes == [(16, 8, 8)]
-    assert torch.equal(first.maps[0].weight, build_regressor(s, [(8, 8, 8)], [(16, 8, 8)]).maps[0].weight)
+    again = build_regressor(s.kd, [(8, 8, 8)], [(16, 8, 8)], seed=s.seed, run=s.name)
+    assert torch.equal(first.maps[0].weight, again.maps[0].weight)
 
 
 def test_feature_runs_share_init_and_batch_order_with_the_control(tmp_path, images, image_teacher):
@@ -240,7 +242,7 @@ def test_rcd_feature_variant_needs_the_teacher_architecture_only(tmp_path, image
 @pytest.mark.parametrize("noise", ["uniform", "gaussian"])
 def test_rcd_noise_replaces_every_teacher_map_in_its_shape(noise):
     s = feature_spec("rcd", "hint", ["layer2"], noise=noise)
-    targets = NoiseSignal(s, 3, 96, [(16, 8, 8), (32, 4, 4)], torch.device("cpu"))
+    targets = NoiseSignal(s.rcd, s.seed, 3, 96, [(16, 8, 8), (32, 4, 4)], torch.device("cpu"))
     targets.start_epoch(0)
     logits, maps = targets(torch.arange(40), None)
     assert logits.shape == (40, 3) and [m.shape for m in maps] == [(40, 16, 8, 8), (40, 32, 4, 4)]
@@ -253,7 +255,7 @@ def test_rcd_noise_replaces_every_teacher_map_in_its_shape(noise):
 
 def test_rcd_fixed_noise_maps_are_one_draw_per_example():
     s = feature_spec("rcd", "attention", ["layer2"], resample="fixed")
-    targets = NoiseSignal(s, 3, 96, [(4, 2, 2)], torch.device("cpu"))
+    targets = NoiseSignal(s.rcd, s.seed, 3, 96, [(4, 2, 2)], torch.device("cpu"))
     targets.start_epoch(0)
     logits_a, (a,) = targets(torch.tensor([5, 9]), None)
     targets.start_epoch(1)
@@ -323,21 +325,21 @@ def test_unknown_feature_layer_is_named_with_valid_choices(tmp_path, images, ima
 
 def test_divergence_hint_names_the_bf16_switch_only_when_bf16_was_on():
     s = spec("nokd")
-    assert "training.bf16: false" in divergence_message(s, float("nan"), 0, 3, bf16_active=True)
-    cpu = divergence_message(s, float("nan"), 0, 3, bf16_active=False)
+    assert "training.bf16: false" in divergence_message(s.name, float("nan"), 0, 3, bf16_active=True)
+    cpu = divergence_message(s.name, float("nan"), 0, 3, bf16_active=False)
     assert "lower recipe.lr" in cpu and "bf16" not in cpu
 
 
 def test_fingerprint_is_the_digest_of_every_field_checkpoints_carry():
     """The checkpoint's `spec` digest, recomputed: sha256 of the params as JSON with absent kd /
-    rcd settings as {} (the format checkpoints have carried since before RunSpec was typed, so a
-    run interrupted then still resumes). Checkpoint frequency is no part of it (not in a spec)."""
+    rcd settings as {} (the form existing checkpoints carry, so that they stay resumable).
+    Checkpoint frequency is no part of it (not in a spec)."""
     for condition in ("teacher", "kd", "rcd"):
         s = spec(condition)
         body = {"kd": {}, "rcd": {}, **run_params(condition, model=MODEL, recipe=RECIPE, kd={"alpha": 0.9, "temperature": 4},
                                                   rcd={"noise": "uniform", "resample": "step"})}
-        assert s.fingerprint() == hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
-    assert spec("kd").fingerprint() != spec("kd", bf16=False).fingerprint()
+        assert s.fingerprint == hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+    assert spec("kd").fingerprint != spec("kd", bf16=False).fingerprint
     assert "checkpoint_every" not in RunSpec.__dataclass_fields__
 
 
@@ -384,11 +386,11 @@ def test_deterministic_cuda_runs_use_the_math_attention_kernel(monkeypatch):
     flags = {"flash": torch.backends.cuda.flash_sdp_enabled, "mem_efficient": torch.backends.cuda.mem_efficient_sdp_enabled,
              "cudnn": torch.backends.cuda.cudnn_sdp_enabled, "math": torch.backends.cuda.math_sdp_enabled}
     try:
-        configure_device(spec("kd", deterministic=True), torch.device("cuda"))
+        configure_device(torch.device("cuda"), deterministic=True)
         assert {name: enabled() for name, enabled in flags.items()} == {"flash": False, "mem_efficient": False, "cudnn": False,
                                                                          "math": True}
         assert torch.are_deterministic_algorithms_enabled() and not torch.backends.cudnn.benchmark
-        configure_device(spec("kd", deterministic=False), torch.device("cuda"))
+        configure_device(torch.device("cuda"), deterministic=False)
         assert all(enabled() for enabled in flags.values())
         assert not torch.are_deterministic_algorithms_enabled() and torch.backends.cudnn.benchmark
     finally:

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import setup_test_settings
 from kdtransfer.analysis import stats as S
 from kdtransfer.analysis import verdicts as V
 
@@ -35,13 +36,15 @@ def metrics_with(accuracy_gain_kd=0.02, accuracy_gain_rcd=0.012, setups=("s",), 
     return pd.DataFrame(rows)
 
 
-def with_p(tests: pd.DataFrame, **p_by_test) -> pd.DataFrame:
+def with_p(tests: pd.DataFrame, alpha: float = 0.05, **p_by_test) -> pd.DataFrame:
     """tests with the adjusted p of the named tests replaced (keys: test ids with ':' and ' '
-    spelled '_'): verdicts must follow p_adjusted, whatever produced it."""
+    spelled '_') and decided at `alpha` as the statistics decide them."""
     tests = tests.copy()
     names = {t.replace(":", "_").replace(" ", "_").replace(">", "gt"): t for t in tests["test"]}
     for key, p in p_by_test.items():
-        tests.loc[tests["test"] == names[key], "p_adjusted"] = p
+        chosen = tests["test"] == names[key]
+        tests.loc[chosen, "p_adjusted"] = p
+        tests.loc[chosen, "significant"] = bool(S.significant(p, alpha))
     return tests
 
 
@@ -59,8 +62,8 @@ ACC_RCD = "accuracy__rcd_vs_nokd"
 ])
 def test_rcd_matches_kd_is_decided_by_the_statistics(gain_kd, gain_rcd, p_kd, p_rcd, kd_gain, matches, note):
     m = metrics_with(gain_kd, gain_rcd)
-    tests = with_p(S.setup_tests(m, n_bootstrap=50), **{ACC_KD: p_kd, ACC_RCD: p_rcd})
-    v = V.verdicts(tests, m, alpha=0.05).iloc[0]
+    tests = with_p(S.setup_tests(m, **setup_test_settings(n_bootstrap=50)), **{ACC_KD: p_kd, ACC_RCD: p_rcd})
+    v = V.verdicts(tests, m).iloc[0]
     assert v["acc_gain_kd"] == pytest.approx(100 * gain_kd) and v["acc_gain_rcd"] == pytest.approx(100 * gain_rcd)
     assert bool(v["kd_accuracy_gain"]) is kd_gain
     if matches is None:
@@ -70,27 +73,30 @@ def test_rcd_matches_kd_is_decided_by_the_statistics(gain_kd, gain_rcd, p_kd, p_
     assert v["p_adj_acc_rcd"] == pytest.approx(p_rcd)
 
 
-def test_flags_equal_an_independent_reading_of_the_tests_at_any_alpha():
+def test_flags_follow_the_significance_the_tests_decided():
+    """Verdicts decide nothing about significance: each flag reads its test's `significant`
+    (here drawn at random, apart from the p-values) and never compares p_adjusted itself."""
     m = metrics_with(setups=("a", "b", "c"), seed=3)
-    tests = S.setup_tests(m, n_bootstrap=50)
+    tests = S.setup_tests(m, **setup_test_settings(n_bootstrap=50))
     rng = np.random.default_rng(1)
-    tests["p_adjusted"] = np.where(tests["primary"], rng.uniform(0, 0.2, len(tests)), np.nan)
-    for alpha in (0.01, 0.05, 0.1):
-        v = V.verdicts(tests, m, alpha=alpha).set_index("setup")
+    for draw in range(3):
+        tests["p_adjusted"] = np.where(tests["primary"], rng.uniform(0, 0.2, len(tests)), np.nan)
+        tests["significant"] = tests["primary"] & (rng.uniform(size=len(tests)) < 0.5)
+        v = V.verdicts(tests, m).set_index("setup")
         for setup in ("a", "b", "c"):
-            p = tests[tests["setup"] == setup].set_index("test")["p_adjusted"]
-            asym = tests[(tests["setup"] == setup) & (tests["kind"] == "asymmetry") & tests["primary"]]["p_adjusted"].iloc[0]
-            assert bool(v.loc[setup, "transfer_kd_vs_nokd"]) is bool(p["agreement: kd > nokd"] <= alpha)
-            assert bool(v.loc[setup, "transfer_kd_vs_rcd"]) is bool(p["agreement: kd > rcd"] <= alpha)
-            assert bool(v.loc[setup, "kd_accuracy_gain"]) is bool(p["accuracy: kd vs nokd"] <= alpha)  # the gain is +2 pp
-            assert bool(v.loc[setup, "asymmetric_negative"]) is bool(asym <= alpha)
+            flag = tests[tests["setup"] == setup].set_index("test")["significant"]
+            asym = tests[(tests["setup"] == setup) & (tests["kind"] == "asymmetry") & tests["primary"]]["significant"].iloc[0]
+            assert bool(v.loc[setup, "transfer_kd_vs_nokd"]) is bool(flag["agreement: kd > nokd"])
+            assert bool(v.loc[setup, "transfer_kd_vs_rcd"]) is bool(flag["agreement: kd > rcd"])
+            assert bool(v.loc[setup, "kd_accuracy_gain"]) is bool(flag["accuracy: kd vs nokd"])  # the gain is +2 pp
+            assert bool(v.loc[setup, "asymmetric_negative"]) is bool(asym)
             for claim, p_column in V.CLAIMS.items():
                 assert claim in v.columns and p_column in v.columns
 
 
 def test_a_missing_condition_leaves_its_claims_undecided_with_the_reason():
     m = metrics_with(conditions=("teacher", "kd", "nokd"))
-    v = V.verdicts(with_p(S.setup_tests(m, n_bootstrap=50), **{ACC_KD: 0.01}), m).iloc[0]
+    v = V.verdicts(with_p(S.setup_tests(m, **setup_test_settings(n_bootstrap=50)), **{ACC_KD: 0.01}), m).iloc[0]
     assert v["transfer_kd_vs_rcd"] is pd.NA and v["transfer_kd_vs_rcd_note"] == "not tested: no rcd runs"
     assert v["transfer_kd_vs_nokd"] is not pd.NA and v["transfer_kd_vs_nokd_note"] == ""
     assert bool(v["kd_accuracy_gain"]) is True  # KD gains: whether noise matches it is what is untested
@@ -100,7 +106,7 @@ def test_a_missing_condition_leaves_its_claims_undecided_with_the_reason():
 def test_too_few_seeds_is_not_a_no():
     m = metrics_with()
     m = m[m["seed"] == 0]
-    v = V.verdicts(S.setup_tests(m, n_bootstrap=50), m).iloc[0]
+    v = V.verdicts(S.setup_tests(m, **setup_test_settings(n_bootstrap=50)), m).iloc[0]
     for claim in V.CLAIMS:
         assert v[claim] is pd.NA, claim
     assert "only 1 paired seed" in v["transfer_kd_vs_nokd_note"]
@@ -108,7 +114,7 @@ def test_too_few_seeds_is_not_a_no():
 
 def test_flags_survive_parquet_as_three_valued(tmp_path):
     m = metrics_with(conditions=("teacher", "kd", "nokd"))
-    v = V.verdicts(S.setup_tests(m, n_bootstrap=50), m)
+    v = V.verdicts(S.setup_tests(m, **setup_test_settings(n_bootstrap=50)), m)
     v.to_parquet(tmp_path / "v.parquet")
     back = pd.read_parquet(tmp_path / "v.parquet")
     for claim in V.CLAIMS:
@@ -157,11 +163,12 @@ def test_sweep_points_put_the_base_on_every_axis_in_axis_order():
 def test_robustness_tallies_each_claim_along_each_axis():
     setups = tuple(sweep_info()["setup"])
     m = metrics_with(setups=setups)
-    tests = S.setup_tests(m, n_bootstrap=50)
+    tests = S.setup_tests(m, **setup_test_settings(n_bootstrap=50))
     # transfer vs nokd significant at T=1 and T=4 only; accuracy tests undecided at T=16
     tests["p_adjusted"] = np.where(tests["primary"], 0.5, np.nan)
     tests.loc[tests["setup"].isin(["c10_T1", "c10"]) & (tests["test"] == "agreement: kd > nokd"), "p_adjusted"] = 0.001
     tests.loc[(tests["setup"] == "c10_T16") & (tests["kind"] == "regulariser"), "p_adjusted"] = np.nan
+    tests["significant"] = S.significant(tests["p_adjusted"], 0.05)  # as the statistics decide
     v = V.verdicts(tests, m)
     robust = V.robustness(v, sweep_info())
     assert robust[robust["axis"] == "temperature"]["setup"].tolist() == ["c10_T1", "c10", "c10_T16"]
@@ -177,4 +184,4 @@ def test_no_sweep_no_robustness():
     info = sweep_info()
     info = info[info["setup"] == "alone"]
     m = metrics_with(setups=("alone",))
-    assert V.robustness(V.verdicts(S.setup_tests(m, n_bootstrap=50), m), info).empty
+    assert V.robustness(V.verdicts(S.setup_tests(m, **setup_test_settings(n_bootstrap=50)), m), info).empty

@@ -106,9 +106,11 @@ class RunSpec:
                 out[name] = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(settings).items()}
         return out
 
+    @property
     def fingerprint(self) -> str:
-        """Identifies what a checkpoint was trained for, so a stale one is never resumed: every
-        field, absent kd / rcd settings as {} (a digest checkpoints have always carried)."""
+        """Identifies what a checkpoint was trained for, so a stale one is never resumed: the
+        digest of every field, absent kd / rcd settings as {} (the form checkpoints in use carry,
+        so that they stay resumable)."""
         body = {"kd": {}, "rcd": {}, **self.params()}
         return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

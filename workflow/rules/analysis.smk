@@ -17,6 +17,8 @@ rule metrics:
         "../../envs/analysis.yaml"
     log:
         "logs/metrics/{setup}.log",
+    benchmark:
+        "benchmarks/metrics/{setup}.tsv"
     localrule: True
     script:
         "../scripts/metrics.py"
@@ -42,6 +44,8 @@ rule statistics:
         "../../envs/analysis.yaml"
     log:
         "logs/statistics/statistics.log",
+    benchmark:
+        "benchmarks/statistics/statistics.tsv"
     localrule: True
     script:
         "../scripts/statistics.py"

@@ -1,5 +1,5 @@
 # Helpers only: config validation, the plan and the functions the rules call (no science:
-# kdtransfer.plan does it). Every path comes from kdtransfer.plan.paths, whose templates the
+# kdtransfer.plan does it). Every path comes from kdtransfer.paths, whose templates the
 # rules' outputs use too, and every figure, table and download the config calls for is named here.
 import sys
 
@@ -7,7 +7,7 @@ import kdtransfer
 from kdtransfer.analysis import report_items
 from kdtransfer.catalog import DISTILLED_CONDITIONS, REFERENCE_CONDITIONS
 from kdtransfer.data import DOWNLOAD_NAMES, downloads_for
-from kdtransfer.plan import paths
+from kdtransfer import paths
 from kdtransfer.plan.config import ConfigError, validate_config
 from kdtransfer.plan.runs import Plan, canonical
 
@@ -54,7 +54,7 @@ PACK_MEM_MB = 2000
 
 
 def pack_rule_name(kind, block):
-    return f"{kind}_{block.label}"
+    return paths.pack_rule_name(kind, block.label)
 
 
 def pack_outputs(key_template, block, name):

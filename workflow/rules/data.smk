@@ -31,6 +31,8 @@ rule download_dataset:
         "../../envs/train.yaml"
     log:
         "logs/download_dataset/{name}.log",
+    benchmark:
+        "benchmarks/download_dataset/{name}.tsv"
     localrule: True
     script:
         "../scripts/download_data.py"

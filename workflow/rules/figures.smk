@@ -27,6 +27,8 @@ rule figures:
         "../../envs/analysis.yaml"
     log:
         "logs/figures/figures.log",
+    benchmark:
+        "benchmarks/figures/figures.tsv"
     localrule: True
     script:
         "../scripts/figures.py"
@@ -57,6 +59,8 @@ rule tables:
         "../../envs/analysis.yaml"
     log:
         "logs/tables/tables.log",
+    benchmark:
+        "benchmarks/tables/tables.tsv"
     localrule: True
     script:
         "../scripts/tables.py"

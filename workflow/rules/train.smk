@@ -1,7 +1,7 @@
 # Training: one script, one loop, for every condition. Teachers and controls are keyed by what
 # they depend on (dataset/model/recipe), kd and rcd students by their setup; each key ends in the
 # digest of the run's specification (kdtransfer.plan.runs), so a changed hyper-parameter is a new
-# path. The key templates and file names are kdtransfer.plan.paths'.
+# path. The key templates and file names are kdtransfer.paths'.
 #
 # A job trains a pack: the runs of one run key over one block of seeds (training.pack_size),
 # one after another in one process (kdtransfer.training.pack). Its outputs are every run's own
@@ -14,7 +14,7 @@ for block in PLAN.seed_blocks:
 
     rule:
         name:
-            pack_rule_name("train_reference", block)
+            pack_rule_name(paths.TRAIN_REFERENCE_RULE, block)
         input:
             data=reference_data,
         output:
@@ -36,13 +36,13 @@ for block in PLAN.seed_blocks:
             pack_file(paths.TRAIN_BENCHMARK, paths.REFERENCE_KEY, block)
         threads: 1
         resources:
-            **pack_resources("train_reference", block),
+            **pack_resources(paths.TRAIN_REFERENCE_RULE, block),
         script:
             "../scripts/train.py"
 
     rule:
         name:
-            pack_rule_name("train_distilled", block)
+            pack_rule_name(paths.TRAIN_DISTILLED_RULE, block)
         input:
             unpack(distilled_inputs(block)),
         output:
@@ -65,6 +65,6 @@ for block in PLAN.seed_blocks:
             pack_file(paths.TRAIN_BENCHMARK, paths.DISTILLED_KEY, block)
         threads: 1
         resources:
-            **pack_resources("train_distilled", block),
+            **pack_resources(paths.TRAIN_DISTILLED_RULE, block),
         script:
             "../scripts/train.py"

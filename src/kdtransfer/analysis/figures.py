@@ -39,7 +39,7 @@ import pandas as pd  # noqa: E402
 from kdtransfer.io.atomic import atomic_path  # noqa: E402
 from kdtransfer.catalog import SIZE_SWEEPS, STUDENT_CONDITIONS  # noqa: E402
 from kdtransfer.analysis.display import CONDITION_NAMES, axis_name, axis_value_text, config_labels, setup_labels, setup_order  # noqa: E402
-from kdtransfer.analysis.stats import asymmetry_gains, bootstrap_median_ci, paired_values, stable_seed  # noqa: E402
+from kdtransfer.analysis.stats import asymmetry_gains, bootstrap_median_ci, paired_values, significant, stable_seed  # noqa: E402
 from kdtransfer.analysis.verdicts import student_sizes, sweep_points  # noqa: E402
 
 # condition -> (marker, face colour, edge colour); greyscale-safe by shape + fill
@@ -242,8 +242,8 @@ def _label_offsets(n: int, radius: float = 24.0) -> list[tuple[float, float]]:
 
 
 @_styled
-def plot_asymmetric_payoff(metrics: pd.DataFrame, setup_info: pd.DataFrame, path, *, asymmetry_primary: str = "raw",
-                           n_bootstrap: int = 2000, random_seed: int = 0) -> FigureResult:
+def plot_asymmetric_payoff(metrics: pd.DataFrame, setup_info: pd.DataFrame, path, *, asymmetry_primary: str,
+                           n_bootstrap: int, random_seed: int = 0) -> FigureResult:
     """Figure 2: per setup, median gain_correct (x) vs median gain_incorrect (y) of KD over the
     control, with 95% percentile-bootstrap CIs over seeds, in the primary asymmetry measure
     (`asymmetry_primary`: "raw" agreement gains in percentage points, or "normalised" gains as
@@ -251,8 +251,6 @@ def plot_asymmetric_payoff(metrics: pd.DataFrame, setup_info: pd.DataFrame, path
     more than its correct answers (negative payoff). Each point is numbered; its legend entry
     gives the median number of teacher-incorrect samples per seed that gain_incorrect rests on.
     data: number, setup, label, x, x_low, x_high, y, y_low, y_high, n_teacher_incorrect, n_seeds."""
-    if asymmetry_primary not in ("raw", "normalised"):
-        raise ValueError(f"asymmetry_primary must be 'raw' or 'normalised', got {asymmetry_primary!r}")
     normalised = asymmetry_primary == "normalised"
     setups = [s for s in setup_order(metrics, setup_info) if {"kd", "nokd"} <= set(metrics.loc[metrics["setup"] == s, "condition"])]
     if not setups:
@@ -311,12 +309,13 @@ def plot_asymmetric_payoff(metrics: pd.DataFrame, setup_info: pd.DataFrame, path
 
 
 @_styled
-def plot_tests_overview(tests: pd.DataFrame, setup_info: pd.DataFrame, path, *, alpha: float = 0.05) -> FigureResult:
+def plot_tests_overview(tests: pd.DataFrame, setup_info: pd.DataFrame, path, *, alpha: float) -> FigureResult:
     """Figure 4: seed-level Wilcoxon tests (rows, grouped by kind) x setups (columns); cell value
     and colour = matched-pairs rank-biserial r oriented so that positive (blue) supports the
     test's hypothesis and negative (red) goes against it, on a colour map diverging around 0:
     r of condition_a − condition_b for "greater" and two-sided tests, its negative for "less"
-    tests (e.g. "js: kd < nokd"). "*" marks BY-adjusted p <= alpha, "**" p_adj <= alpha / 5;
+    tests (e.g. "js: kd < nokd"). "*" marks a significant test (the tests' `significant`:
+    BY-adjusted p <= alpha), "**" one that is significant at alpha / 5 too;
     "(secondary)" in a row label (or "(s)" in a cell) a secondary test, not in the FDR
     family; a hatched cell was not tested (condition missing), "n/a" had too few seeds. Tests of
     other kinds (per-sample) are in the tests table only.
@@ -341,9 +340,7 @@ def plot_tests_overview(tests: pd.DataFrame, setup_info: pd.DataFrame, path, *, 
         if pd.isna(eff):
             text[i][j] = "n/a"
         else:
-            stars = ""
-            if pd.notna(r["p_adjusted"]):
-                stars = "**" if r["p_adjusted"] <= alpha / 5 else ("*" if r["p_adjusted"] <= alpha else "")
+            stars = ("**" if significant(r["p_adjusted"], alpha / 5) else "*") if r["significant"] else ""
             text[i][j] = f"{eff:.2f}{stars}" + ("" if r["primary"] or r["test"] in secondary else " (s)")
         rows.append({"setup": r["setup"], "test": r["test"], "kind": r["kind"], "effect": eff, "text": text[i][j]})
     # Tests are rows (their names read horizontally), setups columns; grid is setups x tests.
@@ -441,7 +438,7 @@ def _count_label(count: float) -> str:
 
 
 @_styled
-def plot_scaling(metrics: pd.DataFrame, setup_info: pd.DataFrame, path, *, n_bootstrap: int = 2000, random_seed: int = 0) -> FigureResult:
+def plot_scaling(metrics: pd.DataFrame, setup_info: pd.DataFrame, path, *, n_bootstrap: int, random_seed: int = 0) -> FigureResult:
     """Figure 5: for each model-size sweep axis (`sweep: {model: [...]}` or `{student: [...]}`),
     the agreement gain of KD over the control (kd − nokd, paired by seed, percentage points) vs
     the student's parameter count (log axis; `num_parameters` of the kd runs): median over
@@ -512,13 +509,14 @@ def _robustness_row(tests: pd.DataFrame, setup: str, test_id: str | None):
 
 
 @_styled
-def plot_robustness(tests: pd.DataFrame, setup_info: pd.DataFrame, path, *, alpha: float = 0.05, sizes: dict | None = None) -> FigureResult:
+def plot_robustness(tests: pd.DataFrame, setup_info: pd.DataFrame, path, *, alpha: float, sizes: dict | None = None) -> FigureResult:
     """The key effect sizes along every sweep axis (one row of panels per sweep and axis, the
     base setup a point of each of its axes): agreement gain of KD over the control and over
     the random control, the accuracy gains of KD and of the random control over the control,
     and the primary asymmetry (gain_incorrect − gain_correct). Each point is the tests table's
     median paired difference over seeds with its 95% bootstrap CI; a filled marker means the
-    test is significant (BY-adjusted p <= alpha), an open one that it is not.
+    test is significant (the tests' `significant`: BY-adjusted p <= alpha; `alpha` labels the
+    legend), an open one that it is not.
     data: sweep, axis, value, setup, effect, test, condition, median, ci_low, ci_high,
     p_adjusted, significant (percentage points; normalised asymmetry in % of headroom)."""
     points = sweep_points(setup_info, sizes)
@@ -549,13 +547,13 @@ def plot_robustness(tests: pd.DataFrame, setup_info: pd.DataFrame, path, *, alph
                     normalised = normalised or "normalised" in str(r["metric"])
                     med, low, high = (float(r[c]) * 100 for c in ("median_diff", "ci_low", "ci_high"))
                     low, high = (med if math.isnan(low) else low), (med if math.isnan(high) else high)
-                    significant = bool(pd.notna(r["p_adjusted"]) and r["p_adjusted"] <= alpha)
+                    filled = bool(r["significant"])
                     ax.errorbar(x + offset, med, yerr=[[med - low], [high - med]], marker=marker, markersize=7, color="black",
-                                markerfacecolor="black" if significant else "white", markeredgecolor="black", capsize=3,
+                                markerfacecolor="black" if filled else "white", markeredgecolor="black", capsize=3,
                                 linewidth=1, linestyle="")
                     rows.append({"sweep": sweep, "axis": axis, "value": value, "setup": setup, "effect": title, "test": r["test"],
                                  "condition": cond, "median": med, "ci_low": low, "ci_high": high,
-                                 "p_adjusted": r["p_adjusted"], "significant": significant})
+                                 "p_adjusted": r["p_adjusted"], "significant": filled})
                     line_x.append(x + offset)
                     line_y.append(med)
                 ax.plot(line_x, line_y, color="0.55", linewidth=0.8, zorder=1)  # a guide along the axis, not a fit

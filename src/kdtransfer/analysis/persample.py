@@ -57,9 +57,8 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 from statsmodels.stats.contingency_tables import StratifiedTable
-from statsmodels.stats.multitest import multipletests
 
-from kdtransfer.analysis.stats import TEST_COLUMNS
+from kdtransfer.analysis.stats import TEST_COLUMNS, adjust_by_family
 
 # (condition a, condition b): a is the treatment, b the control it is compared with.
 COMPARISONS = (("kd", "nokd"), ("kd", "rcd"))
@@ -191,7 +190,7 @@ def _row(setup, family, cond_a, cond_b, subset, seed, test, n, only_a, only_b, s
             "primary": True, "note": note, "seed": seed, "only_a_agrees": int(only_a), "only_b_agrees": int(only_b)}
 
 
-def per_sample_tests(discordance: pd.DataFrame, *, alpha: float = 0.05, fdr_family: str = "setup") -> pd.DataFrame:
+def per_sample_tests(discordance: pd.DataFrame, *, alpha: float, fdr_family: str) -> pd.DataFrame:
     """The per-sample tests of the discordance tables (discordance_table, concatenated).
 
     Per setup, comparison and subset: one exact McNemar row per seed, then one pooled
@@ -200,8 +199,6 @@ def per_sample_tests(discordance: pd.DataFrame, *, alpha: float = 0.05, fdr_fami
     family (module docstring). A subset without samples (the teacher makes no error) is a row
     with NaN p, outside the adjustment.
     """
-    if fdr_family not in ("setup", "all"):
-        raise ValueError(f"fdr_family must be 'setup' or 'all', got {fdr_family!r}")
     rows = []
     for setup in pd.unique(discordance["setup"]):
         family = f"{KIND}: {setup}" if fdr_family == "setup" else f"{KIND}: all"
@@ -220,18 +217,10 @@ def per_sample_tests(discordance: pd.DataFrame, *, alpha: float = 0.05, fdr_fami
                              f"Cochran–Mantel–Haenszel over the (sample, seed) strata of {len(part)} seeds, continuity-corrected, one-sided"))
     df = pd.DataFrame(rows, columns=[c for c in TEST_COLUMNS if c not in ("p_adjusted", "significant", "min_p_adjusted_possible", "seeds_needed")]
                       + PER_SAMPLE_COLUMNS)
-    df["p_adjusted"] = math.nan
-    df["significant"] = False
     # The seed-count power floor of the seed-level tests has no meaning for these rows.
     df["min_p_adjusted_possible"] = math.nan
     df["seeds_needed"] = math.nan
-    for _, idx in df.groupby("family", sort=False).groups.items():
-        fam = df.loc[idx]
-        tested = fam[fam["p_value"].notna()]
-        if len(tested):
-            adj = multipletests(tested["p_value"].to_numpy(dtype=float), alpha=alpha, method="fdr_by")[1]
-            df.loc[tested.index, "p_adjusted"] = adj
-            df.loc[tested.index, "significant"] = adj <= alpha
+    adjust_by_family(df, df["p_value"].notna(), alpha)
     return _typed(df[TEST_COLUMNS + PER_SAMPLE_COLUMNS])
 
 
@@ -248,7 +237,7 @@ def _typed(df: pd.DataFrame) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
-def with_per_sample_tests(tests: pd.DataFrame, discordance: pd.DataFrame, *, alpha: float = 0.05, fdr_family: str = "setup") -> pd.DataFrame:
+def with_per_sample_tests(tests: pd.DataFrame, discordance: pd.DataFrame, *, alpha: float, fdr_family: str) -> pd.DataFrame:
     """The seed-level tests (stats.setup_tests), unchanged, followed by the per-sample rows in
     their own family; PER_SAMPLE_COLUMNS are null on the seed-level rows."""
     extra = per_sample_tests(discordance, alpha=alpha, fdr_family=fdr_family)

@@ -120,7 +120,7 @@ def wilcoxon_test(d, alternative: str) -> tuple[float, float, str]:
     return float(res.statistic), float(res.pvalue), name
 
 
-def bootstrap_median_ci(d, *, n_bootstrap: int = 2000, seed=0, confidence: float = 0.95) -> tuple[float, float]:
+def bootstrap_median_ci(d, *, n_bootstrap: int, seed, confidence: float = 0.95) -> tuple[float, float]:
     """Percentile bootstrap CI of the median of d (scipy.stats.bootstrap); (d, d) if constant."""
     d = np.asarray(d, dtype=np.float64)
     if d.size < 2:
@@ -154,7 +154,7 @@ def stable_seed(random_seed: int, *parts: str) -> list[int]:
     return [int(random_seed), zlib.crc32("|".join(parts).encode())]
 
 
-def paired_test(d, alternative: str, *, n_bootstrap: int = 2000, seed=0) -> dict:
+def paired_test(d, alternative: str, *, n_bootstrap: int, seed) -> dict:
     """Everything a test row reports about paired differences d (NaNs already removed)."""
     d = np.asarray(d, dtype=np.float64)
     n = int(d.size)
@@ -232,6 +232,26 @@ def _test_specs(conditions: set[str]):
     return specs
 
 
+def significant(p_adjusted, alpha: float):
+    """The study's one significance decision: a BY-adjusted p-value at most alpha (NaN: not
+    significant). Elementwise on arrays; everything else reads the `significant` column."""
+    return np.asarray(p_adjusted, dtype=np.float64) <= alpha
+
+
+def adjust_by_family(tests: pd.DataFrame, tested: pd.Series, alpha: float) -> None:
+    """Benjamini-Yekutieli within each `family` over the `tested` rows (in place): their
+    p_adjusted, and `significant` for every row (False outside the adjustment)."""
+    tests["p_adjusted"] = math.nan
+    tests["significant"] = False
+    for _, idx in tests.groupby("family", sort=False).groups.items():
+        members = tests.loc[idx][tested.loc[idx]]
+        if len(members):
+            adjusted = multipletests(members["p_value"].to_numpy(dtype=np.float64), method="fdr_by")[1]
+            tests.loc[members.index, "p_adjusted"] = adjusted
+            tests.loc[members.index, "significant"] = significant(adjusted, alpha)
+    tests["significant"] = tests["significant"].astype(bool)
+
+
 def _min_adjusted(min_ps: list[float]) -> float:
     if not min_ps:
         return math.nan
@@ -242,7 +262,7 @@ def _seeds_needed(alternatives: list[str], alpha: float, max_n: int = 64) -> flo
     if not alternatives:
         return math.nan
     for n in range(1, max_n + 1):
-        if _min_adjusted([min_exact_p(n, a) for a in alternatives]) <= alpha:
+        if significant(_min_adjusted([min_exact_p(n, a) for a in alternatives]), alpha):
             return n
     return math.nan
 
@@ -250,10 +270,10 @@ def _seeds_needed(alternatives: list[str], alpha: float, max_n: int = 64) -> flo
 def setup_tests(
     metrics: pd.DataFrame,
     *,
-    alpha: float = 0.05,
-    fdr_family: str = "setup",
-    asymmetry_primary: str = "raw",
-    n_bootstrap: int = 2000,
+    alpha: float,
+    fdr_family: str,
+    asymmetry_primary: str,
+    n_bootstrap: int,
     random_seed: int = 0,
 ) -> pd.DataFrame:
     """All tests of docs/protocol.md ("Tests") for every setup in `metrics` (the setup_metrics tables, concatenated).
@@ -262,11 +282,9 @@ def setup_tests(
     a test with < 2 paired seeds is a row with NaN p and a note. See the module docstring for
     the methods. `fdr_family`: "setup" (BY within each setup) or "all" (BY over every primary
     test of every setup). `asymmetry_primary`: "raw" or "normalised" (the other is secondary).
+    The analysis settings are the config's `analysis` keys (the schema holds their defaults and
+    allowed values).
     """
-    if fdr_family not in ("setup", "all"):
-        raise ValueError(f"fdr_family must be 'setup' or 'all', got {fdr_family!r}")
-    if asymmetry_primary not in ("raw", "normalised"):
-        raise ValueError(f"asymmetry_primary must be 'raw' or 'normalised', got {asymmetry_primary!r}")
     rows = []
     for setup in pd.unique(metrics["setup"]):
         conditions = set(metrics.loc[metrics["setup"] == setup, "condition"])
@@ -283,27 +301,21 @@ def setup_tests(
             rows.append({"setup": setup, "family": str(setup) if fdr_family == "setup" else "all", "kind": kind, "test": test_id, "metric": metric,
                          "condition_a": ca, "condition_b": cb, "alternative": alt, "primary": primary, **res})
     df = pd.DataFrame(rows, columns=[c for c in TEST_COLUMNS if c not in ("p_adjusted", "significant", "min_p_adjusted_possible", "seeds_needed")])
-    df["p_adjusted"] = math.nan
-    df["significant"] = False
     df["min_p_adjusted_possible"] = math.nan
     df["seeds_needed"] = math.nan
     if df.empty:
-        return df[TEST_COLUMNS]
+        return df.assign(p_adjusted=math.nan, significant=False)[TEST_COLUMNS]
 
+    adjust_by_family(df, df["primary"] & df["p_value"].notna(), alpha)
     for family, idx in df.groupby("family", sort=False).groups.items():
         fam = df.loc[idx]
-        in_family = fam[fam["primary"] & fam["p_value"].notna()]
-        if len(in_family):
-            adj = multipletests(in_family["p_value"].to_numpy(), alpha=alpha, method="fdr_by")[1]
-            df.loc[in_family.index, "p_adjusted"] = adj
-            df.loc[in_family.index, "significant"] = adj <= alpha
         members = fam[fam["primary"]]
         min_ps = [min_exact_p(int(n), a) for n, a in zip(members["n"], members["alternative"])]
         min_adj = _min_adjusted(min_ps)
         needed = _seeds_needed(list(members["alternative"]), alpha)
         df.loc[idx, "min_p_adjusted_possible"] = min_adj
         df.loc[idx, "seeds_needed"] = needed
-        if not (min_adj <= alpha):
+        if not significant(min_adj, alpha):
             setups = ", ".join(str(s) for s in pd.unique(fam["setup"]))
             log.warning(
                 "FDR family %s (setup %s): with n = %s paired seeds the smallest reachable BY-adjusted p is %.3g > alpha = %s; "
@@ -311,5 +323,4 @@ def setup_tests(
                 family, setups, sorted(set(int(n) for n in members["n"])), min_adj, alpha,
                 "more than 64" if math.isnan(needed) else int(needed),
             )
-    df["significant"] = df["significant"].astype(bool)
     return df[TEST_COLUMNS].reset_index(drop=True)

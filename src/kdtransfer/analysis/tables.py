@@ -22,6 +22,8 @@ from kdtransfer.analysis import report_items
 from kdtransfer.io.atomic import atomic_path
 from kdtransfer.analysis.display import (CLAIM_NAMES, CONDITION_NAMES, axis_name, axis_value_text, config_labels, fmt_num, fmt_p,
                                 fmt_pp, is_missing, setup_labels, setup_order)
+from kdtransfer.analysis.stats import significant
+from kdtransfer.paths import STATISTICS_RULE, VERDICTS
 from kdtransfer.analysis.verdicts import CLAIMS, RCD_MATCH_FRACTION, robustness, robustness_counts, student_sizes
 
 _LATEX_ESCAPES = {
@@ -198,7 +200,7 @@ def _power_note(r, alpha: float) -> str:
     floor, needed = r.get("min_p_adjusted_possible"), r.get("seeds_needed")
     if is_missing(floor) or not bool(r.get("primary", True)):
         return "--"
-    if floor <= alpha:
+    if significant(floor, alpha):
         return "ok"
     return f"cannot reach alpha={alpha:g}; needs {int(needed)} seeds" if not is_missing(needed) else f"cannot reach alpha={alpha:g}"
 
@@ -219,7 +221,7 @@ def _median_diff_cell(r) -> str:
     return f"{r['median_diff'] * scale:.3g} [{r['ci_low'] * scale:.3g}, {r['ci_high'] * scale:.3g}]{unit}"
 
 
-def tests_table(tests: pd.DataFrame, setup_info: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
+def tests_table(tests: pd.DataFrame, setup_info: pd.DataFrame, alpha: float) -> pd.DataFrame:
     """The tests formatted for a paper, per setup grouped by kind (transfer, regulariser,
     asymmetry, then any other kind such as per-sample tests, each in its own FDR family): setup
     (display label), kind, test, n, statistic (W for the Wilcoxon tests), raw p, BY-adjusted p
@@ -349,7 +351,7 @@ def captions(alpha: float) -> dict[str, str]:
     """table name -> caption (CSV readers get it from the LaTeX / HTML)."""
     return {
         "verdicts": (
-            "Per setup, the paper's claims as decided by the statistics (results/analysis/verdicts.parquet holds every number): "
+            f"Per setup, the paper's claims as decided by the statistics ({VERDICTS} holds every number): "
             "functional transfer is agreement with the teacher significantly higher for KD than for the no-KD control (and than "
             f"for the random control; one-sided paired Wilcoxon over seeds, Benjamini-Yekutieli-adjusted p <= {alpha:g}); KD "
             "accuracy gain is a significant two-sided accuracy difference with a positive mean gain; RCD matches KD accuracy "
@@ -375,14 +377,14 @@ def captions(alpha: float) -> dict[str, str]:
 
 
 def write_tables(outputs, metrics: pd.DataFrame, tests: pd.DataFrame, verdicts: pd.DataFrame, setup_info: pd.DataFrame,
-                 alpha: float = 0.05) -> dict[str, pd.DataFrame]:
+                 alpha: float) -> dict[str, pd.DataFrame]:
     """Every table named in `outputs` (a mapping with, per table, keys `<name>` (CSV),
     `<name>_tex` and `<name>_html`; the rule's output), from the analysis tables. Returns the
     frames written."""
     stale = [c for claim in CLAIMS for c in (claim, f"{claim}_note") if c not in verdicts.columns]
     if stale:
         raise ValueError(f"the verdicts table lacks the columns {', '.join(stale)}: it was written by an older kdtransfer. "
-                         "Re-run the statistics: snakemake --forcerun tests")
+                         f"Re-run the statistics: snakemake --forcerun {STATISTICS_RULE}")
     keys = set(outputs.keys())
     frames = {}
     if "verdicts" in keys:

@@ -19,6 +19,7 @@ import pandas as pd
 
 from kdtransfer.analysis.display import CLAIM_NAMES, CLAIM_SHORT_NAMES, is_missing
 from kdtransfer.analysis.verdicts import CLAIMS
+from kdtransfer import paths
 from kdtransfer.analysis.tables import SUMMARY_VALUE, claim_cell
 
 def _answer(v, claim: str) -> str:
@@ -71,17 +72,17 @@ def summary_text(verdicts: pd.DataFrame, robustness: pd.DataFrame | None, report
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kdtransfer.analysis.verdict_summary", description=__doc__.splitlines()[0])
-    parser.add_argument("--results", default="results", help="the workflow's results directory (default: results)")
-    parser.add_argument("--report", default=None, help="the report's path (default: <results>/report.html)")
+    parser.add_argument("--results", default=paths.RESULTS_DIR, help=f"the workflow's results directory (default: {paths.RESULTS_DIR})")
+    parser.add_argument("--report", default=None, help=f"the report's path (default: {paths.REPORT} below --results)")
     args = parser.parse_args(argv)
     results = Path(args.results)
-    verdicts_path = results / "analysis" / "verdicts.parquet"
+    verdicts_path = paths.in_results(paths.VERDICTS, results)
     if not verdicts_path.exists():
         print(f"no verdicts at {verdicts_path}: run the workflow first (make run, or snakemake --cores N)", file=sys.stderr)
         return 1
-    robustness_path = results / "tables" / "robustness.csv"
+    robustness_path = paths.in_results(paths.TABLE.format(name="robustness", ext="csv"), results)
     robustness = pd.read_csv(robustness_path) if robustness_path.exists() else None
-    print(summary_text(pd.read_parquet(verdicts_path), robustness, args.report or results / "report.html", results / "tables"))
+    print(summary_text(pd.read_parquet(verdicts_path), robustness, args.report or paths.in_results(paths.REPORT, results), robustness_path.parent))
     return 0
 
 

@@ -37,23 +37,23 @@ def _row(tests: pd.DataFrame, setup, test_id: str):
     return None if r.empty else r.iloc[0]
 
 
-def _decide(test_row, alpha: float, missing: str) -> tuple:
-    """(significant: True/False/None, adjusted p, note) of one test row."""
+def _decide(test_row, missing: str) -> tuple:
+    """(significant: True/False/None, adjusted p, note) of one test row, as the tests decided it."""
     if test_row is None:
         return None, math.nan, f"not tested: {missing}"
     p = test_row["p_adjusted"]
     if pd.isna(p):
         return None, math.nan, "not tested: " + (str(test_row.get("note") or "") or "no adjusted p-value")
-    return bool(p <= alpha), float(p), ""
+    return bool(test_row["significant"]), float(p), ""
 
 
-def verdicts(tests: pd.DataFrame, metrics: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
+def verdicts(tests: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
     """One row per setup deciding the paper's claims (CLAIMS), with the numbers behind them.
 
     Claim flags (nullable boolean; NA = undecided, `<claim>_note` says why):
     - transfer_kd_vs_nokd / transfer_kd_vs_rcd: agreement with the teacher, kd > control,
-      one-sided Wilcoxon, BY-adjusted p <= alpha;
-    - kd_accuracy_gain: KD's accuracy differs from nokd's (two-sided, p_adj <= alpha) and the
+      one-sided Wilcoxon, significant (the tests' `significant`: BY-adjusted p <= alpha);
+    - kd_accuracy_gain: KD's accuracy differs from nokd's (two-sided, significant) and the
       mean paired gain is positive;
     - rcd_matches_kd: only decided when KD has that gain: the random control's accuracy gain
       is significant and at least RCD_MATCH_FRACTION of KD's;
@@ -74,7 +74,7 @@ def verdicts(tests: pd.DataFrame, metrics: pd.DataFrame, alpha: float = 0.05) ->
 
         def decide(test_id, needs):
             missing = f"no {' / '.join(sorted(needs - conditions))} runs" if not needs <= conditions else "test missing"
-            return _decide(_row(tests, setup, test_id), alpha, missing)
+            return _decide(_row(tests, setup, test_id), missing)
 
         t_nokd, p_nokd, note_nokd = decide("agreement: kd > nokd", {"kd", "nokd"})
         t_rcd, p_rcd, note_rcd = decide("agreement: kd > rcd", {"kd", "rcd"})
@@ -95,7 +95,7 @@ def verdicts(tests: pd.DataFrame, metrics: pd.DataFrame, alpha: float = 0.05) ->
             rcd_matches, note_match = bool(s_acc_rcd and frac >= RCD_MATCH_FRACTION), ""
 
         asym_rows = tests[(tests["setup"] == setup) & (tests["kind"] == "asymmetry") & tests["primary"].astype(bool)]
-        asym, p_asym, note_asym = _decide(asym_rows.iloc[0] if len(asym_rows) else None, alpha, "no kd / nokd runs")
+        asym, p_asym, note_asym = _decide(asym_rows.iloc[0] if len(asym_rows) else None, "no kd / nokd runs")
         gains = asymmetry_gains(metrics, setup) if {"kd", "nokd"} <= conditions else pd.DataFrame(columns=["gain_incorrect", "gain_correct"])
         g_inc = float(gains["gain_incorrect"].median() * 100) if len(gains) else math.nan
         g_cor = float(gains["gain_correct"].median() * 100) if len(gains) else math.nan

@@ -1,4 +1,5 @@
-"""Dataset registry. Loaders return numpy arrays in an ArrayDataset.
+"""Dataset registry and loaders, one module per modality (embedded, vision, audio, text), and
+download.py for the download rule. Loaders return numpy arrays in an ArrayDataset.
 
 Every dataset has one fixed train/test split (independent of the run seed), so every run of a
 setup is evaluated on the same test samples and runs can be paired sample by sample.

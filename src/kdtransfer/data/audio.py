@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from kdtransfer.data.core import ArrayDataset, DATA_DIR, DatasetError, loader, missing_data_error, stratified_head
+from kdtransfer.data.core import ArrayDataset, DatasetError, loader, missing_data_error, stratified_head
+from kdtransfer.paths import DATA_DIR
 from kdtransfer.options import COUNT, POSITIVE
 
 SPEECH_COMMANDS_ROOT = f"{DATA_DIR}/SpeechCommands/speech_commands_v0.02"

@@ -16,13 +16,8 @@ import numpy as np
 
 from kdtransfer.io.atomic import atomic_path
 from kdtransfer.options import Values
+from kdtransfer.paths import DOWNLOAD_MARKER, DOWNLOAD_RULE, DOWNLOAD_TARGET, PREPARE_RULE
 
-# Where rule `download_dataset` puts everything (relative to the workflow's working directory);
-# each loader's default `root` lies below it.
-DATA_DIR = "resources/data"
-DOWNLOAD_RULE = "download_dataset"
-DOWNLOAD_TARGET = "download_data"
-PREPARE_RULE = "prepare_data"  # writes results/data/<dataset>.npz
 
 
 class DatasetError(ValueError):
@@ -248,7 +243,7 @@ def missing_data_error(what: str, root: str | os.PathLike, missing: str | os.Pat
     message = (
         f"{what} not found: {missing} does not exist (expected {expected}). "
         f"Download it on a machine with internet access (e.g. a login node): "
-        f"`snakemake --cores 1 {DATA_DIR}/{download_name}.done` (rule {DOWNLOAD_RULE}; "
+        f"`snakemake --cores 1 {DOWNLOAD_MARKER.format(name=download_name)}` (rule {DOWNLOAD_RULE}; "
         f"`snakemake --cores 1 {DOWNLOAD_TARGET} --configfile <experiment>.yaml` fetches every dataset of an experiment), "
         f"which fills {default_root}."
     )

@@ -24,7 +24,8 @@ from pathlib import Path
 from kdtransfer.io.atomic import atomic_path
 from kdtransfer.data import DOWNLOAD_NAMES
 from kdtransfer.data.audio import SPEECH_COMMANDS_ROOT
-from kdtransfer.data.core import DATA_DIR, DatasetError
+from kdtransfer.data.core import DatasetError
+from kdtransfer.paths import DATA_DIR
 from kdtransfer.data.text import NAMES_CSV_PATH
 from kdtransfer.data.vision import CIFAR_ROOT, TINY_IMAGENET_ROOT, torchvision_cifar_class
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from kdtransfer.data.core import ArrayDataset, DATA_DIR, DatasetError, loader, missing_data_error, stratified_split
+from kdtransfer.data.core import ArrayDataset, DatasetError, loader, missing_data_error, stratified_split
+from kdtransfer.paths import DATA_DIR
 from kdtransfer.options import COUNT, FRACTION, SEED
 
 NAMES_CSV_PATH = f"{DATA_DIR}/names.csv"

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from kdtransfer.data.core import (ArrayDataset, DATA_DIR, DatasetError, channel_mean_std, loader, missing_data_error,
+from kdtransfer.data.core import (ArrayDataset, DatasetError, channel_mean_std, loader, missing_data_error,
                                   stratified_head)
+from kdtransfer.paths import DATA_DIR
 from kdtransfer.options import COUNT
 
 CIFAR_ROOT = f"{DATA_DIR}/cifar"

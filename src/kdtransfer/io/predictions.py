@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from kdtransfer import __version__
 from kdtransfer.io.arrow import array_from_numpy, string_array
 from kdtransfer.io.atomic import atomic_path
-from kdtransfer.catalog import DISTILLED_CONDITIONS, REFERENCE_CONDITIONS
+from kdtransfer.paths import training_rule_of
 
 IDENTITY_COLUMNS = ("run_key", "condition", "seed", "split")
 
@@ -43,20 +43,8 @@ class PredictionsError(ValueError):
     """A predictions file is missing, unreadable or breaks the contract."""
 
 
-def _producing_rule(path: str) -> str:
-    """The training rules that make a file under results/runs/<condition>/..., as a user reads it
-    (one pack rule per block of seeds: train_reference_seeds0to9, ...)."""
-    parts = Path(path).parts
-    condition = parts[parts.index("runs") + 1] if "runs" in parts[:-1] else None
-    if condition in REFERENCE_CONDITIONS:
-        return "its training pack (rule train_reference_seeds...)"
-    if condition in DISTILLED_CONDITIONS:
-        return "its training pack (rule train_distilled_seeds...)"
-    return "the training rule"
-
-
 def _remake_hint(path: str) -> str:
-    return f"delete it and re-run {_producing_rule(path)}, which makes it (snakemake --forcerun {path})"
+    return f"delete it and re-run {training_rule_of(path)}, which makes it (snakemake --forcerun {path})"
 
 
 @dataclass
@@ -126,7 +114,7 @@ def read_predictions(path: str | os.PathLike, *, logits: bool = True) -> Predict
     try:
         pf = pq.ParquetFile(path)
     except FileNotFoundError:
-        raise PredictionsError(f"predictions file {path} does not exist; re-run {_producing_rule(path)}, which makes it") from None
+        raise PredictionsError(f"predictions file {path} does not exist; re-run {training_rule_of(path)}, which makes it") from None
     except Exception as exc:  # pyarrow raises several types for truncated/corrupt files
         raise PredictionsError(f"predictions file {path} is unreadable ({exc}); {_remake_hint(path)}") from None
     schema = pf.schema_arrow

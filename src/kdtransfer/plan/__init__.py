@@ -5,5 +5,6 @@
 - `sweeps`: a setup's sweeps expanded into setups;
 - `runs`: `Plan`, every run of a validated config: its key, its specification (the training
   rule's params) and its teacher; the setup table the figures and tables show;
-- `paths`: where every file lives, the templates the rules' outputs use.
+- `packs`: seed blocks, which runs one training job (a pack) trains.
+Where files live is kdtransfer.paths (the rules' output templates, below every layer).
 """

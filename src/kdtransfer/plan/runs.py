@@ -24,7 +24,7 @@ import json
 from dataclasses import dataclass
 
 from kdtransfer.catalog import DISTILLED_CONDITIONS
-from kdtransfer.plan import paths
+from kdtransfer import paths
 from kdtransfer.plan.packs import Pack, seed_blocks
 from kdtransfer.plan.sweeps import expand_setups, setup_row
 from kdtransfer.spec import RunSpec

@@ -6,8 +6,6 @@ import os
 
 import torch
 
-from kdtransfer.spec import RunSpec
-
 FUSED_ATTENTION_SWITCHES = ("enable_flash_sdp", "enable_mem_efficient_sdp", "enable_cudnn_sdp")
 
 
@@ -27,8 +25,8 @@ def device_label(device: torch.device) -> str:
     return f"cuda:{index} = GPU {machine} ({torch.cuda.get_device_name(index)})"
 
 
-def configure_device(spec: RunSpec, device: torch.device) -> None:
-    """The determinism switch, on CUDA (process-wide settings, set for each run).
+def configure_device(device: torch.device, *, deterministic: bool) -> None:
+    """The determinism switch (RunSpec.deterministic), on CUDA (process-wide settings, set for each run).
 
     warn_only=True: strict mode raises on every op flagged as non-deterministic on CUDA, such as
     the backward of adaptive pooling (the ResNet's global average pool), whose atomic adds are
@@ -38,12 +36,12 @@ def configure_device(spec: RunSpec, device: torch.device) -> None:
     attention with the math kernel (the sequences here are short). tests/gpu checks the result.
     """
     if device.type == "cuda":
-        if spec.deterministic:  # deterministic cuBLAS; read when CUDA first creates its handle
+        if deterministic:  # deterministic cuBLAS; read when CUDA first creates its handle
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         # CPU kernels are deterministic at a fixed thread count already; on CPU this call would
         # also import torch._inductor (1.5 s per job, most of a small job's time).
-        torch.use_deterministic_algorithms(spec.deterministic, warn_only=True)
-        torch.backends.cudnn.benchmark = not spec.deterministic
+        torch.use_deterministic_algorithms(deterministic, warn_only=True)
+        torch.backends.cudnn.benchmark = not deterministic
         for switch in FUSED_ATTENTION_SWITCHES:
             if hasattr(torch.backends.cuda, switch):  # enable_cudnn_sdp: torch >= 2.3
-                getattr(torch.backends.cuda, switch)(not spec.deterministic)
+                getattr(torch.backends.cuda, switch)(not deterministic)

@@ -58,7 +58,7 @@ def train_run(spec: RunSpec, data: ArrayDataset | ResidentData, *, checkpoint_pa
     setup_started = time.perf_counter()
     resident = data if isinstance(data, ResidentData) else ResidentData(data, device or pick_device())
     data, device, inputs = resident.data, resident.device, resident.inputs
-    configure_device(spec, device)
+    configure_device(device, deterministic=spec.deterministic)
     recipe, (_, order_role) = spec.recipe, run_roles(spec.condition)
     order_seed = derive_seed(spec.seed, order_role)
     x_train, y_train, x_test, y_test = resident.x_train, resident.y_train, resident.x_test, resident.y_test
@@ -67,15 +67,17 @@ def train_run(spec: RunSpec, data: ArrayDataset | ResidentData, *, checkpoint_pa
     model = inputs.place(build_initial_model(spec, data))
     info = {"init_fingerprint": state_fingerprint(model), "order_fingerprint": order_fingerprint(order_seed, n, recipe.epochs),
             "num_parameters": count_parameters(model), "device": device_label(device)}
-    objective = build_objective(spec, model, data, x_train, inputs, teacher_weights, teacher_model)
+    objective = build_objective(spec.condition, spec.kd, spec.rcd, seed=spec.seed, run=spec.name, bf16=spec.bf16,
+                                augment=recipe.augment, student=model, resident=resident,
+                                teacher_weights=teacher_weights, teacher_model=teacher_model)
     opt, sched = make_optimizer([*model.parameters(), *objective.parameters()], recipe, steps)
     state = TrainState(model, opt, sched, objective, device)
-    checkpoint = Checkpoint(checkpoint_path, spec.fingerprint(), run=spec.name)
+    checkpoint = Checkpoint(checkpoint_path, spec.fingerprint, run=spec.name)
     if not checkpoint.resume(state, recipe.epochs):
         # Dropout draws from the global RNG: reseed after the (condition-dependent) setup, from the
         # seed and the data-order role alone, so kd, rcd and nokd differ only in their loss.
         torch.manual_seed(derive_seed(spec.seed, "dropout", order_role))
-    guard = DivergenceGuard(spec, device)
+    guard = DivergenceGuard(spec.name, spec.bf16, device)
     # Compiled after the objective registered its feature hooks, so they are traced.
     forward = torch.compile(model) if spec.compile and device.type == "cuda" else model
     add_time("set-up", time.perf_counter() - setup_started)
@@ -100,7 +102,7 @@ def train_run(spec: RunSpec, data: ArrayDataset | ResidentData, *, checkpoint_pa
                 state.stats.add(loss, parts, logits, yb)
                 guard.after_step(state.stats, epoch, b)
                 if sigterm.raised:
-                    stop(spec, state, checkpoint, guard, epoch, b, started)
+                    stop(spec.name, state, checkpoint, guard, epoch, b, started)
             guard.check(state.stats, epoch, steps - 1)
             add_time("training", time.perf_counter() - started)
             seconds = state.stats.seconds + time.perf_counter() - started
@@ -119,13 +121,13 @@ def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, inputs: B
     return float((predict_logits(model, x, inputs=inputs, bf16=bf16).argmax(1) == y).float().mean())
 
 
-def stop(spec: RunSpec, state: TrainState, checkpoint: Checkpoint, guard: DivergenceGuard, epoch: int, batch: int,
+def stop(run: str, state: TrainState, checkpoint: Checkpoint, guard: DivergenceGuard, epoch: int, batch: int,
          started: float) -> None:
     """SIGTERM arrived during step `batch`: save the state after it (never a diverged one) and stop."""
     state.stats.seconds += time.perf_counter() - started
     guard.check(state.stats, epoch, batch)
     state.epoch, state.batch = epoch, batch + 1
     checkpoint.save(state)
-    raise TrainingInterrupted(f"SIGTERM during {spec.name} epoch {epoch + 1}: checkpoint saved to "
+    raise TrainingInterrupted(f"SIGTERM during {run} epoch {epoch + 1}: checkpoint saved to "
                               f"{checkpoint.path}; rerun to resume")
 

@@ -1,5 +1,6 @@
-"""The training objective, in one place: cross-entropy, Hinton logit KD, feature-map KD (FitNets
-hints, attention transfer), and the random-control (noise) targets that replace the teacher.
+"""The loss terms the objectives combine (kdtransfer.training.objective), each in one place:
+cross-entropy, Hinton logit KD, feature-map KD (FitNets hints, attention transfer), and the
+random-control (noise) targets that replace the teacher.
 
     loss = (1-α)·CE + α·T²·KL(softmax(z_t/T) ‖ softmax(z_s/T)) + β·feature_loss
 
@@ -16,7 +17,6 @@ from torch import nn
 
 from kdtransfer.catalog import FEATURE_VARIANTS
 from kdtransfer.training.seeding import derive_seed
-
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -105,23 +105,26 @@ def feature_loss(variant: str, student_maps: list[torch.Tensor], teacher_maps: l
     raise ValueError(f"unknown feature KD variant {variant!r}; valid: {', '.join(FEATURE_VARIANTS)}")
 
 
+def cross_entropy(student_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy with the labels, the loss of every condition (alone, or the (1-α) part of
+    distillation's), on float32 logits whatever the autocast dtype."""
+    return F.cross_entropy(student_logits.float(), labels)
+
+
 def distillation_objective(
     student_logits: torch.Tensor,
     labels: torch.Tensor,
-    teacher_logits: torch.Tensor | None,
+    teacher_logits: torch.Tensor,
     *,
     alpha: float,
     temperature: float,
     feature_term: torch.Tensor | None = None,
     feature_weight: float | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """(1-α)·CE + α·T²·KL [+ β·feature_term]; plain CE when there is no teacher (teacher, nokd,
-    independent). A feature term needs its weight β (kd.feature_weight; no default here: the
-    schema's is the one). The parts come back as detached 0-d tensors (no host sync per step on
-    a GPU)."""
-    ce = F.cross_entropy(student_logits, labels)
-    if teacher_logits is None:
-        return ce, {"ce": ce.detach()}
+    """(1-α)·CE + α·T²·KL [+ β·feature_term]. A feature term needs its weight β
+    (kd.feature_weight; no default here: the schema's is the one). The parts come back as
+    detached 0-d tensors (no host sync per step on a GPU)."""
+    ce = cross_entropy(student_logits, labels)
     kd = kd_loss(student_logits, teacher_logits, temperature)
     total = (1 - alpha) * ce + alpha * kd
     parts = {"ce": ce.detach(), "kd": kd.detach()}

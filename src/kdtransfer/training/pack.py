@@ -77,7 +77,8 @@ def _train_pack(runs: list[PackRun], data_path, *, checkpoint_every: int, teache
     timing.reset()
     name = pack_name(runs[0].spec.run_key, [r.spec.seed for r in runs])
     device = pick_device()
-    configure_device(runs[0].spec, device)  # before CUDA starts: the determinism switch (the runs share it)
+    # Before CUDA starts: the determinism switch (the runs share it).
+    configure_device(device, deterministic=runs[0].spec.deterministic)
     with timing.timed("data"):
         resident = resident_data(data_path, device)  # once for the pack (on the GPU when there is one)
     log.info("pack of %d %s runs on %s", len(runs), runs[0].spec.condition, device_label(resident.device))

@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import torch
 
-from kdtransfer.spec import RunSpec
-
 
 class TrainingDiverged(RuntimeError):
     pass
 
 
-def divergence_message(spec: RunSpec, loss: float, epoch: int, batch: int, bf16_active: bool) -> str:
+def divergence_message(run: str, loss: float, epoch: int, batch: int, bf16_active: bool) -> str:
     fix = "lower recipe.lr" + (" or disable bf16 autocast (training.bf16: false)" if bf16_active else "")
-    return f"run {spec.run_key} ({spec.condition}) seed {spec.seed}: loss is {loss} at epoch {epoch + 1} batch {batch}; {fix}"
+    return f"run {run}: loss is {loss} at epoch {epoch + 1} batch {batch}; {fix}"
 
 
 class EpochStats:
@@ -60,22 +58,22 @@ class EpochStats:
 
 
 class DivergenceGuard:
-    """Stops a run whose loss is no longer finite, naming the run, where, and the fix.
+    """Stops a run whose loss is no longer finite, naming the run (`run`, RunSpec.name), where, and the fix.
 
     On the CPU every step's loss is checked before the step spoils the weights: free there. On a
     GPU reading the loss is a host sync, so the epoch's running sum is checked every few steps,
     at the end of each epoch and before any checkpoint, so no checkpoint holds a diverged model.
     """
 
-    def __init__(self, spec: RunSpec, device: torch.device):
-        self.spec = spec
+    def __init__(self, run: str, bf16: bool, device: torch.device):
+        self.run = run
         self.each_step = device.type == "cpu"
         self.every = 1 if self.each_step else 25
-        self.bf16_active = device.type == "cuda" and spec.bf16
+        self.bf16_active = device.type == "cuda" and bf16
 
     def before_step(self, loss: torch.Tensor, epoch: int, batch: int) -> None:
         if self.each_step and not torch.isfinite(loss):
-            raise TrainingDiverged(divergence_message(self.spec, loss.item(), epoch, batch, self.bf16_active))
+            raise TrainingDiverged(divergence_message(self.run, loss.item(), epoch, batch, self.bf16_active))
 
     def after_step(self, stats: EpochStats, epoch: int, batch: int) -> None:
         if (batch + 1) % self.every == 0:
@@ -83,4 +81,4 @@ class DivergenceGuard:
 
     def check(self, stats: EpochStats, epoch: int, batch: int) -> None:
         if not stats.loss_is_finite():
-            raise TrainingDiverged(divergence_message(self.spec, stats.sums[0].item(), epoch, batch, self.bf16_active))
+            raise TrainingDiverged(divergence_message(self.run, stats.sums[0].item(), epoch, batch, self.bf16_active))

@@ -15,7 +15,7 @@ import os
 import torch
 
 from kdtransfer.data import ArrayDataset
-from kdtransfer.spec import RunSpec
+from kdtransfer.spec import KDSettings, RCDSettings
 from kdtransfer.training.batches import BatchInputs, autocast_context, predict_logits, to_device_async
 from kdtransfer.training.losses import fixed_example_noise, random_control_noise
 from kdtransfer.training.models import FeatureTap, create_model_for, feature_shapes
@@ -26,10 +26,10 @@ class TeacherError(ValueError):
     """The teacher's weights cannot serve this run (wrong dataset, wrong model entry, missing)."""
 
 
-def load_teacher(spec: RunSpec, data: ArrayDataset, weights: str | os.PathLike, entry: dict) -> torch.nn.Module:
-    """The trained teacher, or a TeacherError naming the file, the run and what does not fit."""
+def load_teacher(data: ArrayDataset, weights: str | os.PathLike, entry: dict, *, run: str) -> torch.nn.Module:
+    """The trained teacher of `run`, or a TeacherError naming the file, the run and what does not fit."""
     teacher = create_model_for(entry, data)
-    where = f"teacher {weights} (for run {spec.name})"
+    where = f"teacher {weights} (for run {run})"
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -58,22 +58,20 @@ def load_teacher(spec: RunSpec, data: ArrayDataset, weights: str | os.PathLike, 
 
 
 class TeacherSignal:
-    """kd: the trained teacher's logits for a batch and, for a feature variant, its maps."""
+    """kd: the trained teacher's logits for a batch and, for a feature variant, its maps at
+    `layers` (None: logits alone). `fixed_inputs`: the training inputs when the student sees
+    them unaugmented, whose logits are then computed once rather than every step."""
 
-    def __init__(self, spec: RunSpec, data: ArrayDataset, weights, entry: dict | None, x_train: torch.Tensor,
-                 inputs: BatchInputs, example: torch.Tensor):
-        if weights is None or entry is None:
-            raise ValueError(f"run {spec.name}: kd needs the teacher's weights and model entry")
-        self.teacher = inputs.place(load_teacher(spec, data, weights, entry)).eval()
-        self.autocast = lambda: autocast_context(inputs.device, spec.bf16)
+    def __init__(self, teacher: torch.nn.Module, inputs: BatchInputs, example: torch.Tensor,
+                 layers: tuple[str, ...] | None, *, bf16: bool, fixed_inputs: torch.Tensor | None):
+        self.teacher = inputs.place(teacher).eval()
+        self.autocast = lambda: autocast_context(inputs.device, bf16)
         self.fixed_logits = self.tap = self.feature_shapes = None
-        if spec.kd.feature_variant:
-            layers = list(spec.kd.teacher_layers)
-            self.feature_shapes = feature_shapes(self.teacher, layers, example, "teacher")
-            self.tap = FeatureTap(self.teacher, layers, "teacher")
-        elif spec.recipe.augment == "none":
-            # The student sees fixed inputs: teacher logits once, not every step.
-            self.fixed_logits = predict_logits(self.teacher, x_train, inputs=inputs, bf16=spec.bf16)
+        if layers is not None:
+            self.feature_shapes = feature_shapes(self.teacher, list(layers), example, "teacher")
+            self.tap = FeatureTap(self.teacher, list(layers), "teacher")
+        elif fixed_inputs is not None:
+            self.fixed_logits = predict_logits(self.teacher, fixed_inputs, inputs=inputs, bf16=bf16)
 
     def start_epoch(self, epoch: int) -> None:
         pass
@@ -100,24 +98,25 @@ class TeacherSignal:
 
 class NoiseSignal:
     """rcd: every teacher signal replaced by noise of the configured distribution, drawn from
-    the run's noise generators: logits [k, classes] (CPU generator, as logit-only rcd always
-    was) and, for a feature variant, each teacher map in its own shape (a generator on the
-    device: teacher-sized maps are too large to draw on the CPU and copy every step).
+    the run's noise generators (seeded from the run's `seed`): logits [k, classes] from a CPU
+    generator (the same draws on any device) and, for a feature variant, each teacher map in
+    its own shape (a generator on the device: teacher-sized maps are too large to draw on the
+    CPU and copy every step).
 
     `resample: fixed` gives each training example one logit vector (a stored table) and one map
     per layer (redrawn from a per-example seed when seen, not stored; see fixed_example_noise).
     """
 
-    def __init__(self, spec: RunSpec, num_classes: int, n: int, feature_shapes: list[tuple[int, ...]] | None,
-                 device: torch.device):
-        self.seed, self.num_classes, self.feature_shapes, self.device = spec.seed, num_classes, feature_shapes, device
-        self.noise = spec.rcd.noise
-        self.fixed = spec.rcd.resample == "fixed"
+    def __init__(self, rcd: RCDSettings, seed: int, num_classes: int, n: int,
+                 feature_shapes: list[tuple[int, ...]] | None, device: torch.device):
+        self.seed, self.num_classes, self.feature_shapes, self.device = seed, num_classes, feature_shapes, device
+        self.noise = rcd.noise
+        self.fixed = rcd.resample == "fixed"
         self.logit_gen = torch.Generator()
         self.feature_gen = torch.Generator(device=device)
         self.fixed_logits = None
         if self.fixed:
-            g = torch.Generator().manual_seed(derive_seed(spec.seed, "noise", "fixed"))
+            g = torch.Generator().manual_seed(derive_seed(seed, "noise", "fixed"))
             self.fixed_logits = random_control_noise((n, num_classes), self.noise, g).to(device)
 
     def start_epoch(self, epoch: int) -> None:
@@ -151,13 +150,13 @@ class NoiseSignal:
         pass
 
 
-def teacher_shapes_without_weights(spec: RunSpec, data: ArrayDataset, entry: dict | None,
-                                   example: torch.Tensor) -> list[tuple[int, ...]]:
+def teacher_shapes_without_weights(kd: KDSettings, data: ArrayDataset, entry: dict | None, example: torch.Tensor, *,
+                                   run: str) -> list[tuple[int, ...]]:
     """rcd of a feature variant: the shapes of the teacher maps that noise replaces, from the
     teacher architecture built without weights (on the CPU, leaving the global RNG as it was)."""
     if entry is None:
-        raise ValueError(f"run {spec.run_key}: rcd with kd.variant {spec.kd.variant!r} needs the teacher's model "
+        raise ValueError(f"run {run}: rcd with kd.variant {kd.variant!r} needs the teacher's model "
                          "entry (teacher_model) for the shapes of the noise feature maps")
     with torch.random.fork_rng(devices=[]):
         teacher = create_model_for(entry, data)
-    return feature_shapes(teacher, list(spec.kd.teacher_layers), example.cpu(), "teacher")
+    return feature_shapes(teacher, list(kd.teacher_layers), example.cpu(), "teacher")

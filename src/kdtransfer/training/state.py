@@ -22,6 +22,7 @@ import torch
 
 from kdtransfer import TRAINING_REVISION
 from kdtransfer.io.atomic import atomic_path, leftover_temp_files
+from kdtransfer.training.objective import objective_state
 from kdtransfer.training.progress import EpochStats
 from kdtransfer.training.timing import timed
 
@@ -52,11 +53,9 @@ class TrainState:
         return row
 
     def state_dict(self) -> dict:
-        # The objective's parts sit at the top level ("regressor", "targets"), where checkpoints
-        # have always kept them.
         return {
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "scheduler": self.schedule.state_dict(),
-            **self.objective.state_dict(),
+            "objective": self.objective.state_dict(),
             "torch_rng": torch.get_rng_state(), "aug_rng": self.aug_gen.get_state(),
             "cuda_rng": torch.cuda.get_rng_state() if self.device.type == "cuda" else None,  # dropout draws on the GPU
             "history": self.history, "stats": self.stats.state_dict(), "epoch": self.epoch, "batch": self.batch,
@@ -64,7 +63,7 @@ class TrainState:
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
-        self.objective.load_state_dict(state)
+        self.objective.load_state_dict(objective_state(state))
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"])
@@ -78,7 +77,7 @@ class TrainState:
 
 class Checkpoint:
     """The checkpoint file of one run specification (`fingerprint`), at `path`; `run` (RunSpec.name)
-    names the run in the resume message (README documents its form: `resumed <run> seed <s> from ...`)."""
+    names the run in the resume message (docs/cluster.md documents its form: `resumed <run> seed <s> from ...`)."""
 
     def __init__(self, path: str | os.PathLike, fingerprint: str, *, run: str):
         self.path, self.fingerprint, self.run = Path(path), fingerprint, run
