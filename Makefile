@@ -24,7 +24,10 @@ run: setup
 	$(BIN)/snakemake --cores 1 --report results/report.html
 	$(BIN)/python -m kdtransfer.analysis.verdict_summary --results results --report results/report.html
 
+# Lint and format first (ruff, configured in pyproject.toml): a second or two.
 test: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) tests
 
 # The SLURM profile on a real single-node SLURM cluster started on this machine (needs root and

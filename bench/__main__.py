@@ -35,8 +35,11 @@ PARTS = {
     "analysis": ("Analysis of 10 million prediction rows", "bench.analysis", "run"),
     "e2e": ("The embedded default end to end", "bench.end_to_end", "run_full"),
     "regen": ("Regeneration from cached predictions", "bench.end_to_end", "run_regen"),
-    "gpu-training": ("GPU training: the project's loop vs a DataLoader loop and the bare loop; cost of the paper's runs",
-                     "bench.gpu", "run_training"),
+    "gpu-training": (
+        "GPU training: the project's loop vs a DataLoader loop and the bare loop; cost of the paper's runs",
+        "bench.gpu",
+        "run_training",
+    ),
     "gpu-projection": ("Projected GPU-hours of experiments/paper.yaml", "bench.gpu", "run_projection"),
     "gpu-compile": ("GPU training with torch.compile (ResNet-18)", "bench.gpu", "run_compile"),
 }
@@ -44,27 +47,59 @@ DEFAULT_PARTS = ("training", "planning", "analysis")
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--only", help=f"comma-separated parts to run ({', '.join(PARTS)})")
     parser.add_argument("--skip", help="comma-separated parts to leave out")
     parser.add_argument("--all", action="store_true", help="every part but the gpu-* ones, e2e and regen included")
-    parser.add_argument("--repeats", type=int, default=3, help="repeats per measurement (medians are reported); default 3")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads for the training part (default 1, as a training job)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="training device (auto: CUDA when present)")
-    parser.add_argument("--training-cases", default="", help="comma-separated substrings of training case names (default: all)")
-    parser.add_argument("--cifar-images", type=int, default=512, help="images in the synthetic CIFAR-shaped set (default 512)")
-    parser.add_argument("--cifar-epochs", type=int, default=1, help="epochs on the synthetic CIFAR-shaped set (default 1)")
-    parser.add_argument("--analysis-shape", default="5x50000",
-                        help="SETUPSxSAMPLES[,...] of the synthetic predictions (10 seeds x 4 runs each); default 5x50000 = 10 M rows")
-    parser.add_argument("--compare-src", default="",
-                        help="LABEL=PATH: also time the analysis with the kdtransfer package under PATH (e.g. an older checkout's src)")
-    parser.add_argument("--profile-planning", action="store_true", help="also write a cProfile of the 2,000-run dry run")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="repeats per measurement (medians are reported); default 3"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads for the training part (default 1, as a training job)"
+    )
+    parser.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="training device (auto: CUDA when present)"
+    )
+    parser.add_argument(
+        "--training-cases", default="", help="comma-separated substrings of training case names (default: all)"
+    )
+    parser.add_argument(
+        "--cifar-images", type=int, default=512, help="images in the synthetic CIFAR-shaped set (default 512)"
+    )
+    parser.add_argument(
+        "--cifar-epochs", type=int, default=1, help="epochs on the synthetic CIFAR-shaped set (default 1)"
+    )
+    parser.add_argument(
+        "--analysis-shape",
+        default="5x50000",
+        help="SETUPSxSAMPLES[,...] of the synthetic predictions (10 seeds x 4 runs each); default 5x50000 = 10 M rows",
+    )
+    parser.add_argument(
+        "--compare-src",
+        default="",
+        help="LABEL=PATH: also time the analysis with the kdtransfer package under PATH (e.g. an older checkout's src)",
+    )
+    parser.add_argument(
+        "--profile-planning", action="store_true", help="also write a cProfile of the 2,000-run dry run"
+    )
     parser.add_argument("--tag", default="", help="write bench/results/<part>-<tag>.md|csv instead of <part>.md|csv")
     parser.add_argument("--results-dir", default=str(RESULTS_DIR), help="folder for the tables (default bench/results)")
-    parser.add_argument("--gpu-smoke", action="store_true", help="gpu-* parts on the CPU with tiny sizes: checks the code, measures nothing")
-    parser.add_argument("--gpu-cases", default="", help="comma-separated substrings of gpu-training's loop comparisons (default: all)")
-    parser.add_argument("--gpu-classes", default="", help="comma-separated substrings of gpu-training's cost classes (default: all)")
-    parser.add_argument("--gpu-csv", default="", help="gpu-projection's input (default: <results-dir>/gpu-training.csv)")
+    parser.add_argument(
+        "--gpu-smoke",
+        action="store_true",
+        help="gpu-* parts on the CPU with tiny sizes: checks the code, measures nothing",
+    )
+    parser.add_argument(
+        "--gpu-cases", default="", help="comma-separated substrings of gpu-training's loop comparisons (default: all)"
+    )
+    parser.add_argument(
+        "--gpu-classes", default="", help="comma-separated substrings of gpu-training's cost classes (default: all)"
+    )
+    parser.add_argument(
+        "--gpu-csv", default="", help="gpu-projection's input (default: <results-dir>/gpu-training.csv)"
+    )
     args = parser.parse_args(argv)
     if args.only:
         parts = [p.strip() for p in args.only.split(",") if p.strip()]
@@ -87,14 +122,16 @@ def main(argv=None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     if "--results-dir" in words:  # a machine's folder: left out of the command the tables record
         at = words.index("--results-dir")
-        del words[at:at + 2]
+        del words[at : at + 2]
     args.command = ("python -m bench " + " ".join(shlex.quote(a) for a in words)).strip()
     for part in args.parts:
         title, module, function = PARTS[part]
         print(f"== {part}: {title}", flush=True)
         started = time.perf_counter()
         rows, notes = getattr(importlib.import_module(module), function)(args)
-        path = write_results(f"{part}-{args.tag}" if args.tag else part, title, rows, notes, args.command, args.results_dir)
+        path = write_results(
+            f"{part}-{args.tag}" if args.tag else part, title, rows, notes, args.command, args.results_dir
+        )
         print(markdown_table(rows))
         for note in notes:
             print(f"  - {note}")

@@ -33,8 +33,20 @@ from bench.common import CACHE_DIR, Row, analysis_defaults, median, peak_rss_byt
 CONDITIONS = ("teacher", "kd", "rcd", "nokd")
 GENERATOR_VERSION = 1  # bump when the synthetic data changes, so a stale cache is not reused
 NUM_PARAMETERS = {"teacher": 11_173_962, "kd": 11_173_962, "rcd": 11_173_962, "nokd": 11_173_962}
-COMPARED_COLUMNS = ("n", "accuracy", "teacher_accuracy", "agreement", "agreement_correct", "agreement_incorrect",
-                    "n_teacher_correct", "n_teacher_incorrect", "js", "activation_distance", "kl", "ece")
+COMPARED_COLUMNS = (
+    "n",
+    "accuracy",
+    "teacher_accuracy",
+    "agreement",
+    "agreement_correct",
+    "agreement_incorrect",
+    "n_teacher_correct",
+    "n_teacher_incorrect",
+    "js",
+    "activation_distance",
+    "kl",
+    "ece",
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -78,10 +90,22 @@ def generate(root: Path, setups: int, seeds: int, samples: int, classes: int) ->
             for condition in CONDITIONS:
                 key = run_key(condition, setup)
                 path = root / "results" / "runs" / key / f"seed{seed}" / "predictions_test.parquet"
-                write_predictions(path, run_key=key, condition=condition, seed=seed, split="test",
-                                  sample_idx=np.arange(samples), label=label, logits=logits[condition],
-                                  extra_metadata={"num_parameters": NUM_PARAMETERS[condition], "device": "cpu",
-                                                  "init_fingerprint": f"{seed:016x}", "order_fingerprint": f"{seed:016x}"})
+                write_predictions(
+                    path,
+                    run_key=key,
+                    condition=condition,
+                    seed=seed,
+                    split="test",
+                    sample_idx=np.arange(samples),
+                    label=label,
+                    logits=logits[condition],
+                    extra_metadata={
+                        "num_parameters": NUM_PARAMETERS[condition],
+                        "device": "cpu",
+                        "init_fingerprint": f"{seed:016x}",
+                        "order_fingerprint": f"{seed:016x}",
+                    },
+                )
                 manifest[setup][condition][str(seed)] = str(path)
     manifest_path.write_text(json.dumps({"setups": manifest, "shape": [setups, seeds, samples, classes]}))
     return manifest
@@ -124,7 +148,9 @@ def naive_compare(student, teacher) -> dict:
         "kl": merged["kl"].mean(),
         "ece": naive_ece(p_s, merged["label_s"].to_numpy()),
     }
-    return {k: float(v) if k not in ("n", "n_teacher_correct", "n_teacher_incorrect") else int(v) for k, v in row.items()}
+    return {
+        k: float(v) if k not in ("n", "n_teacher_correct", "n_teacher_incorrect") else int(v) for k, v in row.items()
+    }
 
 
 def naive_ece(probs: np.ndarray, label: np.ndarray, n_bins: int = 15) -> float:
@@ -132,7 +158,9 @@ def naive_ece(probs: np.ndarray, label: np.ndarray, n_bins: int = 15) -> float:
 
     frame = pd.DataFrame({"confidence": probs.max(axis=1), "correct": probs.argmax(axis=1) == label})
     frame["bin"] = pd.cut(frame["confidence"], np.linspace(0.0, 1.0, n_bins + 1), include_lowest=True)
-    bins = frame.groupby("bin", observed=True).agg(confidence=("confidence", "mean"), accuracy=("correct", "mean"), count=("correct", "size"))
+    bins = frame.groupby("bin", observed=True).agg(
+        confidence=("confidence", "mean"), accuracy=("correct", "mean"), count=("correct", "size")
+    )
     return float((bins["count"] / len(frame) * (bins["accuracy"] - bins["confidence"]).abs()).sum())
 
 
@@ -145,15 +173,34 @@ def naive_setup_metrics(setup: str, paths: dict):
     for seed, t in sorted(teachers.items()):
         own = naive_compare(t, t)
         row = {k: math.nan for k in COMPARED_COLUMNS}
-        row.update({k: own[k] for k in ("n", "accuracy", "teacher_accuracy", "n_teacher_correct", "n_teacher_incorrect", "ece")})
+        row.update(
+            {
+                k: own[k]
+                for k in ("n", "accuracy", "teacher_accuracy", "n_teacher_correct", "n_teacher_incorrect", "ece")
+            }
+        )
         rows.append({"setup": setup, "condition": "teacher", "seed": seed, **row})
     for condition in ("nokd", "rcd", "kd"):
         for seed, path in sorted((int(s), p) for s, p in paths[condition].items()):
-            rows.append({"setup": setup, "condition": condition, "seed": seed, **naive_compare(pd.read_parquet(path), teachers[seed])})
+            rows.append(
+                {
+                    "setup": setup,
+                    "condition": condition,
+                    "seed": seed,
+                    **naive_compare(pd.read_parquet(path), teachers[seed]),
+                }
+            )
     seeds = sorted(teachers)
     for i, seed in enumerate(seeds):
         other = seeds[(i + 1) % len(seeds)]
-        rows.append({"setup": setup, "condition": "teacher_other_seed", "seed": seed, **naive_compare(teachers[other], teachers[seed])})
+        rows.append(
+            {
+                "setup": setup,
+                "condition": "teacher_other_seed",
+                "seed": seed,
+                **naive_compare(teachers[other], teachers[seed]),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -181,13 +228,27 @@ def worker(impl: str, manifest_path: str, out: str) -> None:
     metrics = pd.concat(tables, ignore_index=True)
     metrics_done = time.perf_counter()
     a = analysis_defaults()
-    tests = setup_tests(metrics, alpha=a["alpha"], fdr_family=a["fdr_family"], asymmetry_primary=a["asymmetry_primary"],
-                        n_bootstrap=a["bootstrap"])
+    tests = setup_tests(
+        metrics,
+        alpha=a["alpha"],
+        fdr_family=a["fdr_family"],
+        asymmetry_primary=a["asymmetry_primary"],
+        n_bootstrap=a["bootstrap"],
+    )
     finished = time.perf_counter()
     metrics.to_parquet(out + ".metrics.parquet")
     tests.to_parquet(out + ".tests.parquet")
-    print(json.dumps({"seconds": finished - started, "metrics_seconds": metrics_done - started, "tests_seconds": finished - metrics_done,
-                      "peak_rss_bytes": peak_rss_bytes(), "rows": int(sum(len(p) for paths in manifest.values() for c in paths.values() for p in c.values()))}))
+    print(
+        json.dumps(
+            {
+                "seconds": finished - started,
+                "metrics_seconds": metrics_done - started,
+                "tests_seconds": finished - metrics_done,
+                "peak_rss_bytes": peak_rss_bytes(),
+                "rows": int(sum(len(p) for paths in manifest.values() for c in paths.values() for p in c.values())),
+            }
+        )
+    )
 
 
 def check_same_numbers(project_out: str, naive_out: str) -> None:
@@ -200,13 +261,25 @@ def check_same_numbers(project_out: str, naive_out: str) -> None:
     if a[key].astype(str).values.tolist() != b[key].astype(str).values.tolist():
         raise AssertionError("project and naive analyses produced different (setup, condition, seed) rows")
     for column in COMPARED_COLUMNS:
-        np.testing.assert_allclose(a[column].to_numpy(float), b[column].to_numpy(float), rtol=1e-9, atol=1e-12, equal_nan=True,
-                                   err_msg=f"metric {column!r} differs between the project and the naive analysis")
+        np.testing.assert_allclose(
+            a[column].to_numpy(float),
+            b[column].to_numpy(float),
+            rtol=1e-9,
+            atol=1e-12,
+            equal_nan=True,
+            err_msg=f"metric {column!r} differs between the project and the naive analysis",
+        )
     ta = pd.read_parquet(project_out + ".tests.parquet")
     tb = pd.read_parquet(naive_out + ".tests.parquet")
     for column in ("statistic", "p_value", "p_adjusted", "effect_size", "median_diff"):
-        np.testing.assert_allclose(ta[column].to_numpy(float), tb[column].to_numpy(float), rtol=1e-7, atol=1e-12, equal_nan=True,
-                                   err_msg=f"test column {column!r} differs between the project and the naive analysis")
+        np.testing.assert_allclose(
+            ta[column].to_numpy(float),
+            tb[column].to_numpy(float),
+            rtol=1e-7,
+            atol=1e-12,
+            equal_nan=True,
+            err_msg=f"test column {column!r} differs between the project and the naive analysis",
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -224,12 +297,17 @@ def run(args) -> tuple[list[Row], list[str]]:
     for shape in args.analysis_shape.split(","):
         rows += run_shape(args, *parse_shape(shape))
     notes = [
-        "Each variant runs in its own child process (peak RSS = that process's VmHWM from /proc/self/status), variants alternate order between repeats; "
+        "Each variant runs in its own child process (peak RSS = that process's VmHWM from /proc/self/status), "
+        "variants alternate order between repeats; "
         "times exclude interpreter start-up and imports.",
-        "Both variants' metrics tables agree to rtol 1e-9 and their test tables to rtol 1e-7 (asserted before timing is reported).",
-        "Naive: pd.read_parquet of every column, DataFrame.merge on sample_idx, np.stack of the logits column, scipy.special.softmax, "
-        "scipy.spatial.distance.jensenshannon**2, np.linalg.norm, scipy.special.rel_entr, pd.cut + groupby for ECE; teachers read once per setup.",
-        "Both variants then run the same kdtransfer.analysis.stats.setup_tests (12 paired tests per setup, 2,000 bootstrap resamples each).",
+        "Both variants' metrics tables agree to rtol 1e-9 and their test tables to rtol 1e-7 (asserted before "
+        "timing is reported).",
+        "Naive: pd.read_parquet of every column, DataFrame.merge on sample_idx, np.stack of the logits column, "
+        "scipy.special.softmax, "
+        "scipy.spatial.distance.jensenshannon**2, np.linalg.norm, scipy.special.rel_entr, pd.cut + groupby for ECE; "
+        "teachers read once per setup.",
+        "Both variants then run the same kdtransfer.analysis.stats.setup_tests (12 paired tests per setup, 2,000 "
+        "bootstrap resamples each).",
     ]
     return rows, notes
 
@@ -241,8 +319,14 @@ def run_shape(args, setups: int, samples: int) -> list[Row]:
     generate(root, setups, seeds, samples, classes)
     print(f"[analysis] synthetic predictions ready under {root} ({time.perf_counter() - started:.0f} s)", flush=True)
     total_rows = setups * seeds * len(CONDITIONS) * samples
-    case = f"{total_rows / 1e6:g} M rows ({setups} setups x {seeds} seeds x 4 runs x {samples:,} samples, {classes} classes)"
-    variants = {"project": "kdtransfer.analysis.metrics.setup_metrics + stats.setup_tests", "naive": "pandas read/merge + scipy, same setup_tests"}
+    case = (
+        f"{total_rows / 1e6:g} M rows "
+        f"({setups} setups x {seeds} seeds x 4 runs x {samples:,} samples, {classes} classes)"
+    )
+    variants = {
+        "project": "kdtransfer.analysis.metrics.setup_metrics + stats.setup_tests",
+        "naive": "pandas read/merge + scipy, same setup_tests",
+    }
     compare_label, _, compare_src = args.compare_src.partition("=")
     if args.compare_src:
         variants[compare_label] = f"kdtransfer from {compare_src}"
@@ -252,13 +336,23 @@ def run_shape(args, setups: int, samples: int) -> list[Row]:
     for repeat in range(args.repeats):
         order = list(variants) if repeat % 2 == 0 else list(reversed(variants))
         for variant in order:
-            env = {"PYTHONPATH": str(Path(compare_src).resolve())} if variant == compare_label and args.compare_src else None
+            env = (
+                {"PYTHONPATH": str(Path(compare_src).resolve())}
+                if variant == compare_label and args.compare_src
+                else None
+            )
             impl = "naive" if variant == "naive" else "project"
-            report = run_child(["-m", "bench.analysis", "--worker", impl, str(root / "manifest.json"), str(out_dir / variant)], env=env)
+            report = run_child(
+                ["-m", "bench.analysis", "--worker", impl, str(root / "manifest.json"), str(out_dir / variant)], env=env
+            )
             results[variant].append(report)
-            print(f"[analysis] {setups}x{samples} repeat {repeat + 1}/{args.repeats} {variant}: {report['seconds']:.1f} s "
-                  f"(metrics {report['metrics_seconds']:.1f} s, tests {report['tests_seconds']:.1f} s), "
-                  f"peak RSS {report['peak_rss_bytes'] / 2**30:.2f} GiB", flush=True)
+            print(
+                f"[analysis] {setups}x{samples} repeat {repeat + 1}/{args.repeats} {variant}: {report['seconds']:.1f} "
+                "s "
+                f"(metrics {report['metrics_seconds']:.1f} s, tests {report['tests_seconds']:.1f} s), "
+                f"peak RSS {report['peak_rss_bytes'] / 2**30:.2f} GiB",
+                flush=True,
+            )
         if repeat == 0:
             check_same_numbers(str(out_dir / "project"), str(out_dir / "naive"))
             print("[analysis] project and naive analyses agree on every metric and test (rtol 1e-9)", flush=True)
@@ -268,13 +362,35 @@ def run_shape(args, setups: int, samples: int) -> list[Row]:
     reference_metrics = median(r["metrics_seconds"] for r in results["naive"])
     for variant, reports in results.items():
         seconds = [r["seconds"] for r in reports]
-        rows.append(Row(case, variant, "analysis time (metrics + tests)", median(seconds), "s", reference / median(seconds),
-                        variants[variant] + "; ratio = naive / this (speed-up)", seconds))
+        rows.append(
+            Row(
+                case,
+                variant,
+                "analysis time (metrics + tests)",
+                median(seconds),
+                "s",
+                reference / median(seconds),
+                variants[variant] + "; ratio = naive / this (speed-up)",
+                seconds,
+            )
+        )
         metrics_seconds = [r["metrics_seconds"] for r in reports]
-        rows.append(Row(case, variant, "of which metrics (setup_metrics or naive)", median(metrics_seconds), "s",
-                        reference_metrics / median(metrics_seconds), "ratio = naive / this", metrics_seconds))
+        rows.append(
+            Row(
+                case,
+                variant,
+                "of which metrics (setup_metrics or naive)",
+                median(metrics_seconds),
+                "s",
+                reference_metrics / median(metrics_seconds),
+                "ratio = naive / this",
+                metrics_seconds,
+            )
+        )
         peaks = [r["peak_rss_bytes"] / 2**30 for r in reports]
-        rows.append(Row(case, variant, "peak RSS (whole process)", max(peaks), "GiB", note="max over repeats", samples=peaks))
+        rows.append(
+            Row(case, variant, "peak RSS (whole process)", max(peaks), "GiB", note="max over repeats", samples=peaks)
+        )
     return rows
 
 

@@ -50,8 +50,12 @@ def repo_relative(text: str, *workdirs: Path) -> str:
     import sysconfig
 
     paths = sysconfig.get_paths()
-    for path, name in [(Path(paths["purelib"]), "<site-packages>"), (Path(paths["stdlib"]), "<stdlib>"),
-                       *((w, "<workdir>") for w in workdirs), (REPO, ".")]:
+    for path, name in [
+        (Path(paths["purelib"]), "<site-packages>"),
+        (Path(paths["stdlib"]), "<stdlib>"),
+        *((w, "<workdir>") for w in workdirs),
+        (REPO, "."),
+    ]:
         text = text.replace(f"{path}/", f"{name}/").replace(str(path), name)
     return text
 
@@ -92,8 +96,10 @@ def machine_summary() -> str:
     torch = sys.modules.get("torch")  # only where a benchmark imported it: never imported for this line
     if torch is not None and torch.cuda.is_available():
         gpu = f", GPU {torch.cuda.get_device_name()}"
-    return (f"{platform.machine()}, {cores} cores, {mem_gib:.0f} GiB{gpu}, Python {platform.python_version()}, "
-            f"load average (1, 5, 15 min) when written {load}")
+    return (
+        f"{platform.machine()}, {cores} cores, {mem_gib:.0f} GiB{gpu}, Python {platform.python_version()}, "
+        f"load average (1, 5, 15 min) when written {load}"
+    )
 
 
 def run_child(args: list[str], *, env: dict | None = None, timeout: float = 3600) -> dict:
@@ -103,14 +109,20 @@ def run_child(args: list[str], *, env: dict | None = None, timeout: float = 3600
     is its lifetime maximum, so two variants in one process could not be told apart).
     """
     started = time.perf_counter()
-    proc = subprocess.run([PYTHON, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
+    proc = subprocess.run(
+        [PYTHON, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
+    )
     wall = time.perf_counter() - started
     if proc.returncode != 0:
-        raise RuntimeError(f"benchmark child {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+        raise RuntimeError(
+            f"benchmark child {' '.join(args)} failed "
+            f"({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+        )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if not lines:
-        raise RuntimeError(f"benchmark child {' '.join(args)} printed no JSON result:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        raise RuntimeError(
+            f"benchmark child {' '.join(args)} printed no JSON result:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        )
     report = json.loads(lines[-1])
     report["process_wall_s"] = wall
     return report
@@ -155,14 +167,22 @@ def markdown_table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def write_results(part: str, title: str, rows: list[Row], notes: list[str], command: str,
-                  results_dir: str | Path = RESULTS_DIR) -> Path:
+def write_results(
+    part: str, title: str, rows: list[Row], notes: list[str], command: str, results_dir: str | Path = RESULTS_DIR
+) -> Path:
     """bench/results/<part>.md (the committed record) and <part>.csv (every repeat's samples)."""
     results_dir = Path(results_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
     md = results_dir / f"{part}.md"
-    text = [f"# {title}", "", f"Command: `{command}`  ", f"Measured {time.strftime('%Y-%m-%d %H:%M %Z')} on {machine_summary()}.", "",
-            markdown_table(rows), ""]
+    text = [
+        f"# {title}",
+        "",
+        f"Command: `{command}`  ",
+        f"Measured {time.strftime('%Y-%m-%d %H:%M %Z')} on {machine_summary()}.",
+        "",
+        markdown_table(rows),
+        "",
+    ]
     if notes:
         text += ["Notes:", ""] + [f"- {n}" for n in notes] + [""]
     md.write_text("\n".join(text))

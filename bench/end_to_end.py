@@ -23,7 +23,7 @@ from collections import defaultdict
 from datetime import datetime
 from pathlib import Path
 
-from bench.common import CACHE_DIR, PYTHON, REPO, Row, copy_workflow, median, python_c_seconds
+from bench.common import CACHE_DIR, PYTHON, Row, copy_workflow, median, python_c_seconds
 
 WORKDIR = CACHE_DIR / "e2e_workflow"
 SNAKEMAKE = [PYTHON, "-m", "snakemake"]
@@ -36,7 +36,9 @@ def snakemake(*args: str, timeout: float = 3600) -> float:
     proc = subprocess.run([*SNAKEMAKE, *args], cwd=WORKDIR, capture_output=True, text=True, timeout=timeout)
     seconds = time.perf_counter() - started
     if proc.returncode != 0:
-        raise RuntimeError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
+        raise RuntimeError(
+            f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+        )
     return seconds
 
 
@@ -138,7 +140,9 @@ def pack_phase_totals(root: Path) -> tuple[int, float, dict[str, float]]:
 
 
 def planned_job_count(workdir: Path) -> int:
-    proc = subprocess.run([*SNAKEMAKE, "-n", "--quiet", "rules"], cwd=workdir, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [*SNAKEMAKE, "-n", "--quiet", "rules"], cwd=workdir, capture_output=True, text=True, timeout=600
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"snakemake -n failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
     match = re.search(r"^total\s+(\d+)$", proc.stdout + proc.stderr, re.M)
@@ -173,7 +177,9 @@ def run_design(pack_size: int) -> dict:
     proc = subprocess.run([*SNAKEMAKE, "--cores", "2"], cwd=workdir, capture_output=True, text=True, timeout=7200)
     seconds = time.perf_counter() - started
     if proc.returncode != 0:
-        raise RuntimeError(f"snakemake --cores 2 (pack_size {pack_size}) failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
+        raise RuntimeError(
+            f"snakemake --cores 2 (pack_size {pack_size}) failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+        )
     return {"seconds": seconds, "jobs": jobs, "workdir": workdir}
 
 
@@ -194,28 +200,62 @@ def run_full(args) -> tuple[list[Row], list[str]]:
     rows = []
     for name, runs in results.items():
         seconds = [r["seconds"] for r in runs]
-        rows.append(Row(case, f"snakemake --cores 2, {name}", "wall time, fresh copy", median(seconds), "s",
-                        ratio=per_run / median(seconds), samples=seconds,
-                        note=f"{runs[0]['jobs']} jobs; ratio: the one-run-per-job wall time / this one (target for "
-                             f"packs >= 2x); {len(order)} workflows, interleaved"))
-    rows += [Row(case, "python -c 'import torch'", "wall time, 5 before the first run and after each", median(yardstick), "s",
-                 ratio=speed, samples=yardstick,
-                 note=f"machine-speed yardstick; ratio: this run's slowness relative to the reference day "
-                      f"(2026-11-26, {REFERENCE_IMPORT_TORCH_SECONDS:g} s)"),
-             Row(case, "snakemake --cores 2, packs (pack_size 10)", "wall time at the reference machine speed", packs / speed,
-                 "s", note=f"wall time / yardstick ratio; target <= {TARGET_FULL_SECONDS:g} s (an estimate: start-up "
-                           "scales with the yardstick, training steps may not)")]
-    notes = ["Wall time of `python -m snakemake --cores 2` in a fresh copy of the workflow (no results) whose config.yaml "
-             "differs from the embedded default only in training.pack_size, the default workflow profile (profiles/default) "
-             "applying; the designs run one after the other, alternating; per-job times from benchmarks/ overlap (2 jobs at "
-             "a time)."]
+        rows.append(
+            Row(
+                case,
+                f"snakemake --cores 2, {name}",
+                "wall time, fresh copy",
+                median(seconds),
+                "s",
+                ratio=per_run / median(seconds),
+                samples=seconds,
+                note=f"{runs[0]['jobs']} jobs; ratio: the one-run-per-job wall time / this one (target for "
+                f"packs >= 2x); {len(order)} workflows, interleaved",
+            )
+        )
+    rows += [
+        Row(
+            case,
+            "python -c 'import torch'",
+            "wall time, 5 before the first run and after each",
+            median(yardstick),
+            "s",
+            ratio=speed,
+            samples=yardstick,
+            note=f"machine-speed yardstick; ratio: this run's slowness relative to the reference day "
+            f"(2026-11-26, {REFERENCE_IMPORT_TORCH_SECONDS:g} s)",
+        ),
+        Row(
+            case,
+            "snakemake --cores 2, packs (pack_size 10)",
+            "wall time at the reference machine speed",
+            packs / speed,
+            "s",
+            note=f"wall time / yardstick ratio; target <= {TARGET_FULL_SECONDS:g} s (an estimate: start-up "
+            "scales with the yardstick, training steps may not)",
+        ),
+    ]
+    notes = [
+        "Wall time of `python -m snakemake --cores 2` in a fresh copy of the workflow (no results) whose config.yaml "
+        "differs from the embedded default only in training.pack_size, the default workflow profile (profiles/default) "
+        "applying; the designs run one after the other, alternating; per-job times from benchmarks/ overlap (2 jobs at "
+        "a time)."
+    ]
     for name in DESIGNS:
         workdir = results[name][-1]["workdir"]
         rows += where_the_time_goes(case, name, workdir)
     for rule, (jobs, total) in sorted(log_rule_totals(design_workdir(DESIGNS["packs (pack_size 10)"])).items()):
         if rule in ("metrics", "statistics", "figures", "tables"):
-            rows.append(Row(case, f"{rule}, packs (pack_size 10)", "summed job time (Snakemake log, 1 s resolution)", total,
-                            "s", note=f"{jobs} jobs"))
+            rows.append(
+                Row(
+                    case,
+                    f"{rule}, packs (pack_size 10)",
+                    "summed job time (Snakemake log, 1 s resolution)",
+                    total,
+                    "s",
+                    note=f"{jobs} jobs",
+                )
+            )
     notes.append(compare_designs(*(results[name][-1]["workdir"] for name in DESIGNS)))
     return rows, notes
 
@@ -228,41 +268,75 @@ def where_the_time_goes(case: str, name: str, workdir: Path) -> list[Row]:
     jobs, wall, cpu = sum(v[0] for v in train), sum(v[1] for v in train), sum(v[2] for v in train)
     packs, inside, phases = pack_phase_totals(workdir)
     step_seconds, histories = training_step_seconds(workdir)
-    rows = [Row(case, f"training jobs, {name}", "summed job wall time (benchmark files)", wall, "s",
-                note=f"{jobs} jobs, {histories} runs; CPU time {cpu:.0f} s ({cpu / max(1, jobs):.2f} s per job)")]
-    rows.append(Row(case, f"training jobs, {name}", "start-up: job wall time outside the pack", wall - inside, "s",
-                    ratio=(wall - inside) / max(wall, 1e-9),
-                    note=f"{(wall - inside) / max(1, packs):.2f} s per job; ratio: share of the training jobs' wall time"))
+    rows = [
+        Row(
+            case,
+            f"training jobs, {name}",
+            "summed job wall time (benchmark files)",
+            wall,
+            "s",
+            note=f"{jobs} jobs, {histories} runs; CPU time {cpu:.0f} s ({cpu / max(1, jobs):.2f} s per job)",
+        )
+    ]
+    rows.append(
+        Row(
+            case,
+            f"training jobs, {name}",
+            "start-up: job wall time outside the pack",
+            wall - inside,
+            "s",
+            ratio=(wall - inside) / max(wall, 1e-9),
+            note=f"{(wall - inside) / max(1, packs):.2f} s per job; ratio: share of the training jobs' wall time",
+        )
+    )
     for phase, seconds in phases.items():
-        rows.append(Row(case, f"training jobs, {name}", f"in the packs: {phase}", seconds, "s", ratio=seconds / max(wall, 1e-9),
-                        note="ratio: share of the training jobs' wall time" + (
-                            f"; history.parquet's training-step seconds: {step_seconds:.0f} s" if phase == "training" else "")))
+        rows.append(
+            Row(
+                case,
+                f"training jobs, {name}",
+                f"in the packs: {phase}",
+                seconds,
+                "s",
+                ratio=seconds / max(wall, 1e-9),
+                note="ratio: share of the training jobs' wall time"
+                + (f"; history.parquet's training-step seconds: {step_seconds:.0f} s" if phase == "training" else ""),
+            )
+        )
     return rows
 
 
 def compare_designs(packs: Path, per_run: Path) -> str:
     """Whether both designs gave the same results: predictions files and weights byte for byte,
     the verdicts table (what `make run` prints from)."""
+
     def files(root: Path, pattern: str) -> list[Path]:
         return sorted(p.relative_to(root) for p in (root / "results").rglob(pattern))
 
-    differ = [str(rel) for pattern in ("predictions_*.parquet", "model.pt") for rel in files(packs, pattern)
-              if (packs / rel).read_bytes() != (per_run / rel).read_bytes()]
+    differ = [
+        str(rel)
+        for pattern in ("predictions_*.parquet", "model.pt")
+        for rel in files(packs, pattern)
+        if (packs / rel).read_bytes() != (per_run / rel).read_bytes()
+    ]
     verdicts = Path("results/tables/verdicts.csv")
     same_verdicts = (packs / verdicts).read_bytes() == (per_run / verdicts).read_bytes()
     count = len(files(packs, "predictions_*.parquet"))
-    return (f"Results of the two designs: {count - len([d for d in differ if 'predictions' in d])} of {count} predictions "
-            f"files and {len(files(packs, 'model.pt')) - len([d for d in differ if d.endswith('model.pt')])} of "
-            f"{len(files(packs, 'model.pt'))} weights files byte-identical; results/tables/verdicts.csv "
-            f"{'byte-identical' if same_verdicts else 'DIFFERS'}" + (f"; differing: {differ[:5]}" if differ else ""))
+    return (
+        f"Results of the two designs: {count - len([d for d in differ if 'predictions' in d])} of {count} predictions "
+        f"files and {len(files(packs, 'model.pt')) - len([d for d in differ if d.endswith('model.pt')])} of "
+        f"{len(files(packs, 'model.pt'))} weights files byte-identical; results/tables/verdicts.csv "
+        f"{'byte-identical' if same_verdicts else 'DIFFERS'}" + (f"; differing: {differ[:5]}" if differ else "")
+    )
 
 
 def run_regen(args) -> tuple[list[Row], list[str]]:
     if not (WORKDIR / "results" / "tables").exists():
         print("[regen] no finished default run in the cache: running the default (in packs) first", flush=True)
         run_design(DESIGNS["packs (pack_size 10)"])
-    variants = {"figures + tables only (--forcerun figures tables)": ("--forcerun", "figures", "tables"),
-                "analysis from cache (--forcerun metrics)": ("--forcerun", "metrics")}
+    variants = {
+        "figures + tables only (--forcerun figures tables)": ("--forcerun", "figures", "tables"),
+        "analysis from cache (--forcerun metrics)": ("--forcerun", "metrics"),
+    }
     seconds: dict[str, list[float]] = {name: [] for name in variants}
     startup: list[float] = []
     for repeat in range(args.repeats):
@@ -272,10 +346,27 @@ def run_regen(args) -> tuple[list[Row], list[str]]:
             took = snakemake("--cores", "2", *variants[name])
             seconds[name].append(took)
             print(f"[regen] repeat {repeat + 1}/{args.repeats} {name}: {took:.1f} s", flush=True)
-    rows = [Row("embedded default (config.yaml)", "snakemake --version", "wall time", median(startup), "s", samples=startup,
-                note="Snakemake's start-up, paid by every command below (it imports the executor plugins)")]
+    rows = [
+        Row(
+            "embedded default (config.yaml)",
+            "snakemake --version",
+            "wall time",
+            median(startup),
+            "s",
+            samples=startup,
+            note="Snakemake's start-up, paid by every command below (it imports the executor plugins)",
+        )
+    ]
     for name, times in seconds.items():
-        note = f"target <= {TARGET_FIGURES_SECONDS:g} s" if "figures + tables only" in name else "5 metrics jobs, tests, figures, tables"
-        rows.append(Row("embedded default (config.yaml)", name, "wall time", median(times), "s", note=note, samples=times))
-    notes = ["Regenerations run `python -m snakemake --cores 2 --forcerun ...` in the finished copy of the default run."]
+        note = (
+            f"target <= {TARGET_FIGURES_SECONDS:g} s"
+            if "figures + tables only" in name
+            else "5 metrics jobs, tests, figures, tables"
+        )
+        rows.append(
+            Row("embedded default (config.yaml)", name, "wall time", median(times), "s", note=note, samples=times)
+        )
+    notes = [
+        "Regenerations run `python -m snakemake --cores 2 --forcerun ...` in the finished copy of the default run."
+    ]
     return rows, notes

@@ -54,8 +54,11 @@ from pathlib import Path
 from bench.common import REPO, Row, median, write_results
 from bench.paper import PAPER_CONFIG, dataset_size, read_config, synthetic_dataset
 
-HEADLINE_CASES = (("cifar10_resnet18", "CIFAR-10 / ResNet-18"), ("speech_cnn", "SpeechCommands / audio CNN"),
-                  ("names_gru", "Names / char GRU"))
+HEADLINE_CASES = (
+    ("cifar10_resnet18", "CIFAR-10 / ResNet-18"),
+    ("speech_cnn", "SpeechCommands / audio CNN"),
+    ("names_gru", "Names / char GRU"),
+)
 PROJECT = "project {}"
 LOADER = "DataLoader (workers, pinned, non-blocking)"
 BARE = "bare (GPU-resident, no augmentation)"
@@ -65,7 +68,12 @@ BARE_PROJECT_SGD = "bare, with the project's SGD"
 BARE_PROJECT_INPUTS = "bare, with the project's shuffled uint8 batches + augmentation"
 # The CSV rows gpu-projection reads back: case = a cost class, variant = CLASS_VARIANT.
 CLASS_VARIANT = "project (train_run), per cost class"
-STEP, TEST_PASS, CHECKPOINT, START_UP = "time per step", "time per test pass", "time per checkpoint", "training process start-up"
+STEP, TEST_PASS, CHECKPOINT, START_UP = (
+    "time per step",
+    "time per test pass",
+    "time per checkpoint",
+    "training process start-up",
+)
 TO_SECONDS = {"s": 1.0, "ms": 1e-3}
 
 
@@ -83,11 +91,23 @@ class Sizes:
 
 def sizes(args) -> Sizes:
     if getattr(args, "gpu_smoke", False):
-        return Sizes(batch=4, headline_batches={name: 1.5 for name, _ in HEADLINE_CASES}, class_steps=1,
-                     class_epochs=2, n_test=8, loader_workers=0)
+        return Sizes(
+            batch=4,
+            headline_batches={name: 1.5 for name, _ in HEADLINE_CASES},
+            class_steps=1,
+            class_epochs=2,
+            n_test=8,
+            loader_workers=0,
+        )
     # CIFAR-10 and Names at their real sizes; SpeechCommands' 84,843 clips cut to 128 batches.
-    return Sizes(batch=None, headline_batches={"cifar10_resnet18": None, "speech_cnn": 128, "names_gru": None},
-                 class_steps=12, class_epochs=2, n_test=None, loader_workers=4)
+    return Sizes(
+        batch=None,
+        headline_batches={"cifar10_resnet18": None, "speech_cnn": 128, "names_gru": None},
+        class_steps=12,
+        class_epochs=2,
+        n_test=None,
+        loader_workers=4,
+    )
 
 
 def pick_device(args):
@@ -113,8 +133,11 @@ def device_note(device) -> str:
     if device.type != "cuda":
         return f"Device: CPU (smoke run: sizes are tiny and nothing here is a measurement); torch {torch.__version__}."
     p = torch.cuda.get_device_properties(device)
-    return (f"Device: {p.name}, {p.total_memory / 2**30:.0f} GiB, {p.multi_processor_count} SMs, compute capability "
-            f"{p.major}.{p.minor}; torch {torch.__version__}, CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}.")
+    return (
+        f"Device: {p.name}, {p.total_memory / 2**30:.0f} GiB, {p.multi_processor_count} SMs, compute capability "
+        f"{p.major}.{p.minor}; torch {torch.__version__}, CUDA {torch.version.cuda}, cuDNN "
+        f"{torch.backends.cudnn.version()}."
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -168,7 +191,9 @@ def teacher_weights_for(entry: dict, data, folder: Path) -> str:
     return str(path)
 
 
-def project_epoch(runs: PaperRuns, spec, data, device, workdir: Path, teacher_model: dict | None) -> tuple[list[float], float]:
+def project_epoch(
+    runs: PaperRuns, spec, data, device, workdir: Path, teacher_model: dict | None
+) -> tuple[list[float], float]:
     """(seconds of training steps per epoch from train_run's history, seconds of the whole call)."""
     from kdtransfer.training.loop import train_run
 
@@ -177,8 +202,15 @@ def project_epoch(runs: PaperRuns, spec, data, device, workdir: Path, teacher_mo
     try:
         synchronise(device)
         started = time.perf_counter()
-        _, history, _ = train_run(spec, data, teacher_weights=weights, teacher_model=teacher_model,
-                                  checkpoint_path=run_dir / "checkpoint.pt", checkpoint_every=spec.recipe.epochs, device=device)
+        _, history, _ = train_run(
+            spec,
+            data,
+            teacher_weights=weights,
+            teacher_model=teacher_model,
+            checkpoint_path=run_dir / "checkpoint.pt",
+            checkpoint_every=spec.recipe.epochs,
+            device=device,
+        )
         synchronise(device)
         total = time.perf_counter() - started
     finally:
@@ -195,8 +227,9 @@ def torch_optimizer(params, recipe):
     import torch
 
     if recipe.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay,
-                               nesterov=recipe.nesterov)
+        return torch.optim.SGD(
+            params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay, nesterov=recipe.nesterov
+        )
     return torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
 
 
@@ -218,9 +251,14 @@ def dataloader_epoch(spec, data, device, workers: int) -> float:
     model = fresh_student(spec, data, inputs)
     optimizer = torch_optimizer(model.parameters(), spec.recipe)
     cuda = device.type == "cuda"
-    loader = DataLoader(TensorDataset(torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)),
-                        batch_size=spec.recipe.batch_size, shuffle=True, num_workers=workers, pin_memory=cuda,
-                        generator=torch.Generator().manual_seed(0))
+    loader = DataLoader(
+        TensorDataset(torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)),
+        batch_size=spec.recipe.batch_size,
+        shuffle=True,
+        num_workers=workers,
+        pin_memory=cuda,
+        generator=torch.Generator().manual_seed(0),
+    )
     augment, generator = spec.recipe.augment, torch.Generator().manual_seed(0)
     synchronise(device)
     started = time.perf_counter()
@@ -244,7 +282,7 @@ def resident_inputs(data, inputs, device):
     x = torch.from_numpy(data.x_train)
     if x.dtype != torch.uint8:
         return inputs(x.to(device))
-    x = torch.cat([inputs(x[i:i + 8192].to(device)) for i in range(0, len(x), 8192)])
+    x = torch.cat([inputs(x[i : i + 8192].to(device)) for i in range(0, len(x), 8192)])
     return x.contiguous(memory_format=torch.channels_last) if inputs.channels_last else x
 
 
@@ -264,8 +302,13 @@ def bare_epoch(spec, data, device, teacher=None, *, project_sgd: bool = False, p
     model = fresh_student(spec, data, inputs)
     recipe = spec.recipe
     if project_sgd:
-        optimizer = SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay,
-                        nesterov=recipe.nesterov)
+        optimizer = SGD(
+            model.parameters(),
+            lr=recipe.lr,
+            momentum=recipe.momentum,
+            weight_decay=recipe.weight_decay,
+            nesterov=recipe.nesterov,
+        )
     else:
         optimizer = torch_optimizer(model.parameters(), recipe)
     y = torch.from_numpy(data.y_train).to(device)
@@ -280,10 +323,10 @@ def bare_epoch(spec, data, device, teacher=None, *, project_sgd: bool = False, p
     started = time.perf_counter()
     for i in range(0, len(y), batch):
         if project_inputs:
-            idx = order[i:i + batch]
+            idx = order[i : i + batch]
             xb, yb = inputs(x[idx], augment, generator), y[idx]
         else:
-            xb, yb = x[i:i + batch], y[i:i + batch]
+            xb, yb = x[i : i + batch], y[i : i + batch]
         with autocast_context(device, spec.bf16):
             logits = model(xb)
             if teacher is not None:
@@ -291,7 +334,9 @@ def bare_epoch(spec, data, device, teacher=None, *, project_sgd: bool = False, p
                     teacher_logits = teacher(xb)
         loss = F.cross_entropy(logits.float(), yb)
         if teacher is not None:
-            loss = (1 - spec.kd.alpha) * loss + spec.kd.alpha * kd_loss(logits.float(), teacher_logits.float(), spec.kd.temperature)
+            loss = (1 - spec.kd.alpha) * loss + spec.kd.alpha * kd_loss(
+                logits.float(), teacher_logits.float(), spec.kd.temperature
+            )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -314,32 +359,44 @@ def loaded_teacher(entry: dict, data, inputs, weights: str):
 # --------------------------------------------------------------------------------------------
 
 
-def compare_loops(runs: PaperRuns, setup_name: str, label: str, device, workdir: Path, sz: Sizes, repeats: int) -> list[Row]:
+def compare_loops(
+    runs: PaperRuns, setup_name: str, label: str, device, workdir: Path, sz: Sizes, repeats: int
+) -> list[Row]:
     import torch
 
     from kdtransfer.training.batches import BatchInputs
 
     _, size = runs.dataset_of("nokd", setup_run_key(runs, setup_name, "nokd"))
-    specs = {c: runs.spec(c, setup_run_key(runs, setup_name, c), epochs=1, batch=sz.batch) for c in ("nokd", "rcd", "kd")}
+    specs = {
+        c: runs.spec(c, setup_run_key(runs, setup_name, c), epochs=1, batch=sz.batch) for c in ("nokd", "rcd", "kd")
+    }
     recipe = specs["nokd"].recipe
     batch, augmented = recipe.batch_size, recipe.augment != "none"
     batches = sz.headline_batches.get(setup_name)
     started = time.perf_counter()
     data = synthetic_dataset(size, None if batches is None else int(batches * batch), sz.n_test)
     n = len(data.y_train)
-    print(f"[gpu] {label}: {n:,} synthetic samples of {list(size.sample)} {size.dtype} ready "
-          f"({time.perf_counter() - started:.1f} s)", flush=True)
+    print(
+        f"[gpu] {label}: {n:,} synthetic samples of {list(size.sample)} {size.dtype} ready "
+        f"({time.perf_counter() - started:.1f} s)",
+        flush=True,
+    )
     teacher_model = runs.plan.teacher_model("kd", setup_run_key(runs, setup_name, "kd"))
-    teacher = loaded_teacher(teacher_model, data, BatchInputs(data, device), teacher_weights_for(teacher_model, data, workdir))
+    teacher = loaded_teacher(
+        teacher_model, data, BatchInputs(data, device), teacher_weights_for(teacher_model, data, workdir)
+    )
 
     def variant_runs(d) -> dict:
         """variant -> a function timing one epoch over `d`: (seconds of steps, seconds of the whole call or None)."""
         # rcd of logit KD is priced as cross-entropy steps (cost_class); the CIFAR-10 case checks
         # that with a project rcd row beside project nokd.
         conditions = ("nokd", "rcd", "kd") if augmented else ("nokd", "kd")
-        out = {PROJECT.format(c): (lambda c=c: project_epoch(runs, specs[c], d, device, workdir,
-                                                             teacher_model if c == "kd" else None))
-               for c in conditions}
+        out = {
+            PROJECT.format(c): (
+                lambda c=c: project_epoch(runs, specs[c], d, device, workdir, teacher_model if c == "kd" else None)
+            )
+            for c in conditions
+        }
         out[LOADER] = lambda: (dataloader_epoch(specs["nokd"], d, device, sz.loader_workers), None)
         out[BARE] = lambda: (bare_epoch(specs["nokd"], d, device), None)
         if augmented:  # else kd computes its teacher's logits once: its ceiling is the bare loop
@@ -362,13 +419,15 @@ def compare_loops(runs: PaperRuns, setup_name: str, label: str, device, workdir:
             return None
 
     keep = batch + (n % batch or batch)
-    for variant, time_one in variant_runs(replace(data, x_train=data.x_train[:keep], y_train=data.y_train[:keep])).items():
+    for variant, time_one in variant_runs(
+        replace(data, x_train=data.x_train[:keep], y_train=data.y_train[:keep])
+    ).items():
         attempt(variant, time_one)
     timed = variant_runs(data)
     variants = list(timed)
     seconds, whole_call = {v: [] for v in variants}, []
     for repeat in range(repeats):
-        for variant in variants[repeat % len(variants):] + variants[:repeat % len(variants)]:
+        for variant in variants[repeat % len(variants) :] + variants[: repeat % len(variants)]:
             if variant in failed:
                 continue
             result = attempt(variant, timed[variant])
@@ -378,7 +437,10 @@ def compare_loops(runs: PaperRuns, setup_name: str, label: str, device, workdir:
             seconds[variant].append(steps[0] if isinstance(steps, list) else steps)
             if variant == PROJECT.format("nokd"):
                 whole_call.append(total)
-            print(f"[gpu] {label} repeat {repeat + 1}/{repeats} {variant}: {n / seconds[variant][-1]:,.0f} samples/s", flush=True)
+            print(
+                f"[gpu] {label} repeat {repeat + 1}/{repeats} {variant}: {n / seconds[variant][-1]:,.0f} samples/s",
+                flush=True,
+            )
     teacher = None  # frees its GPU memory (the timing closures are done with it)
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -388,21 +450,45 @@ def compare_loops(runs: PaperRuns, setup_name: str, label: str, device, workdir:
     for v in variants:
         ceiling = BARE_TEACHER if v in with_teacher else BARE
         if v not in rate:
-            rows.append(Row(label, v, "training throughput", float("nan"), "samples/s", None,
-                            f"FAILED: {failed.get(v, 'no run finished')}"))
+            rows.append(
+                Row(
+                    label,
+                    v,
+                    "training throughput",
+                    float("nan"),
+                    "samples/s",
+                    None,
+                    f"FAILED: {failed.get(v, 'no run finished')}",
+                )
+            )
             continue
         notes = []
         if v == PROJECT.format("nokd"):
-            notes += [f"{n:,} x {list(size.sample)} {size.dtype}, batch {batch}, {recipe.optimizer}, augment "
-                      f"{recipe.augment}, bf16 {specs['nokd'].bf16}",
-                      f"whole train_run call (set-up, epoch, test pass) {median(whole_call):.2f} s"]
+            notes += [
+                f"{n:,} x {list(size.sample)} {size.dtype}, batch {batch}, {recipe.optimizer}, augment "
+                f"{recipe.augment}, bf16 {specs['nokd'].bf16}",
+                f"whole train_run call (set-up, epoch, test pass) {median(whole_call):.2f} s",
+            ]
         if v == PROJECT.format("kd") and not augmented:
             notes.append("inputs not augmented: the teacher's logits are computed once, before the epoch (not timed)")
         if v == LOADER:
-            notes.append(f"{sz.loader_workers} workers; the project's normalisation{' and augmentation' if augmented else ''} on the device")
+            notes.append(
+                f"{sz.loader_workers} workers; the project's normalisation{' and augmentation' if augmented else ''} "
+                "on the device"
+            )
         notes.append(f"ratio = this / {ceiling.split(' (')[0]}")
-        rows.append(Row(label, v, "training throughput", rate[v], "samples/s", rate[v] / rate[ceiling] if ceiling in rate else None,
-                        "; ".join(notes), [n / s for s in seconds[v]]))
+        rows.append(
+            Row(
+                label,
+                v,
+                "training throughput",
+                rate[v],
+                "samples/s",
+                rate[v] / rate[ceiling] if ceiling in rate else None,
+                "; ".join(notes),
+                [n / s for s in seconds[v]],
+            )
+        )
     return rows
 
 
@@ -471,8 +557,15 @@ def measure_class(runs: PaperRuns, cls: CostClass, run, device, workdir: Path, s
     weights = teacher_weights_for(teacher_model, data, workdir) if run.condition == "kd" else None
     run_dir = Path(tempfile.mkdtemp(prefix="class-", dir=workdir))
     try:
-        model, history, _ = train_run(spec, data, teacher_weights=weights, teacher_model=teacher_model,
-                                      checkpoint_path=run_dir / "checkpoint.pt", checkpoint_every=spec.recipe.epochs, device=device)
+        model, history, _ = train_run(
+            spec,
+            data,
+            teacher_weights=weights,
+            teacher_model=teacher_model,
+            checkpoint_path=run_dir / "checkpoint.pt",
+            checkpoint_every=spec.recipe.epochs,
+            device=device,
+        )
         per_step = [row["seconds"] / steps for row in history[1:]]  # the first epoch warms up
         inputs, x_test = BatchInputs(data, device), torch.from_numpy(data.x_test).to(device)
         test_pass = []  # after train_run's own test passes, which warmed these shapes up
@@ -485,7 +578,10 @@ def measure_class(runs: PaperRuns, cls: CostClass, run, device, workdir: Path, s
         # A checkpoint holds the model and the optimizer's state (SGD: one momentum buffer per
         # parameter; AdamW: two moments): timed with parameter-sized stand-ins for that state.
         copies = 2 if spec.recipe.optimizer == "adamw" else 1
-        state = {"model": model.state_dict(), "optimizer": [p.detach().clone() for p in model.parameters() for _ in range(copies)]}
+        state = {
+            "model": model.state_dict(),
+            "optimizer": [p.detach().clone() for p in model.parameters() for _ in range(copies)],
+        }
         checkpoint = []
         for _ in range(1):
             started = time.perf_counter()
@@ -493,24 +589,48 @@ def measure_class(runs: PaperRuns, cls: CostClass, run, device, workdir: Path, s
             checkpoint.append(time.perf_counter() - started)
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
-    note = f"{len(history) - 1} timed epoch(s) of {steps} steps of {batch}, after one warm-up epoch; {list(size.sample)} {size.dtype}"
-    return [Row(cls.key, CLASS_VARIANT, STEP, 1000 * median(per_step), "ms", note=note, samples=[1000 * s for s in per_step]),
-            Row(cls.key, CLASS_VARIANT, TEST_PASS, median(test_pass), "s", note=f"{len(data.y_test):,} test samples",
-                samples=test_pass),
-            Row(cls.key, CLASS_VARIANT, CHECKPOINT, median(checkpoint), "s", samples=checkpoint)]
+    note = (
+        f"{len(history) - 1} timed epoch(s) of {steps} steps of {batch}, after one warm-up epoch; "
+        f"{list(size.sample)} {size.dtype}"
+    )
+    return [
+        Row(
+            cls.key, CLASS_VARIANT, STEP, 1000 * median(per_step), "ms", note=note, samples=[1000 * s for s in per_step]
+        ),
+        Row(
+            cls.key,
+            CLASS_VARIANT,
+            TEST_PASS,
+            median(test_pass),
+            "s",
+            note=f"{len(data.y_test):,} test samples",
+            samples=test_pass,
+        ),
+        Row(cls.key, CLASS_VARIANT, CHECKPOINT, median(checkpoint), "s", samples=checkpoint),
+    ]
 
 
 def start_up_row(device, repeats: int) -> Row:
     """A training job's process start: interpreter, imports, the CUDA context."""
-    program = ("import torch, kdtransfer.training.loop; torch.zeros(1, device='cuda').sum().item()" if device.type == "cuda"
-               else "import torch, kdtransfer.training.loop")
+    program = (
+        "import torch, kdtransfer.training.loop; torch.zeros(1, device='cuda').sum().item()"
+        if device.type == "cuda"
+        else "import torch, kdtransfer.training.loop"
+    )
     seconds = []
     for _ in range(max(2, repeats - 1)):
         started = time.perf_counter()
         subprocess.run([sys.executable, "-c", program], check=True, cwd=REPO)
         seconds.append(time.perf_counter() - started)
-    return Row("training process", CLASS_VARIANT, START_UP, median(seconds), "s", note=f"`python -c \"{program}\"`",
-               samples=seconds)
+    return Row(
+        "training process",
+        CLASS_VARIANT,
+        START_UP,
+        median(seconds),
+        "s",
+        note=f'`python -c "{program}"`',
+        samples=seconds,
+    )
 
 
 def run_training(args) -> tuple[list[Row], list[str]]:
@@ -519,21 +639,29 @@ def run_training(args) -> tuple[list[Row], list[str]]:
     device = pick_device(args)
     sz = sizes(args)
     runs = PaperRuns()
-    notes = [device_note(device),
-             "Loop comparison: one epoch per repeat, variants interleaved and rotated; ratio = this / the bare loop "
-             "(project kd and bare + teacher: / bare + teacher). Project times are train_run's training steps (its "
-             "per-epoch time ends on a host sync); the other loops synchronise before reading the clock.",
-             "Cost classes: paper runs whose steps cost the same (dataset, student, extra work per step); rcd of logit "
-             "KD counts as cross-entropy steps, and kd on inputs without augmentation as cross-entropy steps after one "
-             "teacher pass over the train split (the project rcd row of the CIFAR-10 comparison checks the first).",
-             f"Recipes, models, KD settings and training flags are experiments/paper.yaml's (deterministic: "
-             f"{runs.config['training']['deterministic']}, bf16: {runs.config['training']['bf16']}); data is synthetic."]
+    notes = [
+        device_note(device),
+        "Loop comparison: one epoch per repeat, variants interleaved and rotated; ratio = this / the bare loop "
+        "(project kd and bare + teacher: / bare + teacher). Project times are train_run's training steps (its "
+        "per-epoch time ends on a host sync); the other loops synchronise before reading the clock.",
+        "Cost classes: paper runs whose steps cost the same (dataset, student, extra work per step); rcd of logit "
+        "KD counts as cross-entropy steps, and kd on inputs without augmentation as cross-entropy steps after one "
+        "teacher pass over the train split (the project rcd row of the CIFAR-10 comparison checks the first).",
+        f"Recipes, models, KD settings and training flags are experiments/paper.yaml's (deterministic: "
+        f"{runs.config['training']['deterministic']}, bf16: {runs.config['training']['bf16']}); data is synthetic.",
+    ]
     rows: list[Row] = []
     title = "GPU training: the project's loop vs a DataLoader loop and the bare loop; cost of the paper's runs"
 
     def flush():  # results so far: a run cut short still leaves its tables
-        write_results(f"gpu-training-{args.tag}" if args.tag else "gpu-training", title, rows, notes, args.command,
-                      args.results_dir)
+        write_results(
+            f"gpu-training-{args.tag}" if args.tag else "gpu-training",
+            title,
+            rows,
+            notes,
+            args.command,
+            args.results_dir,
+        )
 
     def measured(what: str, measure) -> list[Row]:
         """One measurement's rows; a failure is printed, noted and counted, and the part goes on."""
@@ -556,8 +684,10 @@ def run_training(args) -> tuple[list[Row], list[str]]:
         if wanted and not any(w in label.lower() for w in wanted):
             return
         rows += measured(label, lambda: compare_loops(runs, setup_name, label, device, workdir, sz, args.repeats))
-        args.failures = [*getattr(args, "failures", []),
-                         *(f"{label}: {r.variant}" for r in rows if r.case == label and r.note.startswith("FAILED"))]
+        args.failures = [
+            *getattr(args, "failures", []),
+            *(f"{label}: {r.variant}" for r in rows if r.case == label and r.note.startswith("FAILED")),
+        ]
         flush()
 
     # In order of what matters, as a run cut short keeps what it measured: the CIFAR-10 comparison
@@ -572,8 +702,11 @@ def run_training(args) -> tuple[list[Row], list[str]]:
             new = measured(f"cost class {cls.key}", lambda: measure_class(runs, cls, members[0], device, workdir, sz))
             rows += new
             if new:
-                print(f"[gpu] cost class {cls.key} ({len(members)} runs): {new[0].value:.1f} ms per step, "
-                      f"test pass {new[1].value:.2f} s ({time.perf_counter() - started:.0f} s)", flush=True)
+                print(
+                    f"[gpu] cost class {cls.key} ({len(members)} runs): {new[0].value:.1f} ms per step, "
+                    f"test pass {new[1].value:.2f} s ({time.perf_counter() - started:.0f} s)",
+                    flush=True,
+                )
             flush()
         rows += measured("training process start-up", lambda: [start_up_row(device, args.repeats)])
         flush()
@@ -590,8 +723,11 @@ def run_training(args) -> tuple[list[Row], list[str]]:
 def read_measurements(path: Path) -> dict[tuple[str, str], float]:
     """(cost class, metric) -> seconds, from gpu-training's CSV."""
     with path.open() as fh:
-        return {(r["case"], r["metric"]): float(r["median"]) * TO_SECONDS[r["unit"]] for r in csv.DictReader(fh)
-                if r["variant"] == CLASS_VARIANT}
+        return {
+            (r["case"], r["metric"]): float(r["median"]) * TO_SECONDS[r["unit"]]
+            for r in csv.DictReader(fh)
+            if r["variant"] == CLASS_VARIANT
+        }
 
 
 def run_projection(args) -> tuple[list[Row], list[str]]:
@@ -600,8 +736,10 @@ def run_projection(args) -> tuple[list[Row], list[str]]:
 
     source = Path(args.gpu_csv) if args.gpu_csv else Path(args.results_dir) / "gpu-training.csv"
     if not source.exists():
-        raise SystemExit(f"gpu-projection reads gpu-training's measurements: {source} does not exist (run --only "
-                         "gpu-training on a GPU first, or pass --gpu-csv)")
+        raise SystemExit(
+            f"gpu-projection reads gpu-training's measurements: {source} does not exist (run --only "
+            "gpu-training on a GPU first, or pass --gpu-csv)"
+        )
     measured = read_measurements(source)
     runs = PaperRuns()
     start_up = measured.get(("training process", START_UP))
@@ -619,35 +757,68 @@ def run_projection(args) -> tuple[list[Row], list[str]]:
         n_train = size.n_train
         steps, epochs = steps_per_epoch(n_train, recipe), recipe.epochs
         checkpoints = (epochs - 1) // runs.config["training"]["checkpoint_every"] + 1  # + the final weights
-        seconds = ((start_up or 0.0) + epochs * (steps * step + test_pass) + checkpoints * checkpoint
-                   + (test_pass * n_train / size.n_test if teacher_pass else 0.0))
-        entry = per_class.setdefault(cls.key, {"runs": 0, "seconds": 0.0, "epochs": set(), "epoch_s": steps * step + test_pass,
-                                               "dataset": cls.dataset})
+        seconds = (
+            (start_up or 0.0)
+            + epochs * (steps * step + test_pass)
+            + checkpoints * checkpoint
+            + (test_pass * n_train / size.n_test if teacher_pass else 0.0)
+        )
+        entry = per_class.setdefault(
+            cls.key,
+            {"runs": 0, "seconds": 0.0, "epochs": set(), "epoch_s": steps * step + test_pass, "dataset": cls.dataset},
+        )
         entry["runs"] += 1
         entry["seconds"] += seconds
         entry["epochs"].add(epochs)
-    rows = [Row(key, "projected", "GPU-hours", e["seconds"] / 3600, "h",
-                note=f"{e['runs']} runs x {'/'.join(map(str, sorted(e['epochs'])))} epochs x {e['epoch_s']:.1f} s per epoch "
-                     "(+ start-up, checkpoints)")
-            for key, e in sorted(per_class.items(), key=lambda kv: -kv[1]["seconds"])]
+    rows = [
+        Row(
+            key,
+            "projected",
+            "GPU-hours",
+            e["seconds"] / 3600,
+            "h",
+            note=f"{e['runs']} runs x {'/'.join(map(str, sorted(e['epochs'])))} epochs "
+            f"x {e['epoch_s']:.1f} s per epoch "
+            "(+ start-up, checkpoints)",
+        )
+        for key, e in sorted(per_class.items(), key=lambda kv: -kv[1]["seconds"])
+    ]
     by_dataset: dict[str, list] = {}
     for e in per_class.values():
         by_dataset.setdefault(e["dataset"], []).append(e)
     for dataset, entries in sorted(by_dataset.items()):
-        rows.append(Row(f"all {dataset} runs", "projected", "GPU-hours", sum(e["seconds"] for e in entries) / 3600, "h",
-                        note=f"{sum(e['runs'] for e in entries)} runs"))
+        rows.append(
+            Row(
+                f"all {dataset} runs",
+                "projected",
+                "GPU-hours",
+                sum(e["seconds"] for e in entries) / 3600,
+                "h",
+                note=f"{sum(e['runs'] for e in entries)} runs",
+            )
+        )
     total_runs = sum(e["runs"] for e in per_class.values())
-    rows.append(Row("experiments/paper.yaml, all runs", "projected", "GPU-hours", sum(e["seconds"] for e in per_class.values()) / 3600,
-                    "h", note=f"{total_runs} of the plan's {len(runs.plan.runs)} training runs, one GPU each, in sequence"))
-    notes = [f"From {source.name}: seconds per step, per test pass and per checkpoint of each cost class, and the "
-             "training process start-up, as measured by gpu-training on the card it names.",
-             "Per run: start-up + epochs x (steps per epoch x s per step + one test pass) + checkpoints (every "
-             f"training.checkpoint_every = {runs.config['training']['checkpoint_every']} epochs, and the final weights) "
-             "+ for kd without augmentation, one teacher pass over the train split (at the test pass's rate).",
-             "Not counted: reading the prepared .npz and copying it to the GPU (seconds per job), writing predictions, "
-             "data preparation, the analysis (CPU), queueing.",
-             f"Training flags as in experiments/paper.yaml (deterministic: {runs.config['training']['deterministic']}, "
-             f"compile: {runs.config['training']['compile']})."]
+    rows.append(
+        Row(
+            "experiments/paper.yaml, all runs",
+            "projected",
+            "GPU-hours",
+            sum(e["seconds"] for e in per_class.values()) / 3600,
+            "h",
+            note=f"{total_runs} of the plan's {len(runs.plan.runs)} training runs, one GPU each, in sequence",
+        )
+    )
+    notes = [
+        f"From {source.name}: seconds per step, per test pass and per checkpoint of each cost class, and the "
+        "training process start-up, as measured by gpu-training on the card it names.",
+        "Per run: start-up + epochs x (steps per epoch x s per step + one test pass) + checkpoints (every "
+        f"training.checkpoint_every = {runs.config['training']['checkpoint_every']} epochs, and the final weights) "
+        "+ for kd without augmentation, one teacher pass over the train split (at the test pass's rate).",
+        "Not counted: reading the prepared .npz and copying it to the GPU (seconds per job), writing predictions, "
+        "data preparation, the analysis (CPU), queueing.",
+        f"Training flags as in experiments/paper.yaml (deterministic: {runs.config['training']['deterministic']}, "
+        f"compile: {runs.config['training']['compile']}).",
+    ]
     if start_up is None:
         notes.append("NOT MEASURED: the training process start-up, counted as 0.")
     if missing:
@@ -673,24 +844,63 @@ def run_compile(args) -> tuple[list[Row], list[str]]:
     data = synthetic_dataset(size, int(batches) * batch, sz.n_test)
     n = len(data.y_train)
     label, title = "CIFAR-10 / ResNet-18, nokd", "GPU training with torch.compile (ResNet-18)"
-    notes = [device_note(device), "One run each (not repeated: a compile takes a minute); the paper's flags otherwise "
-             "(deterministic: false, bf16: true). Epoch 1 of the compiled run includes compiling."]
+    notes = [
+        device_note(device),
+        "One run each (not repeated: a compile takes a minute); the paper's flags otherwise "
+        "(deterministic: false, bf16: true). Epoch 1 of the compiled run includes compiling.",
+    ]
     rows = []
     with tempfile.TemporaryDirectory(prefix="kdtransfer-gpu-compile-") as tmp:
         for compiled in (False, True):
             spec = runs.spec("nokd", key, epochs=2, batch=sz.batch, compile=compiled)
             epochs, total = project_epoch(runs, spec, data, device, Path(tmp), None)
-            print(f"[gpu] ResNet-18 compile={compiled}: epochs {', '.join(f'{s:.2f} s' for s in epochs)}, call {total:.1f} s",
-                  flush=True)
+            print(
+                f"[gpu] ResNet-18 compile={compiled}: epochs {', '.join(f'{s:.2f} s' for s in epochs)}, call "
+                f"{total:.1f} s",
+                flush=True,
+            )
             if not compiled:
                 eager = epochs
-                rows.append(Row(label, "project, eager", "training throughput (epoch 2)", n / eager[1], "samples/s", 1.0,
-                                f"{n:,} samples, batch {batch}; epoch 1: {eager[0]:.2f} s", [n / s for s in eager]))
+                rows.append(
+                    Row(
+                        label,
+                        "project, eager",
+                        "training throughput (epoch 2)",
+                        n / eager[1],
+                        "samples/s",
+                        1.0,
+                        f"{n:,} samples, batch {batch}; epoch 1: {eager[0]:.2f} s",
+                        [n / s for s in eager],
+                    )
+                )
             else:
-                rows.append(Row(label, "project, torch.compile", "training throughput (epoch 2)", n / epochs[1], "samples/s",
-                                eager[1] / epochs[1], "ratio = compiled / eager", [n / s for s in epochs]))
-                rows.append(Row(label, "project, torch.compile", "compile time (epoch 1 minus epoch 2)", epochs[0] - epochs[1],
-                                "s"))
-            write_results(f"gpu-compile-{args.tag}" if args.tag else "gpu-compile", title, rows, notes, args.command,
-                          args.results_dir)
+                rows.append(
+                    Row(
+                        label,
+                        "project, torch.compile",
+                        "training throughput (epoch 2)",
+                        n / epochs[1],
+                        "samples/s",
+                        eager[1] / epochs[1],
+                        "ratio = compiled / eager",
+                        [n / s for s in epochs],
+                    )
+                )
+                rows.append(
+                    Row(
+                        label,
+                        "project, torch.compile",
+                        "compile time (epoch 1 minus epoch 2)",
+                        epochs[0] - epochs[1],
+                        "s",
+                    )
+                )
+            write_results(
+                f"gpu-compile-{args.tag}" if args.tag else "gpu-compile",
+                title,
+                rows,
+                notes,
+                args.command,
+                args.results_dir,
+            )
     return rows, notes

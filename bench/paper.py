@@ -79,8 +79,15 @@ def dataset_size(loader: str, options: dict) -> DatasetSize:
             raise ValueError("speech_commands sizes are known for classes: all only")
         return DatasetSize(84_843, 11_005, (1, options.get("n_mels", 40), frames), "float32", 35)
     if loader == "names_csv":
-        return DatasetSize(14_400, 3_600, (options.get("max_len", 20),), "int64", 18, vocab_size=90,
-                           note="about 18,000 distinct (name, language) pairs of the char-RNN tutorial's 20,074 lines")
+        return DatasetSize(
+            14_400,
+            3_600,
+            (options.get("max_len", 20),),
+            "int64",
+            18,
+            vocab_size=90,
+            note="about 18,000 distinct (name, language) pairs of the char-RNN tutorial's 20,074 lines",
+        )
     raise ValueError(f"no known size for dataset loader {loader!r}")
 
 
@@ -90,10 +97,10 @@ def synthetic_dataset(size: DatasetSize, n_train: int | None = None, n_test: int
     Never zeros: each class adds its own fixed random pattern to noise (images, spectrograms),
     or opens every row with its own token (text), so a loss curve falls as a model learns.
     """
+    import torch
+
     from kdtransfer.data import ArrayDataset
     from kdtransfer.data.core import channel_mean_std
-
-    import torch
 
     n_train = size.n_train if n_train is None else n_train
     n_test = size.n_test if n_test is None else n_test
@@ -106,8 +113,9 @@ def synthetic_dataset(size: DatasetSize, n_train: int | None = None, n_test: int
         x[:, 0] = 2 + y % (size.vocab_size - 2)
         lengths = rng.integers(3, length + 1, n)
         x[np.arange(length)[None, :] >= lengths[:, None]] = 0  # right padding
-        return ArrayDataset(x[:n_train], y[:n_train], x[n_train:], y[n_train:], size.num_classes, "text",
-                            vocab_size=size.vocab_size)
+        return ArrayDataset(
+            x[:n_train], y[:n_train], x[n_train:], y[n_train:], size.num_classes, "text", vocab_size=size.vocab_size
+        )
     # torch's generators fill large arrays on every core (numpy's on one): full-size sets in seconds.
     generator = torch.Generator().manual_seed(seed)
     patterns = torch.randn((size.num_classes, *size.sample), generator=generator)
@@ -118,10 +126,12 @@ def synthetic_dataset(size: DatasetSize, n_train: int | None = None, n_test: int
         patterns = (patterns.clamp(-2, 2) * 24 + 48).to(torch.uint8)  # at most 159 + 96: no overflow
     labels = torch.from_numpy(y)
     for start in range(0, n, 8192):  # in blocks: a full-size array of class patterns would double the memory
-        x[start:start + 8192] += patterns[labels[start:start + 8192]]
+        x[start : start + 8192] += patterns[labels[start : start + 8192]]
     x = x.numpy()
     if size.dtype == "float32":
         return ArrayDataset(x[:n_train], y[:n_train], x[n_train:], y[n_train:], size.num_classes, "audio")
     # Normalisation constants only: the statistics of a few thousand images do.
-    mean, std = channel_mean_std(x[:min(n_train, 8192)])
-    return ArrayDataset(x[:n_train], y[:n_train], x[n_train:], y[n_train:], size.num_classes, "image", mean=mean, std=std)
+    mean, std = channel_mean_std(x[: min(n_train, 8192)])
+    return ArrayDataset(
+        x[:n_train], y[:n_train], x[n_train:], y[n_train:], size.num_classes, "image", mean=mean, std=std
+    )

@@ -46,8 +46,12 @@ def synthetic_config(base_setups: int = 10, seeds: int = 10) -> dict:
         recipe = f"{template['recipe']}_lr{k}"
         recipes[recipe] = dict(config["recipes"][template["recipe"]], lr=round(0.01 * (k + 1), 4))
         setup = {key: copy.deepcopy(value) for key, value in template.items() if key != "sweep"}
-        setup.update(label=f"{template.get('label', dataset)} #{k}", recipe=recipe, kd=dict(base["kd"], temperature=4),
-                     sweep={"temperature": SWEEP_TEMPERATURES})
+        setup.update(
+            label=f"{template.get('label', dataset)} #{k}",
+            recipe=recipe,
+            kd=dict(base["kd"], temperature=4),
+            sweep={"temperature": SWEEP_TEMPERATURES},
+        )
         setups[f"s{k}_{dataset}"] = setup
     config.update(seeds=seeds, conditions=["kd", "rcd", "nokd"], recipes=recipes, setups=setups)
     return config
@@ -86,7 +90,9 @@ def dry_run(workdir: Path, configfile: str | None) -> tuple[float, dict[str, int
     proc = subprocess.run(args, cwd=workdir, capture_output=True, text=True, timeout=1800)
     seconds = time.perf_counter() - started
     if proc.returncode != 0:
-        raise RuntimeError(f"snakemake -n {configfile or ''} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+        raise RuntimeError(
+            f"snakemake -n {configfile or ''} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+        )
     return seconds, job_counts(proc.stdout + proc.stderr)
 
 
@@ -102,8 +108,27 @@ def profile_dry_run(workdir: Path, configfile: str, top: int = 35) -> Path:
     import pstats
 
     stats_file = workdir / "planning.prof"
-    subprocess.run([PYTHON, "-m", "cProfile", "-o", str(stats_file), "-m", "snakemake", "-n", "--cores", "2",
-                    "--configfile", configfile], cwd=workdir, capture_output=True, text=True, check=True, timeout=1800)
+    subprocess.run(
+        [
+            PYTHON,
+            "-m",
+            "cProfile",
+            "-o",
+            str(stats_file),
+            "-m",
+            "snakemake",
+            "-n",
+            "--cores",
+            "2",
+            "--configfile",
+            configfile,
+        ],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=1800,
+    )
     out = io.StringIO()
     stats = pstats.Stats(str(stats_file), stream=out)
     stats.sort_stats("cumulative").print_stats(top)
@@ -111,7 +136,9 @@ def profile_dry_run(workdir: Path, configfile: str, top: int = 35) -> Path:
     print("Callers of kdtransfer functions (where the workflow's own code spends time):", file=out)
     stats.sort_stats("cumulative").print_stats(r"kdtransfer|common\.smk|Snakefile", 20)
     path = RESULTS_DIR / "planning_profile.txt"
-    text = f"cProfile of `snakemake -n --configfile {configfile}` ({expected_runs()} training runs)\n\n" + out.getvalue()
+    text = (
+        f"cProfile of `snakemake -n --configfile {configfile}` ({expected_runs()} training runs)\n\n" + out.getvalue()
+    )
     path.write_text(repo_relative(text, workdir))
     return path
 
@@ -119,13 +146,18 @@ def profile_dry_run(workdir: Path, configfile: str, top: int = 35) -> Path:
 def run(args) -> tuple[list[Row], list[str]]:
     import yaml
 
-    notes = ["Each dry run is `python -m snakemake -n --cores 2` in a fresh copy of the workflow without results "
-             "(every job planned), a new process each time: the time includes Python and Snakemake start-up."]
+    notes = [
+        "Each dry run is `python -m snakemake -n --cores 2` in a fresh copy of the workflow without results "
+        "(every job planned), a new process each time: the time includes Python and Snakemake start-up."
+    ]
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="kdtransfer-bench-plan-") as tmp:
         workdir = copy_workflow(Path(tmp))
         (workdir / "bench_2000_runs.yaml").write_text(yaml.safe_dump(synthetic_config(), sort_keys=False))
-        configs = {"embedded default (config.yaml)": None, f"synthetic, {expected_runs():,} training runs": "bench_2000_runs.yaml"}
+        configs = {
+            "embedded default (config.yaml)": None,
+            f"synthetic, {expected_runs():,} training runs": "bench_2000_runs.yaml",
+        }
         if (REPO / "experiments" / "paper.yaml").exists():
             configs["paper scale (experiments/paper.yaml)"] = "experiments/paper.yaml"
         else:
@@ -140,18 +172,32 @@ def run(args) -> tuple[list[Row], list[str]]:
                 took, counts = dry_run(workdir, configs[name])
                 seconds[name].append(took)
                 jobs[name] = counts
-                print(f"[planning] repeat {repeat + 1}/{args.repeats} {name}: {took:.2f} s, {sum(counts.values())} jobs", flush=True)
+                print(
+                    f"[planning] repeat {repeat + 1}/{args.repeats} {name}: {took:.2f} s, {sum(counts.values())} jobs",
+                    flush=True,
+                )
             shutil.rmtree(workdir / ".snakemake", ignore_errors=True)
-        rows.append(Row("snakemake --version", "start-up only", "wall time", median(startup), "s", samples=startup,
-                        note="Python + Snakemake import: the floor under every dry run"))
+        rows.append(
+            Row(
+                "snakemake --version",
+                "start-up only",
+                "wall time",
+                median(startup),
+                "s",
+                samples=startup,
+                note="Python + Snakemake import: the floor under every dry run",
+            )
+        )
         for name, times in seconds.items():
             counts = jobs[name]
             training = sum(v for k, v in counts.items() if k.startswith("train"))
             note = f"{sum(counts.values()):,} jobs ({training:,} training packs)"
             if "synthetic" in name:
                 if training != expected_packs():
-                    raise AssertionError(f"the synthetic config planned {training} training packs, expected {expected_packs()} "
-                                         f"({expected_runs()} runs)")
+                    raise AssertionError(
+                        f"the synthetic config planned {training} training packs, expected {expected_packs()} "
+                        f"({expected_runs()} runs)"
+                    )
                 note += f"; target <= {TARGET_SECONDS:g} s"
             rows.append(Row(name, "snakemake -n", "planning time", median(times), "s", note=note, samples=times))
         if args.profile_planning:

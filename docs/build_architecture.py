@@ -42,8 +42,10 @@ def first_paragraph(text: str) -> str:
 
 def packages(root: Path) -> list[Path]:
     """The package and its subpackages, in path order (the root first)."""
-    return sorted((p.parent for p in root.rglob("__init__.py") if "__pycache__" not in p.parts),
-                  key=lambda p: p.relative_to(root).parts)
+    return sorted(
+        (p.parent for p in root.rglob("__init__.py") if "__pycache__" not in p.parts),
+        key=lambda p: p.relative_to(root).parts,
+    )
 
 
 def render(root: Path = PACKAGE) -> str:
@@ -72,8 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         current = TARGET.read_text(encoding="utf-8") if TARGET.exists() else ""
         if current != text:
-            print(f"{TARGET.relative_to(REPO)} is out of date: run python3 docs/build_architecture.py",
-                  file=sys.stderr)
+            print(f"{TARGET.relative_to(REPO)} is out of date: run python3 docs/build_architecture.py", file=sys.stderr)
             return 1
         return 0
     TARGET.write_text(text, encoding="utf-8")

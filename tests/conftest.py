@@ -16,7 +16,9 @@ def snakemake(workdir: Path, *args: str, check: bool = True, timeout: float = 12
     """Run Snakemake in `workdir` (a copy of the workflow), returning the finished process."""
     proc = subprocess.run([*SNAKEMAKE, *args], cwd=workdir, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
+        raise AssertionError(
+            f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
+        )
     return proc
 
 
@@ -68,19 +70,41 @@ def training_jobs(plan) -> dict[str, int]:
     return dict(Counter(rule(pack) for pack in plan.packs))
 
 
-def run_params(condition: str, *, model: dict, recipe: dict, kd: dict | None = None, rcd: dict | None = None,
-               teacher: dict | None = None, seed: int = 0, **training) -> dict:
+def run_params(
+    condition: str,
+    *,
+    model: dict,
+    recipe: dict,
+    kd: dict | None = None,
+    rcd: dict | None = None,
+    teacher: dict | None = None,
+    seed: int = 0,
+    **training,
+) -> dict:
     """A run's params as the plan makes them (Plan.run_spec), for a config of one setup: the
     values a test names, the schema's defaults for every other (tests build no partial specs).
     `teacher` is the teacher's model entry (default: `model`); `training` sets training flags."""
     from kdtransfer.plan.config import validate_config
     from kdtransfer.plan.runs import Plan
 
-    setup = {"dataset": "data", "teacher": "teacher", "student": "student", "recipe": "recipe", "kd": kd or {}, "rcd": rcd or {}}
+    setup = {
+        "dataset": "data",
+        "teacher": "teacher",
+        "student": "student",
+        "recipe": "recipe",
+        "kd": kd or {},
+        "rcd": rcd or {},
+    }
     dataset = {"loader": loader_read_by(model["arch"])}
-    config = {"seeds": [seed], "conditions": ["kd", "rcd", "nokd", "independent"], "datasets": {"data": dataset},
-              "models": {"student": model, "teacher": teacher or model}, "recipes": {"recipe": recipe},
-              "setups": {"s": setup}, "training": training}
+    config = {
+        "seeds": [seed],
+        "conditions": ["kd", "rcd", "nokd", "independent"],
+        "datasets": {"data": dataset},
+        "models": {"student": model, "teacher": teacher or model},
+        "recipes": {"recipe": recipe},
+        "setups": {"s": setup},
+        "training": training,
+    }
     plan = Plan(validate_config(config, str(SCHEMA)))
     return plan.run_spec(condition, plan.run_key(condition, "s"), seed)
 
@@ -121,8 +145,13 @@ def setup_test_settings(**overrides) -> dict:
     """stats.setup_tests' analysis keywords at the schema's defaults (the analysis functions have
     none of their own), with `overrides`."""
     a = _analysis_defaults()
-    return {"alpha": a["alpha"], "fdr_family": a["fdr_family"], "asymmetry_primary": a["asymmetry_primary"],
-            "n_bootstrap": a["bootstrap"], **overrides}
+    return {
+        "alpha": a["alpha"],
+        "fdr_family": a["fdr_family"],
+        "asymmetry_primary": a["asymmetry_primary"],
+        "n_bootstrap": a["bootstrap"],
+        **overrides,
+    }
 
 
 def per_sample_settings(**overrides) -> dict:

@@ -27,8 +27,18 @@ import time
 from pathlib import Path
 
 # Flags that work on headless CI machines and in containers (no sandbox, no GPU, no network).
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage", "--hide-scrollbars"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--hide-scrollbars",
+]
 WINDOW = (1400, 1000)
 
 
@@ -72,18 +82,31 @@ class ReportBrowser:
             os.dup2(from_browser_w, 4)
 
         self._proc = subprocess.Popen(
-            [self.chromium, *CHROMIUM_FLAGS, "--remote-debugging-pipe", f"--user-data-dir={self._profile.name}",
-             f"--window-size={WINDOW[0]},{WINDOW[1]}", "about:blank"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, pass_fds=(3, 4, to_browser_r, from_browser_w),
-            preexec_fn=wire_pipes)
+            [
+                self.chromium,
+                *CHROMIUM_FLAGS,
+                "--remote-debugging-pipe",
+                f"--user-data-dir={self._profile.name}",
+                f"--window-size={WINDOW[0]},{WINDOW[1]}",
+                "about:blank",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            pass_fds=(3, 4, to_browser_r, from_browser_w),
+            preexec_fn=wire_pipes,
+        )
         os.close(to_browser_r)
         os.close(from_browser_w)
         try:
             target = self.call("Target.createTarget", {"url": "about:blank"})["targetId"]
             self._session = self.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
             self.call("Page.enable", session=True)
-            self.call("Emulation.setDeviceMetricsOverride",
-                      {"width": WINDOW[0], "height": WINDOW[1], "deviceScaleFactor": 1, "mobile": False}, session=True)
+            self.call(
+                "Emulation.setDeviceMetricsOverride",
+                {"width": WINDOW[0], "height": WINDOW[1], "deviceScaleFactor": 1, "mobile": False},
+                session=True,
+            )
             self.call("Page.navigate", {"url": self.report.as_uri()}, session=True)
             self._wait_event("Page.loadEventFired")
         except Exception:
@@ -117,7 +140,11 @@ class ReportBrowser:
             if ready:
                 chunk = os.read(self._from_browser, 1 << 20)
                 if not chunk:
-                    err = self._proc.stderr.read().decode(errors="replace")[-2000:] if self._proc.poll() is not None else ""
+                    err = (
+                        self._proc.stderr.read().decode(errors="replace")[-2000:]
+                        if self._proc.poll() is not None
+                        else ""
+                    )
                     raise BrowserError(f"chromium closed the DevTools pipe. {err}")
                 self._buffer += chunk
         message, self._buffer = self._buffer.split(b"\0", 1)
@@ -155,7 +182,8 @@ class ReportBrowser:
             params["contextId"] = context_id
         result = self.call("Runtime.evaluate", params, session=True)
         if "exceptionDetails" in result:
-            raise BrowserError(f"script failed: {result['exceptionDetails'].get('exception', {}).get('description', result['exceptionDetails'])}")
+            details = result["exceptionDetails"]
+            raise BrowserError(f"script failed: {details.get('exception', {}).get('description', details)}")
         return result["result"].get("value")
 
     def _click_when_present(self, finder: str, what: str) -> None:
@@ -180,8 +208,11 @@ class ReportBrowser:
 
     def open_result(self, label: str) -> None:
         """In the shown category, click the view button of the result labelled `label`."""
-        finder = (f"(() => {{ const row = [...document.querySelectorAll('tr')].find(tr => tr.cells.length && "
-                  f"tr.cells[0].textContent.trim() === {json.dumps(label)}); return row ? row.cells[row.cells.length - 1].querySelector('a') : null; }})()")
+        finder = (
+            f"(() => {{ const row = [...document.querySelectorAll('tr')].find(tr => tr.cells.length && "
+            f"tr.cells[0].textContent.trim() === {json.dumps(label)}); return row ? row.cells[row.cells.length - "
+            f"1].querySelector('a') : null; }})()"
+        )
         self._click_when_present(finder, f"result {label!r}")
 
     def result_labels(self) -> list[str]:
@@ -199,7 +230,9 @@ class ReportBrowser:
             frames = self.call("Page.getFrameTree", session=True)["frameTree"].get("childFrames", [])
             if frames:
                 frame = frames[-1]["frame"]["id"]
-                world = self.call("Page.createIsolatedWorld", {"frameId": frame, "worldName": "kdtransfer-test"}, session=True)
+                world = self.call(
+                    "Page.createIsolatedWorld", {"frameId": frame, "worldName": "kdtransfer-test"}, session=True
+                )
                 text = self.evaluate("document.body ? document.body.innerText : ''", world["executionContextId"])
                 if text:
                     return text

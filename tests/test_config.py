@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import REPO, plan_of, snakemake, training_jobs
+
 from kdtransfer.plan.config import ConfigError, check_config_files, validate_config
 from kdtransfer.plan.runs import Plan
 
@@ -26,7 +26,11 @@ CASES = {
     "unknown top-level key": (lambda c: c.update(epochs=3), ["unknown config key 'epochs'", "valid keys", "setups"]),
     "unknown nested key": (
         lambda c: c["setups"]["digits_mlp"]["kd"].update(temprature=2),
-        ["setups.digits_mlp.kd.temprature", "did you mean 'temperature'", "alpha, feature_weight, layers, teacher_layers, temperature, variant"],
+        [
+            "setups.digits_mlp.kd.temprature",
+            "did you mean 'temperature'",
+            "alpha, feature_weight, layers, teacher_layers, temperature, variant",
+        ],
     ),
     "unknown model": (
         lambda c: c["models"]["mlp"].update(arch="resnet9000"),
@@ -46,7 +50,11 @@ CASES = {
     ),
     "unknown model option": (
         lambda c: c["models"]["cnn1d"]["options"].update(chanels=[4]),
-        ["unknown option 'chanels' at models.cnn1d.options", "did you mean 'channels'", "options of cnn1d: channels, pooled"],
+        [
+            "unknown option 'chanels' at models.cnn1d.options",
+            "did you mean 'channels'",
+            "options of cnn1d: channels, pooled",
+        ],
     ),
     "model option the dataset decides": (
         lambda c: c["models"]["mlp"]["options"].update(num_classes=100),
@@ -67,8 +75,11 @@ CASES = {
     # Dataset options: the loaders' keyword parameters and their annotations.
     "misspelt dataset option": (
         lambda c: c["datasets"]["mnist1d"]["options"].update(num_sample=2000),
-        ["unknown option 'num_sample' at datasets.mnist1d.options", "did you mean 'num_samples'",
-         "options of loader mnist1d: num_samples, split_seed"],
+        [
+            "unknown option 'num_sample' at datasets.mnist1d.options",
+            "did you mean 'num_samples'",
+            "options of loader mnist1d: num_samples, split_seed",
+        ],
     ),
     "misspelt option of an embedded loader": (
         lambda c: c["datasets"]["digits"]["options"].update(test_fractio=0.2),
@@ -76,7 +87,11 @@ CASES = {
     ),
     "misspelt option of a file loader": (
         lambda c: c["datasets"].update(cifar10={"loader": "cifar10", "options": {"rooot": "resources/data/cifar"}}),
-        ["unknown option 'rooot' at datasets.cifar10.options", "did you mean 'root'", "options of loader cifar10: root, max_train, max_test"],
+        [
+            "unknown option 'rooot' at datasets.cifar10.options",
+            "did you mean 'root'",
+            "options of loader cifar10: root, max_train, max_test",
+        ],
     ),
     "dataset option of the wrong type": (
         lambda c: c["datasets"]["digits"]["options"].update(test_fraction="0.4x"),
@@ -106,8 +121,11 @@ CASES = {
     # Names become file names and wildcards.
     "setup name with a dash": (
         lambda c: c["setups"].update({"digits-mlp2": c["setups"]["digits_mlp"]}),
-        ["setups.digits-mlp2: 'digits-mlp2' is not a valid name", "letters, digits and _ and start with a letter",
-         "rename it (e.g. to 'digits_mlp2')"],
+        [
+            "setups.digits-mlp2: 'digits-mlp2' is not a valid name",
+            "letters, digits and _ and start with a letter",
+            "rename it (e.g. to 'digits_mlp2')",
+        ],
     ),
     "dataset name with a dash": (
         lambda c: c["datasets"].update({"my-digits": c["datasets"]["digits"]}),
@@ -159,24 +177,39 @@ CASES = {
         ["config at models.tt.options: dim (128) is not divisible by heads (3)"],
     ),
     "patch larger than the images": (
-        lambda c: (c["models"].update(vit={"arch": "vit", "options": {"patch_size": [4, 32]}}),
-                   c["setups"]["mnist_cnn"].update(student="vit")),
-        ["config at setups.mnist_cnn: its student models.vit cannot read dataset mnist_subset",
-         "patch_size [4, 32] is larger than this dataset's 28x28 inputs", "change models.vit.options"],
+        lambda c: (
+            c["models"].update(vit={"arch": "vit", "options": {"patch_size": [4, 32]}}),
+            c["setups"]["mnist_cnn"].update(student="vit"),
+        ),
+        [
+            "config at setups.mnist_cnn: its student models.vit cannot read dataset mnist_subset",
+            "patch_size [4, 32] is larger than this dataset's 28x28 inputs",
+            "change models.vit.options",
+        ],
     ),
     "image model on flat vectors": (
-        lambda c: (c["models"].update(vit={"arch": "vit", "options": {}}), c["setups"]["digits_mlp"].update(student="vit")),
-        ["config at setups.digits_mlp: its student models.vit cannot read dataset digits",
-         "needs samples shaped [channels, height, width]; this dataset's are [64]"],
+        lambda c: (
+            c["models"].update(vit={"arch": "vit", "options": {}}),
+            c["setups"]["digits_mlp"].update(student="vit"),
+        ),
+        [
+            "config at setups.digits_mlp: its student models.vit cannot read dataset digits",
+            "needs samples shaped [channels, height, width]; this dataset's are [64]",
+        ],
     ),
     "more halvings than the image has pixels": (
         lambda c: c["models"]["cnn2d"]["options"].update(channels=[8, 8, 8, 8, 8]),
-        ["config at setups.mnist_cnn: its teacher models.cnn2d cannot read dataset mnist_subset",
-         "needs inputs of at least 32x32 px", "[1, 28, 28]"],
+        [
+            "config at setups.mnist_cnn: its teacher models.cnn2d cannot read dataset mnist_subset",
+            "needs inputs of at least 32x32 px",
+            "[1, 28, 28]",
+        ],
     ),
     "token model on images": (
-        lambda c: (c["models"].update(gru={"arch": "char_gru", "options": {}}),
-                   c["setups"]["mnist_cnn"].update(sweep={"student": ["cnn2d", "gru"]})),
+        lambda c: (
+            c["models"].update(gru={"arch": "char_gru", "options": {}}),
+            c["setups"]["mnist_cnn"].update(sweep={"student": ["cnn2d", "gru"]}),
+        ),
         ["config at setups.mnist_cnn (its sweep point 'MNIST (5k) / CNN (student gru)')", "reads int64 token rows"],
     ),
     "predictions without the test split": (
@@ -249,11 +282,14 @@ def test_reordered_config_keys_give_identical_params():
     assert repr(a.run_spec("teacher", key, 0)) == repr(b.run_spec("teacher", key, 0))
 
 
-@pytest.mark.parametrize("mutate,needle", [
-    (lambda c: c.update(seeds=[]), "config at seeds.*would produce no runs.*seeds: 10"),
-    (lambda c: c.update(setups={}), "config at setups.*would produce no runs.*define at least one setup"),
-    (lambda c: c.update(seeds=0), "config at seeds.*would produce no runs"),
-])
+@pytest.mark.parametrize(
+    "mutate,needle",
+    [
+        (lambda c: c.update(seeds=[]), "config at seeds.*would produce no runs.*seeds: 10"),
+        (lambda c: c.update(setups={}), "config at setups.*would produce no runs.*define at least one setup"),
+        (lambda c: c.update(seeds=0), "config at seeds.*would produce no runs"),
+    ],
+)
 def test_configs_that_produce_no_runs_are_rejected(mutate, needle):
     with pytest.raises(ConfigError, match=needle):
         validate_config(bad(mutate), SCHEMA)
@@ -298,15 +334,18 @@ def test_model_registry_agrees_with_the_builders():
         assert [d for d in range(1, 60) if allowed.test(d)] == sorted(depths), arch
 
 
-@pytest.mark.parametrize("annotation,good,wrong", [
-    ("int", [0, 64, -1], [True, 4.0, "4", None, [4]]),
-    ("float", [0, 0.5, 1e-3], [False, "0.5", "1e-3", None]),
-    ("bool", [True, False], [0, 1, "true", None]),
-    ("str", ["cls", ""], [1, True, None, ["cls"]]),
-    ("int | None", [None, 3], [3.5, "3", True]),
-    ("list[int] | int", [64, [64], [], [16, 32]], ["sixteen", [16, "32"], [True], 6.4, None]),
-    ("str | list[str]", ["all", ["yes", "no"]], [[True, False], True, [1]]),
-])
+@pytest.mark.parametrize(
+    "annotation,good,wrong",
+    [
+        ("int", [0, 64, -1], [True, 4.0, "4", None, [4]]),
+        ("float", [0, 0.5, 1e-3], [False, "0.5", "1e-3", None]),
+        ("bool", [True, False], [0, 1, "true", None]),
+        ("str", ["cls", ""], [1, True, None, ["cls"]]),
+        ("int | None", [None, 3], [3.5, "3", True]),
+        ("list[int] | int", [64, [64], [], [16, 32]], ["sixteen", [16, "32"], [True], 6.4, None]),
+        ("str | list[str]", ["all", ["yes", "no"]], [[True, False], True, [1]]),
+    ],
+)
 def test_option_types_accept_exactly_their_values(annotation, good, wrong):
     from kdtransfer.options import matches
 
@@ -316,7 +355,11 @@ def test_option_types_accept_exactly_their_values(annotation, good, wrong):
 
 def test_yaml_booleans_where_words_are_expected_are_explained():
     # SpeechCommands words include yes, no, on, off: unquoted, YAML 1.1 reads them as booleans.
-    cfg = bad(lambda c: c["datasets"].update(speech=yaml.safe_load("{loader: speech_commands, options: {classes: [yes, no, up]}}")))
+    cfg = bad(
+        lambda c: c["datasets"].update(
+            speech=yaml.safe_load("{loader: speech_commands, options: {classes: [yes, no, up]}}")
+        )
+    )
     with pytest.raises(ConfigError) as info:
         validate_config(cfg, SCHEMA)
     message = str(info.value)
@@ -338,9 +381,11 @@ def test_every_option_type_in_use_is_understood():
 
 def test_validating_the_config_does_not_import_torch():
     # The Snakefile validates at parse time: every `snakemake` call would otherwise pay for torch.
-    code = ("import sys, yaml; from kdtransfer.plan.config import validate_config; "
-            f"validate_config(yaml.safe_load(open({str(REPO / 'config.yaml')!r})), {SCHEMA!r}); "
-            "heavy = {'torch', 'torchvision', 'sklearn', 'scipy'} & set(sys.modules); assert not heavy, heavy")
+    code = (
+        "import sys, yaml; from kdtransfer.plan.config import validate_config; "
+        f"validate_config(yaml.safe_load(open({str(REPO / 'config.yaml')!r})), {SCHEMA!r}); "
+        "heavy = {'torch', 'torchvision', 'sklearn', 'scipy'} & set(sys.modules); assert not heavy, heavy"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -369,7 +414,9 @@ def test_a_key_written_twice_is_rejected(tmp_path):
     # YAML keeps the second `digits_mlp` silently: the first setup would vanish from the study.
     path = tmp_path / "exp.yaml"
     path.write_text("setups:\n  digits_mlp: {dataset: a}\n  other: {dataset: b}\n  digits_mlp: {dataset: c}\n")
-    with pytest.raises(ConfigError, match=r"exp.yaml, line 4: key 'digits_mlp' appears twice in one mapping \(first at line 2\)"):
+    with pytest.raises(
+        ConfigError, match=r"exp.yaml, line 4: key 'digits_mlp' appears twice in one mapping \(first at line 2\)"
+    ):
         check_config_files([path])
     json_path = tmp_path / "exp.json"
     json_path.write_text('{"seeds": 3, "analysis": {"alpha": 0.1, "alpha": 0.2}}')
@@ -381,8 +428,13 @@ def test_valid_files_pass_and_missing_ones_are_left_to_snakemake(tmp_path):
     (tmp_path / "ok.json").write_text('{"seeds": 3}')
     # yte templates may repeat keys such as `?if`: left alone.
     (tmp_path / "yte.yaml").write_text("__use_yte__: true\n?if true:\n  a: 1\n?if false:\n  a: 2\n")
-    valid = [REPO / "config.yaml", REPO / "experiments" / "paper.yaml", tmp_path / "ok.json", tmp_path / "yte.yaml",
-             tmp_path / "missing.yaml"]
+    valid = [
+        REPO / "config.yaml",
+        REPO / "experiments" / "paper.yaml",
+        tmp_path / "ok.json",
+        tmp_path / "yte.yaml",
+        tmp_path / "missing.yaml",
+    ]
     check_config_files(valid)
     # Each valid file is read, not skipped: after them, a file with a repeated key is still
     # found, and it is the only one named.
@@ -481,7 +533,9 @@ def test_training_code_has_no_defaults_for_config_values():
     from kdtransfer.training.optim import SGD, LRSchedule
 
     for cls in (SGD, LRSchedule):
-        defaults = [p.name for p in inspect.signature(cls).parameters.values() if p.default is not inspect.Parameter.empty]
+        defaults = [
+            p.name for p in inspect.signature(cls).parameters.values() if p.default is not inspect.Parameter.empty
+        ]
         assert defaults == [], (cls.__name__, defaults)
 
 
@@ -494,7 +548,11 @@ def test_typed_run_settings_have_exactly_the_schemas_keys():
 
     schema = yaml.safe_load(open(SCHEMA))["properties"]
     setup = schema["setups"]["additionalProperties"]["properties"]
-    for cls, section in ((Recipe, schema["recipes"]["additionalProperties"]), (KDSettings, setup["kd"]), (RCDSettings, setup["rcd"])):
+    for cls, section in (
+        (Recipe, schema["recipes"]["additionalProperties"]),
+        (KDSettings, setup["kd"]),
+        (RCDSettings, setup["rcd"]),
+    ):
         assert {f.name for f in fields(cls)} == set(section["properties"]), cls.__name__
 
 
@@ -519,23 +577,37 @@ def test_no_training_default_disagrees_with_the_schema():
     setup = schema["setups"]["additionalProperties"]["properties"]
     sections = (schema["recipes"]["additionalProperties"], setup["kd"], setup["rcd"], schema["training"])
     default_of = {key: prop.get("default") for section in sections for key, prop in section["properties"].items()}
-    modules = ["kdtransfer.spec", "kdtransfer.training",
-               *(m.name for m in pkgutil.walk_packages(kdtransfer.training.__path__, "kdtransfer.training."))]
+    modules = [
+        "kdtransfer.spec",
+        "kdtransfer.training",
+        *(m.name for m in pkgutil.walk_packages(kdtransfer.training.__path__, "kdtransfer.training.")),
+    ]
     checked, wrong = [], []
     for module_name in modules:
         module = importlib.import_module(module_name)
         for name, obj in vars(module).items():
             if getattr(obj, "__module__", None) != module_name:
                 continue
-            functions = [(name, obj)] if inspect.isfunction(obj) else (
-                [(f"{name}.{n}", f) for n, f in vars(obj).items() if inspect.isfunction(f)] if inspect.isclass(obj) else [])
+            functions = (
+                [(name, obj)]
+                if inspect.isfunction(obj)
+                else (
+                    [(f"{name}.{n}", f) for n, f in vars(obj).items() if inspect.isfunction(f)]
+                    if inspect.isclass(obj)
+                    else []
+                )
+            )
             for qualname, function in functions:
                 for p in inspect.signature(function).parameters.values():
                     where = f"{module_name}.{qualname}({p.name})"
                     if p.name not in default_of or where in NOT_CONFIG_VALUES:
                         continue
                     checked.append(where)
-                    if p.default is not inspect.Parameter.empty and p.default is not None and p.default != default_of[p.name]:
+                    if (
+                        p.default is not inspect.Parameter.empty
+                        and p.default is not None
+                        and p.default != default_of[p.name]
+                    ):
                         wrong.append(f"{where} = {p.default!r}, the schema says {default_of[p.name]!r}")
     assert len(checked) >= 20, checked  # the check sees the training code's settings
     assert not wrong, wrong

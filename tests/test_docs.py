@@ -7,7 +7,6 @@ import re
 import shutil
 
 import pytest
-
 from conftest import REPO
 
 ARCHITECTURE = REPO / "docs" / "architecture.md"
@@ -24,7 +23,8 @@ def build_architecture():
 def test_architecture_page_is_generated_from_the_docstrings():
     expected = build_architecture().render(REPO / "src" / "kdtransfer")
     assert ARCHITECTURE.read_text(encoding="utf-8") == expected, (
-        "docs/architecture.md is out of date with the module docstrings: run python3 docs/build_architecture.py")
+        "docs/architecture.md is out of date with the module docstrings: run python3 docs/build_architecture.py"
+    )
 
 
 def test_architecture_page_follows_a_changed_docstring(tmp_path):

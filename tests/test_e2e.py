@@ -8,9 +8,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import REPO, copy_workflow, counts, planned, planned_jobs, run_dir, snakemake
 from report_browser import ReportBrowser, find_chromium
+
 from kdtransfer.io.predictions import read_predictions
 
 pytestmark = pytest.mark.e2e
@@ -26,7 +26,14 @@ def finished(tmp_path_factory) -> Path:
 
 
 def test_outputs_exist_and_trace_to_predictions(finished):
-    for name in ("agreement_by_condition", "asymmetric_payoff", "accuracy_by_condition", "tests_overview", "temperature", "scaling"):
+    for name in (
+        "agreement_by_condition",
+        "asymmetric_payoff",
+        "accuracy_by_condition",
+        "tests_overview",
+        "temperature",
+        "scaling",
+    ):
         assert (finished / "results" / "figures" / f"{name}.png").stat().st_size > 1000
         assert (finished / "results" / "figures" / f"{name}.pdf").stat().st_size > 1000
     for name in ("summary", "tests", "verdicts"):
@@ -72,10 +79,12 @@ def test_temperature_change_reruns_only_that_setups_kd_and_rcd(finished, tmp_pat
     trained = [(r, w) for r, w in jobs if r.startswith("train_")]
     # the kd and rcd packs of that setup (seeds 0-3), nothing else
     assert sorted((r, w["condition"], w["setup"]) for r, w in trained) == [
-        ("train_distilled_seeds0to9", c, "mnist1d_cnn") for c in ("kd", "rcd")]
+        ("train_distilled_seeds0to9", c, "mnist1d_cnn") for c in ("kd", "rcd")
+    ]
     assert [w["setup"] for r, w in jobs if r == "metrics"] == ["mnist1d_cnn"]
-    assert counts(out) == Counter({"train_distilled_seeds0to9": 2, "metrics": 1, "statistics": 1, "figures": 1, "tables": 1,
-                                   "all": 1})
+    assert counts(out) == Counter(
+        {"train_distilled_seeds0to9": 2, "metrics": 1, "statistics": 1, "figures": 1, "tables": 1, "all": 1}
+    )
 
 
 def test_figures_tables_report_regenerate_without_weights(finished):
@@ -116,14 +125,19 @@ def test_report_shows_the_verdicts_in_a_browser(finished):
     """Open the report in a real headless Chromium, click "1. Verdicts", open the verdicts
     table: the verdict of every setup is visible text, and the robustness table beside it."""
     if find_chromium() is None:
-        pytest.skip("no chromium binary: install it with `apt-get install -y chromium` (or set $CHROMIUM) to check the report in a browser")
+        pytest.skip(
+            "no chromium binary: install it with `apt-get install -y chromium` (or set $CHROMIUM) to check the "
+            "report in a browser"
+        )
     report = finished / "results" / "report.html"
     snakemake(finished, "--report", "results/report.html", *TINY)
     verdicts = pd.read_parquet(finished / "results/analysis/verdicts.parquet")
     shown = pd.read_csv(finished / "results/tables/verdicts.csv")
     with ReportBrowser(report) as browser:
         assert "1. Verdicts" in browser.page_text()
-        menu = browser.evaluate("[...document.querySelectorAll('a')].map(a => a.textContent.trim()).filter(t => /^[0-9]\\. /.test(t))")
+        menu = browser.evaluate(
+            "[...document.querySelectorAll('a')].map(a => a.textContent.trim()).filter(t => /^[0-9]\\. /.test(t))"
+        )
         assert menu[:2] == ["1. Verdicts", "2. Robustness"] and menu == sorted(menu)
         browser.click_menu("1. Verdicts")
         browser.open_result("Verdicts per setup")
@@ -155,4 +169,6 @@ def test_truncated_predictions_stop_analysis_naming_the_file_and_keep_other_resu
     # Work finished before the fault is untouched: other setups' metrics, all tables.
     assert (finished / "results/analysis/metrics/digits_mlp.parquet").exists()
     assert (finished / "results/tables/summary.csv").read_text() == summary_before
-    assert read_predictions(finished / run_dir(PLAN, "rcd", "mnist1d_cnn", 0) / "predictions_test.parquet").num_samples > 0
+    assert (
+        read_predictions(finished / run_dir(PLAN, "rcd", "mnist1d_cnn", 0) / "predictions_test.parquet").num_samples > 0
+    )

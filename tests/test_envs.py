@@ -30,7 +30,6 @@ from urllib.parse import unquote, urlparse
 
 import pytest
 import yaml
-
 from conftest import REPO, SNAKEMAKE, copy_workflow
 
 ENVS = sorted((REPO / "envs").glob("*.yaml"))
@@ -177,8 +176,22 @@ def calls(log: Path, program: str) -> list[dict]:
 
 
 _ENV_VAR = re.compile(r"\$\{([A-Z0-9_]+)\}")  # pip expands ${NAME} in requirement files
-_TAKES_VALUE = {"-r", "--requirement", "-c", "--constraint", "-i", "--index-url", "--extra-index-url", "-f",
-                "--find-links", "-t", "--target", "--prefix", "--root", "--src"}
+_TAKES_VALUE = {
+    "-r",
+    "--requirement",
+    "-c",
+    "--constraint",
+    "-i",
+    "--index-url",
+    "--extra-index-url",
+    "-f",
+    "--find-links",
+    "-t",
+    "--target",
+    "--prefix",
+    "--root",
+    "--src",
+}
 
 
 def local_installs(pip_call: dict) -> list[tuple[Path, bool, str]]:
@@ -209,11 +222,14 @@ def local_installs(pip_call: dict) -> list[tuple[Path, bool, str]]:
 
 def assert_each_env_installs(log: Path, root: Path) -> None:
     created = {c["prefix"]: c for c in calls(log, "conda") if c["argv"][:2] == ["env", "create"]}
-    assert sorted(c["content"] for c in created.values()) == sorted(e.read_text() for e in ENVS), \
+    assert sorted(c["content"] for c in created.values()) == sorted(e.read_text() for e in ENVS), (
         "Snakemake should have created one environment per envs/*.yaml"
+    )
     installs = {prefix: [] for prefix in created}
     for call in calls(log, "pip"):
-        installs[call["prefix"]] += [(path, editable, token, call["cwd"]) for path, editable, token in local_installs(call)]
+        installs[call["prefix"]] += [
+            (path, editable, token, call["cwd"]) for path, editable, token in local_installs(call)
+        ]
     for prefix, found in installs.items():
         env = next(e.name for e in ENVS if e.read_text() == created[prefix]["content"])
         assert [(path.resolve(), editable) for path, editable, *_ in found] == [(root.resolve(), True)], (
@@ -223,8 +239,14 @@ def assert_each_env_installs(log: Path, root: Path) -> None:
 
 
 def run_snakemake(cwd: Path, environ: dict, *args: str) -> subprocess.CompletedProcess:
-    proc = subprocess.run([*SNAKEMAKE, "--sdm", "conda", "--conda-create-envs-only", *args], cwd=cwd, env=environ,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [*SNAKEMAKE, "--sdm", "conda", "--conda-create-envs-only", *args],
+        cwd=cwd,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, f"snakemake failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
     return proc
 
@@ -259,8 +281,14 @@ def test_conda_envs_install_the_named_checkout_from_another_directory(tmp_path, 
     root = checkout(tmp_path)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    run_snakemake(elsewhere, {**environ, "KDTRANSFER_ROOT": str(root)}, "--snakefile", str(root / "Snakefile"),
-                  "--configfile", str(root / "tests" / "configs" / "tiny.yaml"))
+    run_snakemake(
+        elsewhere,
+        {**environ, "KDTRANSFER_ROOT": str(root)},
+        "--snakefile",
+        str(root / "Snakefile"),
+        "--configfile",
+        str(root / "tests" / "configs" / "tiny.yaml"),
+    )
     assert_each_env_installs(log, root)
 
 
@@ -272,8 +300,14 @@ def test_post_deploy_refuses_a_directory_that_is_not_the_checkout(tmp_path, fake
     (env / "bin").mkdir(parents=True)
     (env / "bin" / "python").write_text(ENV_PYTHON.format(python=sys.executable, log=str(log)))
     (env / "bin" / "python").chmod(0o755)
-    proc = subprocess.run(["sh", str(script)], cwd=tmp_path, env={**environ, "CONDA_PREFIX": str(env)},
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        ["sh", str(script)],
+        cwd=tmp_path,
+        env={**environ, "CONDA_PREFIX": str(env)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode != 0
     assert f"{tmp_path.resolve()} is not a kdtransfer checkout" in proc.stderr, proc.stderr
     assert "KDTRANSFER_ROOT=" in proc.stderr, proc.stderr

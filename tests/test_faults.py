@@ -7,11 +7,10 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-
 from conftest import run_params
+
 from kdtransfer.data import load_dataset, save_arrays
 from kdtransfer.io.predictions import PredictionsError, read_predictions
 from kdtransfer.spec import RunSpec
@@ -19,14 +18,33 @@ from kdtransfer.training.job import train_and_save
 
 MODEL = {"arch": "mlp", "options": {"hidden": [32], "dropout": 0.1}}
 RECIPE = {"optimizer": "sgd", "lr": 0.02, "momentum": 0.9, "weight_decay": 5e-4, "epochs": 30, "batch_size": 8}
-SPEC = run_params("rcd", model=MODEL, recipe=RECIPE, kd={"alpha": 0.9, "temperature": 4},
-                  rcd={"noise": "gaussian", "resample": "step"}, seed=3)
+SPEC = run_params(
+    "rcd",
+    model=MODEL,
+    recipe=RECIPE,
+    kd={"alpha": 0.9, "temperature": 4},
+    rcd={"noise": "gaussian", "resample": "step"},
+    seed=3,
+)
 # rcd of the hint variant: a learned regressor and noise feature maps, both of which a resumed
 # run must restore exactly (the regressor's weights and momentum, the feature-noise generator).
 HINT_TEACHER = {"arch": "mlp", "options": {"hidden": [48]}}
-HINT_SPEC = run_params("rcd", model=MODEL, recipe=dict(RECIPE, epochs=6), teacher=HINT_TEACHER, seed=3,
-                       kd={"alpha": 0.9, "temperature": 4, "variant": "hint", "feature_weight": 0.5, "layers": ["features.1"],
-                           "teacher_layers": ["features.1"]}, rcd={"noise": "gaussian", "resample": "step"})
+HINT_SPEC = run_params(
+    "rcd",
+    model=MODEL,
+    recipe=dict(RECIPE, epochs=6),
+    teacher=HINT_TEACHER,
+    seed=3,
+    kd={
+        "alpha": 0.9,
+        "temperature": 4,
+        "variant": "hint",
+        "feature_weight": 0.5,
+        "layers": ["features.1"],
+        "teacher_layers": ["features.1"],
+    },
+    rcd={"noise": "gaussian", "resample": "step"},
+)
 RUNNER = """
 import json, sys
 from kdtransfer.spec import RunSpec
@@ -45,8 +63,17 @@ except TrainingInterrupted:
 
 # A pack of three runs of one run key (seeds 2, 3, 4), shorter, for kills inside a pack.
 PACK_SEEDS = (2, 3, 4)
-PACK_SPECS = [run_params("rcd", model=MODEL, recipe=dict(RECIPE, epochs=10), kd={"alpha": 0.9, "temperature": 4},
-                         rcd={"noise": "gaussian", "resample": "step"}, seed=seed) for seed in PACK_SEEDS]
+PACK_SPECS = [
+    run_params(
+        "rcd",
+        model=MODEL,
+        recipe=dict(RECIPE, epochs=10),
+        kd={"alpha": 0.9, "temperature": 4},
+        rcd={"noise": "gaussian", "resample": "step"},
+        seed=seed,
+    )
+    for seed in PACK_SEEDS
+]
 PACK_RUNNER = """
 import json, sys
 from kdtransfer.spec import RunSpec
@@ -88,6 +115,18 @@ def uninterrupted(tmp_path_factory, data):
     return read_predictions(out / "predictions_test.parquet")
 
 
+def train_here(out: Path, data, spec: RunSpec) -> None:
+    """Train `spec` in this process, its outputs and checkpoints in `out` (p.parquet, model.pt)."""
+    train_and_save(
+        spec,
+        data,
+        weights_out=str(out / "model.pt"),
+        predictions_out={"test": str(out / "p.parquet")},
+        history_out=str(out / "h.parquet"),
+        checkpoint_every=1,
+    )
+
+
 def kill_and_resume(tmp_path, data, sig, at_epoch, **run):
     """Kill a run once its checkpoint reaches `at_epoch`, rerun it, return the resumed predictions."""
     proc = start(data, tmp_path, **run)
@@ -110,7 +149,9 @@ def kill_and_resume(tmp_path, data, sig, at_epoch, **run):
     return read_predictions(tmp_path / "predictions_test.parquet")
 
 
-@pytest.mark.parametrize("sig,at_epoch", [(signal.SIGKILL, 3), (signal.SIGKILL, 17), (signal.SIGTERM, 5), (signal.SIGTERM, 21)])
+@pytest.mark.parametrize(
+    "sig,at_epoch", [(signal.SIGKILL, 3), (signal.SIGKILL, 17), (signal.SIGTERM, 5), (signal.SIGTERM, 21)]
+)
 def test_killed_run_resumes_bit_identical(tmp_path, data, uninterrupted, sig, at_epoch):
     resumed = kill_and_resume(tmp_path, data, sig, at_epoch)
     assert resumed.logits.tobytes() == uninterrupted.logits.tobytes()
@@ -131,8 +172,9 @@ def uninterrupted_pack(tmp_path_factory, data):
     return pack_predictions(out)
 
 
-@pytest.mark.parametrize("sig,run,at_epoch", [(signal.SIGKILL, 1, 4), (signal.SIGKILL, 2, 1), (signal.SIGTERM, 2, 6),
-                                              (signal.SIGTERM, 3, 2)])
+@pytest.mark.parametrize(
+    "sig,run,at_epoch", [(signal.SIGKILL, 1, 4), (signal.SIGKILL, 2, 1), (signal.SIGTERM, 2, 6), (signal.SIGTERM, 3, 2)]
+)
 def test_killed_pack_resumes_each_run_bit_identical(tmp_path, data, uninterrupted_pack, sig, run, at_epoch):
     """Kill a pack while its `run`-th run trains; the rerun restores the runs before it from their
     final state, resumes it from its checkpoint, trains the rest: every run as if never killed."""
@@ -147,7 +189,7 @@ def test_killed_pack_resumes_each_run_bit_identical(tmp_path, data, uninterrupte
     proc.send_signal(sig)
     code = proc.wait(timeout=60)
     assert code == (143 if sig == signal.SIGTERM else -signal.SIGKILL)
-    for seed in PACK_SEEDS[:run - 1]:  # finished before the kill: outputs written, final state kept
+    for seed in PACK_SEEDS[: run - 1]:  # finished before the kill: outputs written, final state kept
         assert (tmp_path / f"seed{seed}" / "predictions_test.parquet").exists()
         assert checkpoint_epoch(tmp_path / f"seed{seed}" / "checkpoint.pt") == 10
     if sig == signal.SIGTERM:
@@ -174,9 +216,7 @@ def test_killed_feature_kd_run_resumes_bit_identical(tmp_path, data, uninterrupt
 
 def test_corrupt_checkpoint_is_discarded_and_training_restarts(tmp_path, data, uninterrupted, caplog):
     (tmp_path / "checkpoint.pt").write_bytes(b"not a checkpoint")
-    train_and_save(RunSpec.from_params(SPEC), data, weights_out=str(tmp_path / "model.pt"),
-                   predictions_out={"test": str(tmp_path / "p.parquet")}, history_out=str(tmp_path / "h.parquet"),
-                   checkpoint_every=1)
+    train_here(tmp_path, data, RunSpec.from_params(SPEC))
     assert "unreadable" in caplog.text and "checkpoint.pt" in caplog.text
     assert read_predictions(tmp_path / "p.parquet").logits.tobytes() == uninterrupted.logits.tobytes()
 
@@ -197,9 +237,7 @@ def test_corrupt_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, data
     assert previous_epoch >= 5
     raw = ckpt.read_bytes()
     ckpt.write_bytes(raw[: len(raw) // 2])  # a checkpoint cut short
-    train_and_save(RunSpec.from_params(SPEC), data, weights_out=str(tmp_path / "model.pt"),
-                   predictions_out={"test": str(tmp_path / "p.parquet")}, history_out=str(tmp_path / "h.parquet"),
-                   checkpoint_every=1)
+    train_here(tmp_path, data, RunSpec.from_params(SPEC))
     assert "checkpoint.pt is unreadable" in caplog.text and "resuming from the previous checkpoint" in caplog.text
     # The form docs/cluster.md documents for a resumed job's log: run, seed, checkpoint, position.
     spec = RunSpec.from_params(SPEC)
@@ -234,8 +272,14 @@ def test_a_checkpoint_exists_at_every_instant_of_writing_the_next(tmp_path, monk
 def test_finished_run_removes_checkpoints_and_half_written_leftovers(tmp_path):
     from kdtransfer.training.state import remove_checkpoints
 
-    names = ["checkpoint.pt", "checkpoint.prev.pt", ".checkpoint.pt.tmp41", ".checkpoint.prev.pt.tmp42", "model.pt",
-             ".model.pt.tmp43"]
+    names = [
+        "checkpoint.pt",
+        "checkpoint.prev.pt",
+        ".checkpoint.pt.tmp41",
+        ".checkpoint.prev.pt.tmp42",
+        "model.pt",
+        ".model.pt.tmp43",
+    ]
     for name in names:
         (tmp_path / name).write_bytes(b"x")
     remove_checkpoints(tmp_path / "checkpoint.pt")
@@ -249,12 +293,18 @@ def test_truncated_predictions_name_the_file(tmp_path, uninterrupted):
     with pytest.raises(PredictionsError, match="predictions_test.parquet.*unreadable.*re-run the training rule"):
         read_predictions(bad)
     # Under the workflow's layout the message names the rule that makes the file.
-    for condition, rule in (("kd", "train_distilled_seeds"), ("rcd", "train_distilled_seeds"),
-                            ("nokd", "train_reference_seeds"), ("teacher", "train_reference_seeds")):
+    for condition, rule in (
+        ("kd", "train_distilled_seeds"),
+        ("rcd", "train_distilled_seeds"),
+        ("nokd", "train_reference_seeds"),
+        ("teacher", "train_reference_seeds"),
+    ):
         run_dir = tmp_path / "results" / "runs" / condition / "digits_mlp" / "seed0"
         run_dir.mkdir(parents=True)
         (run_dir / "predictions_test.parquet").write_bytes(raw[: len(raw) // 2])
-        with pytest.raises(PredictionsError, match=fr"unreadable.*re-run its training pack \(rule {rule}\.\.\.\), which makes it"):
+        with pytest.raises(
+            PredictionsError, match=rf"unreadable.*re-run its training pack \(rule {rule}\.\.\.\), which makes it"
+        ):
             read_predictions(run_dir / "predictions_test.parquet")
 
 
@@ -263,9 +313,7 @@ def test_nan_loss_stops_with_run_epoch_and_hint(tmp_path, data):
 
     spec = run_params("nokd", model=MODEL, recipe=dict(RECIPE, lr=1e6, schedule="constant", epochs=3), seed=3)
     with pytest.raises(TrainingDiverged) as info:
-        train_and_save(RunSpec.from_params(spec), data, weights_out=str(tmp_path / "model.pt"),
-                       predictions_out={"test": str(tmp_path / "p.parquet")}, history_out=str(tmp_path / "h.parquet"),
-                       checkpoint_every=1)
+        train_here(tmp_path, data, RunSpec.from_params(spec))
     msg = str(info.value)
     assert spec["run_key"] in msg and "seed 3" in msg and "epoch" in msg and "lower recipe.lr" in msg
     assert not (tmp_path / "p.parquet").exists() and not (tmp_path / "model.pt").exists()
@@ -279,9 +327,7 @@ def test_stale_checkpoint_from_other_hyperparameters_is_not_resumed(tmp_path, da
     other = RunSpec.from_params(dict(SPEC, recipe=dict(SPEC["recipe"], epochs=4, lr=0.05)))
     train_run(other, load_arrays(data), checkpoint_path=tmp_path / "checkpoint.pt", checkpoint_every=1)
     assert (tmp_path / "checkpoint.pt").exists()
-    train_and_save(RunSpec.from_params(SPEC), data, weights_out=str(tmp_path / "model.pt"),
-                   predictions_out={"test": str(tmp_path / "p.parquet")}, history_out=str(tmp_path / "h.parquet"),
-                   checkpoint_every=1)
+    train_here(tmp_path, data, RunSpec.from_params(SPEC))
     assert "different run specification" in caplog.text
     assert read_predictions(tmp_path / "p.parquet").logits.tobytes() == uninterrupted.logits.tobytes()
 
@@ -300,8 +346,7 @@ def test_checkpoint_of_another_training_revision_is_not_resumed(tmp_path, data, 
         torch.save(state, tmp_path / name)
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["epoch"] == spec.recipe.epochs
     caplog.set_level("INFO", logger="kdtransfer")
-    train_and_save(spec, data, weights_out=str(tmp_path / "model.pt"), predictions_out={"test": str(tmp_path / "p.parquet")},
-                   history_out=str(tmp_path / "h.parquet"), checkpoint_every=1)
+    train_here(tmp_path, data, spec)
     assert caplog.text.count("written by training revision") == 2 and "restored" not in caplog.text
     assert "resumed" not in caplog.text  # trained from scratch
     assert read_predictions(tmp_path / "p.parquet").logits.tobytes() == uninterrupted.logits.tobytes()
@@ -311,15 +356,16 @@ def test_missing_dataset_stops_only_its_jobs_and_names_the_download(tmp_path):
     """A setup whose data files are absent: its prepare_data job fails naming the download
     command; the setups with data still train, and their predictions are complete and valid."""
     import yaml
-
     from conftest import copy_workflow, planned, run_dir, snakemake
 
     wf = copy_workflow(tmp_path)
     cfg = yaml.safe_load((wf / "tests/configs/tiny.yaml").read_text())
     cfg["seeds"] = 2
     cfg["setups"]["digits_mlp"].pop("sweep")
-    cfg["setups"] = {"digits_mlp": cfg["setups"]["digits_mlp"],
-                     "cifar_cnn": {"dataset": "cifar10", "teacher": "cnn", "recipe": "digits"}}
+    cfg["setups"] = {
+        "digits_mlp": cfg["setups"]["digits_mlp"],
+        "cifar_cnn": {"dataset": "cifar10", "teacher": "cnn", "recipe": "digits"},
+    }
     cfg["datasets"]["cifar10"] = {"loader": "cifar10", "options": {"root": "resources/data/cifar"}}
     cfg["models"]["cnn"] = {"arch": "cnn2d", "options": {"channels": [4]}}
     (wf / "missing.yaml").write_text(yaml.safe_dump(cfg))
@@ -330,7 +376,9 @@ def test_missing_dataset_stops_only_its_jobs_and_names_the_download(tmp_path):
     assert "snakemake --cores 1 resources/data/cifar10.done" in out and "download_dataset" in out
     plan = planned(wf / "missing.yaml")
     cifar = plan.data_file("cifar10")
-    assert "Traceback" not in (wf / cifar.replace("results/data", "logs/prepare_data").replace(".npz", ".log")).read_text()
+    assert (
+        "Traceback" not in (wf / cifar.replace("results/data", "logs/prepare_data").replace(".npz", ".log")).read_text()
+    )
     assert not (wf / cifar).exists()
     for condition in ("teacher", "kd", "rcd"):
         for seed in (0, 1):

@@ -13,17 +13,17 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.stats
+from conftest import setup_test_settings
 from matplotlib.collections import PathCollection
 from matplotlib.colors import to_rgba
 
-from conftest import setup_test_settings
 from kdtransfer.analysis import display as D
 from kdtransfer.analysis import figures as F
 from kdtransfer.analysis import report_items
 from kdtransfer.analysis import stats as S
-from kdtransfer.analysis import verdicts as V
 from kdtransfer.analysis import tables as TB
 from kdtransfer.analysis import verdict_summary as VS
+from kdtransfer.analysis import verdicts as V
 
 N_BOOT = 200
 SIZES = {"w1": 1.1e6, "w1_w2": 4.4e6, "w1_w4": 1.7e7}
@@ -36,23 +36,55 @@ def make_metrics(setups, seeds=range(4), conditions=("teacher", "kd", "nokd", "r
     for setup in setups:
         for s in seeds:
             for cond in conditions:
-                row = {"setup": setup, "condition": cond, "seed": s, "run_key": f"{setup}-{cond}-{s}", "path": "", "teacher_path": "", "n": 1000,
-                       "n_teacher_correct": 900 - s, "n_teacher_incorrect": 100 + s, "teacher_accuracy": 0.9,
-                       "accuracy": 0.88 + shift[cond] / 2 + rng.normal(0, 0.003), "agreement": 0.85 + shift[cond] + rng.normal(0, 0.004),
-                       "agreement_correct": 0.93 + shift[cond] / 2 + rng.normal(0, 0.003), "agreement_incorrect": 0.4 + 3 * shift[cond] + rng.normal(0, 0.02),
-                       "js": 0.05 - shift[cond] + rng.normal(0, 0.002), "activation_distance": 0.2 - shift[cond] + rng.normal(0, 0.01),
-                       "kl": 0.1 - shift[cond] + rng.normal(0, 0.005), "ece": 0.03 + rng.normal(0, 0.002),
-                       "num_parameters": SIZES.get(setup, 2e6)}
+                row = {
+                    "setup": setup,
+                    "condition": cond,
+                    "seed": s,
+                    "run_key": f"{setup}-{cond}-{s}",
+                    "path": "",
+                    "teacher_path": "",
+                    "n": 1000,
+                    "n_teacher_correct": 900 - s,
+                    "n_teacher_incorrect": 100 + s,
+                    "teacher_accuracy": 0.9,
+                    "accuracy": 0.88 + shift[cond] / 2 + rng.normal(0, 0.003),
+                    "agreement": 0.85 + shift[cond] + rng.normal(0, 0.004),
+                    "agreement_correct": 0.93 + shift[cond] / 2 + rng.normal(0, 0.003),
+                    "agreement_incorrect": 0.4 + 3 * shift[cond] + rng.normal(0, 0.02),
+                    "js": 0.05 - shift[cond] + rng.normal(0, 0.002),
+                    "activation_distance": 0.2 - shift[cond] + rng.normal(0, 0.01),
+                    "kl": 0.1 - shift[cond] + rng.normal(0, 0.005),
+                    "ece": 0.03 + rng.normal(0, 0.002),
+                    "num_parameters": SIZES.get(setup, 2e6),
+                }
                 if cond == "teacher":
-                    for k in ("agreement", "agreement_correct", "agreement_incorrect", "js", "activation_distance", "kl"):
+                    for k in (
+                        "agreement",
+                        "agreement_correct",
+                        "agreement_incorrect",
+                        "js",
+                        "activation_distance",
+                        "kl",
+                    ):
                         row[k] = math.nan
                 rows.append(row)
     return pd.DataFrame(rows)
 
 
 def info_row(setup, label, sweep="", params="", temperature=4.0, recipe="cosine", teacher="r18", alpha=0.9):
-    return {"setup": setup, "label": label, "dataset": "cifar10", "teacher": teacher, "student": teacher, "recipe": recipe, "variant": "logit",
-            "alpha": alpha, "temperature": temperature, "sweep": sweep, "sweep_params": params}
+    return {
+        "setup": setup,
+        "label": label,
+        "dataset": "cifar10",
+        "teacher": teacher,
+        "student": teacher,
+        "recipe": recipe,
+        "variant": "logit",
+        "alpha": alpha,
+        "temperature": temperature,
+        "sweep": sweep,
+        "sweep_params": params,
+    }
 
 
 def make_info(with_sweeps=True) -> pd.DataFrame:
@@ -99,7 +131,11 @@ def _png_width(path) -> int:
 
 
 def _texts(fig):
-    return [t for t in fig.findobj(lambda a: hasattr(a, "get_fontsize") and hasattr(a, "get_text")) if t.get_text().strip() and t.get_visible()]
+    return [
+        t
+        for t in fig.findobj(lambda a: hasattr(a, "get_fontsize") and hasattr(a, "get_text"))
+        if t.get_text().strip() and t.get_visible()
+    ]
 
 
 ANALYSIS = {"alpha": 0.05, "bootstrap": N_BOOT, "asymmetry_primary": "raw", "fdr_family": "setup"}
@@ -130,10 +166,14 @@ def test_draw_figures_honours_the_analysis_config(tmp_path, data):
     assert cells["text"].str.contains(r"\*").tolist() == (cells["p_adjusted"] <= 0.01).tolist()
     payoff = results["asymmetric_payoff"].data.set_index("setup").loc["c10"]
     g = S.asymmetry_gains(m, "c10", normalised=True)["gain_incorrect"].to_numpy() * 100
-    assert (payoff["y_low"], payoff["y_high"]) == pytest.approx(_independent_ci(g, "c10", "asymmetric payoff: gain_incorrect (normalised)", 57))
+    assert (payoff["y_low"], payoff["y_high"]) == pytest.approx(
+        _independent_ci(g, "c10", "asymmetric payoff: gain_incorrect (normalised)", 57)
+    )
     scaling = results["scaling"].data.set_index("setup").loc["w1"]
     d = S.paired_values(m, "w1", "agreement", "kd", "nokd")["diff"].to_numpy() * 100
-    assert (scaling["ci_low"], scaling["ci_high"]) == pytest.approx(_independent_ci(d, "w1", "agreement: kd > nokd", 57))
+    assert (scaling["ci_low"], scaling["ci_high"]) == pytest.approx(
+        _independent_ci(d, "w1", "agreement: kd > nokd", 57)
+    )
     robust = results["robustness"].data
     assert robust["significant"].tolist() == (robust["p_adjusted"] <= 0.01).tolist()
 
@@ -151,7 +191,12 @@ def test_empty_inputs_draw_placeholders(tmp_path):
     no_tests = pd.DataFrame(columns=S.TEST_COLUMNS)
     cases = [
         (F.plot_agreement_by_condition, empty, {}, "no"),
-        (F.plot_asymmetric_payoff, empty, {"asymmetry_primary": "raw", "n_bootstrap": N_BOOT}, "no setup has both kd and nokd runs"),
+        (
+            F.plot_asymmetric_payoff,
+            empty,
+            {"asymmetry_primary": "raw", "n_bootstrap": N_BOOT},
+            "no setup has both kd and nokd runs",
+        ),
         (F.plot_accuracy_by_condition, empty, {}, "no"),
         (F.plot_temperature, empty, {}, "no"),
         (F.plot_scaling, empty, {"n_bootstrap": N_BOOT}, "no"),
@@ -202,7 +247,16 @@ def test_condition_panels_plot_every_seed_of_every_condition(tmp_path, data):
 
 def _independent_ci(values, setup, what, n):
     rng = np.random.default_rng([0, zlib.crc32(f"{setup}|{what}".encode())])
-    res = scipy.stats.bootstrap((values,), np.median, n_resamples=n, confidence_level=0.95, method="percentile", vectorized=True, axis=-1, rng=rng)
+    res = scipy.stats.bootstrap(
+        (values,),
+        np.median,
+        n_resamples=n,
+        confidence_level=0.95,
+        method="percentile",
+        vectorized=True,
+        axis=-1,
+        rng=rng,
+    )
     return res.confidence_interval.low, res.confidence_interval.high
 
 
@@ -221,7 +275,9 @@ def _errorbar_bounds(ax):
 @pytest.mark.parametrize("n_bootstrap", [N_BOOT, 57])
 def test_asymmetric_payoff_cis_are_an_independent_bootstrap_seeded_by_setup_name(tmp_path, data, n_bootstrap):
     m, _, _ = data
-    result = F.plot_asymmetric_payoff(m, make_info(), tmp_path / "p.png", asymmetry_primary="raw", n_bootstrap=n_bootstrap)
+    result = F.plot_asymmetric_payoff(
+        m, make_info(), tmp_path / "p.png", asymmetry_primary="raw", n_bootstrap=n_bootstrap
+    )
     row = result.data.set_index("setup").loc["w1_w2"]
     gains = S.asymmetry_gains(m, "w1_w2")
     for which, axis in (("correct", "x"), ("incorrect", "y")):
@@ -236,15 +292,18 @@ def test_asymmetric_payoff_cis_are_an_independent_bootstrap_seeded_by_setup_name
     for (x, y, lo, hi), (_, r) in zip(bars, result.data.iterrows()):
         assert (x, y, lo, hi) == pytest.approx((r["x"], r["y"], r["y_low"], r["y_high"]))
     # a setup's interval does not depend on which other setups are plotted
-    alone = F.plot_asymmetric_payoff(m[m["setup"] == "w1_w2"], make_info(), tmp_path / "q.png", asymmetry_primary="raw",
-                              n_bootstrap=n_bootstrap).data.iloc[0]
+    alone = F.plot_asymmetric_payoff(
+        m[m["setup"] == "w1_w2"], make_info(), tmp_path / "q.png", asymmetry_primary="raw", n_bootstrap=n_bootstrap
+    ).data.iloc[0]
     assert (alone["y_low"], alone["y_high"]) == pytest.approx((row["y_low"], row["y_high"]))
 
 
 def test_asymmetric_payoff_plots_the_primary_measure_and_the_teacher_errors_it_rests_on(tmp_path, data):
     m, _, _ = data
     raw = F.plot_asymmetric_payoff(m, make_info(), tmp_path / "r.png", asymmetry_primary="raw", n_bootstrap=N_BOOT)
-    norm = F.plot_asymmetric_payoff(m, make_info(), tmp_path / "n.png", asymmetry_primary="normalised", n_bootstrap=N_BOOT)
+    norm = F.plot_asymmetric_payoff(
+        m, make_info(), tmp_path / "n.png", asymmetry_primary="normalised", n_bootstrap=N_BOOT
+    )
     g = S.asymmetry_gains(m, "c10", normalised=True)
     assert norm.data.set_index("setup").loc["c10", "y"] == pytest.approx(np.median(g["gain_incorrect"]) * 100)
     assert raw.data.set_index("setup").loc["c10", "y"] != pytest.approx(norm.data.set_index("setup").loc["c10", "y"])
@@ -278,14 +337,19 @@ def test_tests_overview_stars_what_the_tests_decided_and_diverges_around_zero(tm
         results[alpha] = result = F.plot_tests_overview(decided, make_info(), tmp_path / f"t{alpha}.png", alpha=alpha)
         cells = result.data.merge(decided[["setup", "test", "p_adjusted", "significant"]], on=["setup", "test"])
         assert cells["text"].str.contains(r"\*").tolist() == cells["significant"].tolist()
-        assert cells["text"].str.contains(r"\*\*").tolist() == (cells["significant"] & (cells["p_adjusted"] <= alpha / 5)).tolist()
+        assert (
+            cells["text"].str.contains(r"\*\*").tolist()
+            == (cells["significant"] & (cells["p_adjusted"] <= alpha / 5)).tolist()
+        )
         assert f"* p_adj ≤ {alpha:g}, ** p_adj ≤ {alpha / 5:g}" in result.figure.axes[0].get_title()
     strict, loose = results[1e-9], results[0.5]
     assert set(strict.data["kind"]) == {"transfer", "regulariser", "asymmetry"}  # per-sample rows are in the table only
     assert loose.data["text"].str.contains(r"\*").any() and not strict.data["text"].str.contains(r"\*").any()
     # The figure reads `significant`; it does not compare p itself.
     one = tests.index[tests["kind"].eq("transfer") & tests["p_adjusted"].gt(0.5)][0]
-    forced = F.plot_tests_overview(tests.assign(significant=tests.index == one), make_info(), tmp_path / "f.png", alpha=0.5)
+    forced = F.plot_tests_overview(
+        tests.assign(significant=tests.index == one), make_info(), tmp_path / "f.png", alpha=0.5
+    )
     starred = forced.data[forced.data["text"].str.contains(r"\*")]
     assert starred[["setup", "test"]].values.tolist() == [[tests.loc[one, "setup"], tests.loc[one, "test"]]]
     merged = strict.data.merge(tests[["setup", "test", "p_adjusted", "primary"]], on=["setup", "test"])
@@ -298,7 +362,9 @@ def test_tests_overview_stars_what_the_tests_decided_and_diverges_around_zero(tm
     cmap, norm = image.get_cmap(), image.norm
     white = np.array(to_rgba("white"))
     assert np.abs(np.array(cmap(norm(0.0))) - white).max() < 0.1
-    assert np.abs(np.array(cmap(norm(-1.0))) - white).max() > 0.5 and np.abs(np.array(cmap(norm(1.0))) - white).max() > 0.5
+    assert (
+        np.abs(np.array(cmap(norm(-1.0))) - white).max() > 0.5 and np.abs(np.array(cmap(norm(1.0))) - white).max() > 0.5
+    )
 
 
 def test_temperature_figure_plots_every_temperature_of_the_sweep_base_included(tmp_path, data):
@@ -320,7 +386,9 @@ def test_scaling_figure_shows_the_tests_tables_interval(tmp_path, data):
     row = tests.set_index(["setup", "test"])
     for _, r in result.data.iterrows():
         t = row.loc[(r["setup"], "agreement: kd > nokd")]
-        assert (r["median"], r["ci_low"], r["ci_high"]) == pytest.approx((t["median_diff"] * 100, t["ci_low"] * 100, t["ci_high"] * 100))
+        assert (r["median"], r["ci_low"], r["ci_high"]) == pytest.approx(
+            (t["median_diff"] * 100, t["ci_low"] * 100, t["ci_high"] * 100)
+        )
 
 
 def test_robustness_figure_shows_each_effect_along_each_axis(tmp_path, data):
@@ -328,20 +396,33 @@ def test_robustness_figure_shows_each_effect_along_each_axis(tmp_path, data):
     tests = tests.copy()
     tests.loc[(tests["setup"] == "c10_T16") & (tests["test"] == "agreement: kd > nokd"), "p_adjusted"] = 0.001
     tests["significant"] = S.significant(tests["p_adjusted"], 0.05)  # as the statistics decide
-    result = F.plot_robustness(per_sample_rows(tests), make_info(), tmp_path / "r.png", alpha=0.05, sizes=V.student_sizes(m))
+    result = F.plot_robustness(
+        per_sample_rows(tests), make_info(), tmp_path / "r.png", alpha=0.05, sizes=V.student_sizes(m)
+    )
     d = result.data
-    assert list(dict.fromkeys(zip(d["sweep"], d["axis"]))) == [("c10", "temperature"), ("c10", "recipe"), ("w1", "model")]
+    assert list(dict.fromkeys(zip(d["sweep"], d["axis"]))) == [
+        ("c10", "temperature"),
+        ("c10", "recipe"),
+        ("w1", "model"),
+    ]
     agreement = d[d["test"] == "agreement: kd > nokd"]
     assert agreement[agreement["axis"] == "temperature"]["setup"].tolist() == ["c10_T1", "c10", "c10_T16"]
     assert agreement[agreement["axis"] == "recipe"]["value"].tolist() == ["cosine", "constant"]
     assert agreement[agreement["axis"] == "model"]["value"].tolist() == ["w1", "w2", "w4"]
-    assert agreement["significant"].tolist() == (agreement["p_adjusted"] <= 0.05).tolist() and agreement["significant"].any()
+    assert (
+        agreement["significant"].tolist() == (agreement["p_adjusted"] <= 0.05).tolist()
+        and agreement["significant"].any()
+    )
     t = tests.set_index(["setup", "test"])
     for _, r in d.iterrows():
         row = t.loc[(r["setup"], r["test"])]
-        assert (r["median"], r["ci_low"], r["ci_high"]) == pytest.approx((row["median_diff"] * 100, row["ci_low"] * 100, row["ci_high"] * 100))
+        assert (r["median"], r["ci_low"], r["ci_high"]) == pytest.approx(
+            (row["median_diff"] * 100, row["ci_low"] * 100, row["ci_high"] * 100)
+        )
     # the asymmetry panel shows the primary test; the accuracy panel both KD and the random control
-    assert set(d.loc[d["effect"].str.startswith("asymmetry"), "test"]) == {"asymmetry (raw): gain_incorrect > gain_correct"}
+    assert set(d.loc[d["effect"].str.startswith("asymmetry"), "test"]) == {
+        "asymmetry (raw): gain_incorrect > gain_correct"
+    }
     assert set(d.loc[d["effect"].str.startswith("accuracy"), "condition"]) == {"kd", "rcd"}
     # drawn: the first panel of the temperature row holds three error bars, filled when significant
     first = next(ax for ax in result.figure.axes if ax.get_title().startswith("agreement: KD − control"))
@@ -358,15 +439,43 @@ def test_robustness_figure_shows_each_effect_along_each_axis(tmp_path, data):
 
 
 def test_write_table_csv_booktabs_and_html(tmp_path):
-    df = pd.DataFrame({"setup_name": ["a_b", "c&d <i>"], "acc (%)": ["93.1 ± 0.2", "50%"], "p": [0.01234, math.nan], "n": [10, 3],
-                       "transfer: kd > nokd": ["yes (p_adj 0.004)", "n/a: no rcd runs"]})
-    TB.write_table(df, tmp_path / "t.csv", tmp_path / "t.tex", caption="Accuracy_%", label="tab:acc", html_path=tmp_path / "t.html",
-                   title="Acc & more")
+    df = pd.DataFrame(
+        {
+            "setup_name": ["a_b", "c&d <i>"],
+            "acc (%)": ["93.1 ± 0.2", "50%"],
+            "p": [0.01234, math.nan],
+            "n": [10, 3],
+            "transfer: kd > nokd": ["yes (p_adj 0.004)", "n/a: no rcd runs"],
+        }
+    )
+    TB.write_table(
+        df,
+        tmp_path / "t.csv",
+        tmp_path / "t.tex",
+        caption="Accuracy_%",
+        label="tab:acc",
+        html_path=tmp_path / "t.html",
+        title="Acc & more",
+    )
     back = pd.read_csv(tmp_path / "t.csv")
     assert list(back.columns) == list(df.columns) and back["n"].tolist() == [10, 3]
     tex = (tmp_path / "t.tex").read_text()
-    for token in (r"\toprule", r"\midrule", r"\bottomrule", r"\begin{tabular}{llrrl}", r"setup\_name", r"acc (\%)", r"a\_b", r"c\&d",
-                  r"93.1 $\pm$ 0.2", r"50\%", r"\caption{Accuracy\_\%}", r"\label{tab:acc}", "0.01234", "--"):
+    for token in (
+        r"\toprule",
+        r"\midrule",
+        r"\bottomrule",
+        r"\begin{tabular}{llrrl}",
+        r"setup\_name",
+        r"acc (\%)",
+        r"a\_b",
+        r"c\&d",
+        r"93.1 $\pm$ 0.2",
+        r"50\%",
+        r"\caption{Accuracy\_\%}",
+        r"\label{tab:acc}",
+        "0.01234",
+        "--",
+    ):
         assert token in tex, token
     page = (tmp_path / "t.html").read_text()
     assert "<h1>Acc &amp; more</h1>" in page and "c&amp;d &lt;i&gt;" in page and "<i>" not in page
@@ -406,27 +515,79 @@ def test_tests_table_groups_kinds_and_renders_other_families(data):
 
 
 def test_tests_table_says_when_seeds_cannot_reach_alpha():
-    tests = pd.DataFrame([
-        {"setup": "s", "kind": "transfer", "test": "agreement: kd > nokd", "metric": "agreement", "n": 3,
-         "statistic": 6.0, "p_value": 0.125, "p_adjusted": 0.25, "significant": False, "effect_size": 1.0,
-         "median_diff": 0.01, "ci_low": 0.0, "ci_high": 0.02, "primary": True,
-         "min_p_adjusted_possible": 0.25, "seeds_needed": 7.0, "note": ""},
-        {"setup": "s", "kind": "transfer", "test": "agreement: kd > rcd", "metric": "agreement", "n": 10,
-         "statistic": 55.0, "p_value": 0.001, "p_adjusted": 0.003, "significant": True, "effect_size": 1.0,
-         "median_diff": 0.01, "ci_low": 0.0, "ci_high": 0.02, "primary": True,
-         "min_p_adjusted_possible": 0.0036, "seeds_needed": 7.0, "note": ""},
-    ])
+    tests = pd.DataFrame(
+        [
+            {
+                "setup": "s",
+                "kind": "transfer",
+                "test": "agreement: kd > nokd",
+                "metric": "agreement",
+                "n": 3,
+                "statistic": 6.0,
+                "p_value": 0.125,
+                "p_adjusted": 0.25,
+                "significant": False,
+                "effect_size": 1.0,
+                "median_diff": 0.01,
+                "ci_low": 0.0,
+                "ci_high": 0.02,
+                "primary": True,
+                "min_p_adjusted_possible": 0.25,
+                "seeds_needed": 7.0,
+                "note": "",
+            },
+            {
+                "setup": "s",
+                "kind": "transfer",
+                "test": "agreement: kd > rcd",
+                "metric": "agreement",
+                "n": 10,
+                "statistic": 55.0,
+                "p_value": 0.001,
+                "p_adjusted": 0.003,
+                "significant": True,
+                "effect_size": 1.0,
+                "median_diff": 0.01,
+                "ci_low": 0.0,
+                "ci_high": 0.02,
+                "primary": True,
+                "min_p_adjusted_possible": 0.0036,
+                "seeds_needed": 7.0,
+                "note": "",
+            },
+        ]
+    )
     out = TB.tests_table(tests, pd.DataFrame({"setup": ["s"], "label": ["S"]}), alpha=0.05)
     assert out["power"].tolist() == ["cannot reach alpha=0.05; needs 7 seeds", "ok"]
 
 
 def _verdict_row(**overrides):
-    row = {"setup": "s", "n_seeds": 10, "transfer_kd_vs_nokd": True, "p_adj_transfer_kd_vs_nokd": 0.004, "transfer_kd_vs_nokd_note": "",
-           "transfer_kd_vs_rcd": False, "p_adj_transfer_kd_vs_rcd": 0.3, "transfer_kd_vs_rcd_note": "",
-           "kd_accuracy_gain": True, "kd_accuracy_gain_note": "", "rcd_matches_kd": True, "rcd_matches_kd_note": "",
-           "acc_gain_kd": 1.0, "acc_gain_rcd": 0.6, "rcd_fraction_of_kd_gain": 0.6, "acc_kd_significant": True, "p_adj_acc_kd": 0.01,
-           "acc_rcd_significant": True, "p_adj_acc_rcd": 0.02, "asymmetric_negative": True, "p_adj_asymmetry": 0.03,
-           "asymmetric_negative_note": "", "gain_incorrect": 4.0, "gain_correct": 0.5}
+    row = {
+        "setup": "s",
+        "n_seeds": 10,
+        "transfer_kd_vs_nokd": True,
+        "p_adj_transfer_kd_vs_nokd": 0.004,
+        "transfer_kd_vs_nokd_note": "",
+        "transfer_kd_vs_rcd": False,
+        "p_adj_transfer_kd_vs_rcd": 0.3,
+        "transfer_kd_vs_rcd_note": "",
+        "kd_accuracy_gain": True,
+        "kd_accuracy_gain_note": "",
+        "rcd_matches_kd": True,
+        "rcd_matches_kd_note": "",
+        "acc_gain_kd": 1.0,
+        "acc_gain_rcd": 0.6,
+        "rcd_fraction_of_kd_gain": 0.6,
+        "acc_kd_significant": True,
+        "p_adj_acc_kd": 0.01,
+        "acc_rcd_significant": True,
+        "p_adj_acc_rcd": 0.02,
+        "asymmetric_negative": True,
+        "p_adj_asymmetry": 0.03,
+        "asymmetric_negative_note": "",
+        "gain_incorrect": 4.0,
+        "gain_correct": 0.5,
+    }
     return {**row, **overrides}
 
 
@@ -437,13 +598,19 @@ def _verdicts(*rows):
     return v
 
 
-@pytest.mark.parametrize("overrides,expected", [
-    ({}, "yes: 60% of KD's gain (p_adj 0.020)"),
-    # the table renders the verdict's decision, never its own: a "no" stays a "no" at 60%
-    ({"rcd_matches_kd": False}, "no: 60% of KD's gain (p_adj 0.020)"),
-    ({"rcd_matches_kd": None, "rcd_matches_kd_note": "n/a: KD has no significant accuracy gain"}, "n/a: KD has no significant accuracy gain"),
-    ({"rcd_matches_kd": None, "rcd_matches_kd_note": "not tested: no rcd runs"}, "not tested: no rcd runs"),
-])
+@pytest.mark.parametrize(
+    "overrides,expected",
+    [
+        ({}, "yes: 60% of KD's gain (p_adj 0.020)"),
+        # the table renders the verdict's decision, never its own: a "no" stays a "no" at 60%
+        ({"rcd_matches_kd": False}, "no: 60% of KD's gain (p_adj 0.020)"),
+        (
+            {"rcd_matches_kd": None, "rcd_matches_kd_note": "n/a: KD has no significant accuracy gain"},
+            "n/a: KD has no significant accuracy gain",
+        ),
+        ({"rcd_matches_kd": None, "rcd_matches_kd_note": "not tested: no rcd runs"}, "not tested: no rcd runs"),
+    ],
+)
 def test_verdicts_table_renders_the_verdicts_decisions(overrides, expected):
     v = _verdicts(_verdict_row(**overrides))
     row = TB.verdicts_table(v, pd.DataFrame([info_row("s", "CIFAR-10 / ResNet-18")])).iloc[0]
@@ -466,13 +633,23 @@ def test_robustness_table_lists_each_axis_in_order_with_a_tally(data):
     temperature = table[table["axis"] == "temperature T"]
     assert temperature["sweep"].unique().tolist() == ["CIFAR-10 / ResNet-18 & 50%"]
     assert temperature["value"].tolist() == ["1", "4 (base)", "16", "summary (3 values)"]
-    assert temperature["transfer: kd > nokd"].tolist() == ["yes (p_adj 0.001)", "yes (p_adj 0.001)", "no (p_adj 0.500)", "yes at 2 of 3 values"]
+    assert temperature["transfer: kd > nokd"].tolist() == [
+        "yes (p_adj 0.001)",
+        "yes (p_adj 0.001)",
+        "no (p_adj 0.500)",
+        "yes at 2 of 3 values",
+    ]
     assert temperature["summary"].tolist() == [False, False, False, True]
     assert temperature["RCD matches KD accuracy"].iloc[-1] == "undecided at all 3 values"
     recipe = table[table["axis"] == "recipe"]
     assert recipe["value"].tolist() == ["cosine (base)", "constant", "summary (2 values)"]
     assert recipe["transfer: kd > nokd"].iloc[-1] == "yes at 1 of 2 values"
-    assert table[table["axis"] == "model (teacher = student)"]["value"].tolist() == ["w1 (base)", "w2", "w4", "summary (3 values)"]
+    assert table[table["axis"] == "model (teacher = student)"]["value"].tolist() == [
+        "w1 (base)",
+        "w2",
+        "w4",
+        "summary (3 values)",
+    ]
     assert TB.count_text(1, 3, 1) == "yes at 1 of 2 values (1 more undecided)"
 
 
@@ -480,7 +657,13 @@ def test_write_tables_writes_every_declared_output(tmp_path, data):
     m, tests, v = data
     outputs = {}
     for name in report_items.tables({"temperature"}):
-        outputs.update({name: tmp_path / f"{name}.csv", f"{name}_tex": tmp_path / f"{name}.tex", f"{name}_html": tmp_path / f"{name}.html"})
+        outputs.update(
+            {
+                name: tmp_path / f"{name}.csv",
+                f"{name}_tex": tmp_path / f"{name}.tex",
+                f"{name}_html": tmp_path / f"{name}.html",
+            }
+        )
     frames = TB.write_tables(outputs, m, tests, v, make_info(), alpha=0.05)
     assert set(frames) == {"verdicts", "robustness", "tests", "summary"}
     for path in outputs.values():
@@ -494,7 +677,9 @@ def test_write_tables_names_stale_verdicts(tmp_path, data):
     m, tests, v = data
     old = v.drop(columns=["kd_accuracy_gain", "kd_accuracy_gain_note"])
     with pytest.raises(ValueError, match="kd_accuracy_gain.*older kdtransfer.*--forcerun statistics$"):
-        TB.write_tables({"verdicts": tmp_path / "v.csv", "verdicts_tex": tmp_path / "v.tex"}, m, tests, old, make_info(), alpha=0.05)
+        TB.write_tables(
+            {"verdicts": tmp_path / "v.csv", "verdicts_tex": tmp_path / "v.tex"}, m, tests, old, make_info(), alpha=0.05
+        )
 
 
 def test_report_items_show_the_answer_first_and_sweeps_only_when_swept():
@@ -547,14 +732,33 @@ def test_verdict_summary_without_a_run_says_so(tmp_path, capsys):
 def test_verdict_lines_give_the_direction_of_a_two_sided_claim():
     """A significant accuracy loss is "no: -3.84 pp (0.029)", not a bare "no (0.029)" that reads
     as if the test had found nothing; the console and the tables say it alike."""
-    row = {"setup": "mnist", "n_seeds": 10,
-           "transfer_kd_vs_nokd": True, "p_adj_transfer_kd_vs_nokd": 0.004,
-           "transfer_kd_vs_rcd": True, "p_adj_transfer_kd_vs_rcd": 0.004,
-           "kd_accuracy_gain": False, "p_adj_acc_kd": 0.029, "acc_gain_kd": -3.84,
-           "rcd_matches_kd": pd.NA, "p_adj_acc_rcd": 0.5, "rcd_matches_kd_note": "n/a: KD has no significant accuracy gain",
-           "rcd_fraction_of_kd_gain": math.nan, "asymmetric_negative": False, "p_adj_asymmetry": 0.7}
-    gain = dict(row, setup="digits", kd_accuracy_gain=True, acc_gain_kd=0.61, p_adj_acc_kd=0.013, rcd_matches_kd=False,
-                rcd_fraction_of_kd_gain=0.25, p_adj_acc_rcd=0.2)
+    row = {
+        "setup": "mnist",
+        "n_seeds": 10,
+        "transfer_kd_vs_nokd": True,
+        "p_adj_transfer_kd_vs_nokd": 0.004,
+        "transfer_kd_vs_rcd": True,
+        "p_adj_transfer_kd_vs_rcd": 0.004,
+        "kd_accuracy_gain": False,
+        "p_adj_acc_kd": 0.029,
+        "acc_gain_kd": -3.84,
+        "rcd_matches_kd": pd.NA,
+        "p_adj_acc_rcd": 0.5,
+        "rcd_matches_kd_note": "n/a: KD has no significant accuracy gain",
+        "rcd_fraction_of_kd_gain": math.nan,
+        "asymmetric_negative": False,
+        "p_adj_asymmetry": 0.7,
+    }
+    gain = dict(
+        row,
+        setup="digits",
+        kd_accuracy_gain=True,
+        acc_gain_kd=0.61,
+        p_adj_acc_kd=0.013,
+        rcd_matches_kd=False,
+        rcd_fraction_of_kd_gain=0.25,
+        p_adj_acc_rcd=0.2,
+    )
     lines = VS.verdict_lines(pd.DataFrame([row, gain]))
     mnist = next(line for line in lines if line.startswith("mnist"))
     digits = next(line for line in lines if line.startswith("digits"))

@@ -10,26 +10,33 @@ import select
 import signal
 import subprocess
 import sys
-import time
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import snakemake
+
 from kdtransfer.training.gpus import CLAIM_ENV, FAKE_ENV, LOCK_DIR_ENV, claim_gpu, claimable_gpus
 
 # Claims, prints the GPU, holds it until its stdin closes (or it is killed).
-HOLDER = ("import logging, sys; logging.basicConfig(level=logging.INFO, stream=sys.stderr); "
-          "from kdtransfer.training.gpus import claim_gpu; claim = claim_gpu(poll=0.05); "
-          "print(claim.device, flush=True); sys.stdin.read()")
+HOLDER = (
+    "import logging, sys; logging.basicConfig(level=logging.INFO, stream=sys.stderr); "
+    "from kdtransfer.training.gpus import claim_gpu; claim = claim_gpu(poll=0.05); "
+    "print(claim.device, flush=True); sys.stdin.read()"
+)
 
 
 class Holder:
     def __init__(self, env):
-        self.proc = subprocess.Popen([sys.executable, "-c", HOLDER], env=env, stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", HOLDER],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
 
     def device(self) -> str:
         line = self.proc.stdout.readline().strip()  # blocks until it has claimed
@@ -117,12 +124,15 @@ def test_a_real_claim_makes_the_job_see_only_its_gpu(tmp_path):
     second.release()
 
 
-@pytest.mark.parametrize("environ", [
-    {"CUDA_VISIBLE_DEVICES": ""},  # no GPU visible
-    {"CUDA_VISIBLE_DEVICES": "-1"},
-    {"CUDA_VISIBLE_DEVICES": "0,1", "SLURM_JOB_ID": "42"},  # SLURM binds each job's GPU itself
-    {"CUDA_VISIBLE_DEVICES": "0,1", CLAIM_ENV: "0"},  # turned off (MPS, sharing on purpose)
-])
+@pytest.mark.parametrize(
+    "environ",
+    [
+        {"CUDA_VISIBLE_DEVICES": ""},  # no GPU visible
+        {"CUDA_VISIBLE_DEVICES": "-1"},
+        {"CUDA_VISIBLE_DEVICES": "0,1", "SLURM_JOB_ID": "42"},  # SLURM binds each job's GPU itself
+        {"CUDA_VISIBLE_DEVICES": "0,1", CLAIM_ENV: "0"},  # turned off (MPS, sharing on purpose)
+    ],
+)
 def test_nothing_is_claimed_where_there_is_nothing_to_claim(tmp_path, environ):
     before = dict(environ)
     assert claim_gpu({**environ, LOCK_DIR_ENV: str(tmp_path)}) is None
@@ -164,15 +174,26 @@ def test_training_jobs_side_by_side_hold_different_gpus(workflow_copy, tmp_path)
     env_before = dict(os.environ)
     os.environ.update({FAKE_ENV: "2", LOCK_DIR_ENV: str(tmp_path / "locks")})
     try:
-        snakemake(workflow_copy, "teachers", "--cores", "2", "--configfile", "gpus.yaml", "--resources", "gpu=2",
-                  "--set-resources", "train_reference:gpu=1", "train_distilled:gpu=1")
+        snakemake(
+            workflow_copy,
+            "teachers",
+            "--cores",
+            "2",
+            "--configfile",
+            "gpus.yaml",
+            "--resources",
+            "gpu=2",
+            "--set-resources",
+            "train_reference:gpu=1",
+            "train_distilled:gpu=1",
+        )
     finally:
         os.environ.clear()
         os.environ.update(env_before)
     logs = sorted((workflow_copy / "logs" / "train").rglob("*.log"))
     intervals = claim_intervals(logs)
     assert len(intervals) == 3  # the teachers of digits (mlp, mlp_small) and MNIST-1D
-    overlapping = [(a, b) for i, a in enumerate(intervals) for b in intervals[i + 1:] if a[0] < b[1] and b[0] < a[1]]
+    overlapping = [(a, b) for i, a in enumerate(intervals) for b in intervals[i + 1 :] if a[0] < b[1] and b[0] < a[1]]
     assert overlapping, f"no two packs trained side by side: {intervals}"
     assert all(a[2] != b[2] for a, b in overlapping), overlapping
     assert {gpu for _, _, gpu, _ in intervals} <= {"0", "1"}

@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO
 
 PACKAGE = REPO / "src" / "kdtransfer"
@@ -20,8 +19,11 @@ TORCH_FREE_MODULES = ("kdtransfer", "kdtransfer.catalog", "kdtransfer.options", 
 def modules_of(package: str) -> list[str]:
     """Every module of kdtransfer.<package>, found on disk (a new module is covered unasked)."""
     root = PACKAGE / package
-    return sorted(f"kdtransfer.{package}." + ".".join(p.relative_to(root).with_suffix("").parts)
-                  for p in root.rglob("*.py") if p.name != "__init__.py") + [f"kdtransfer.{package}"]
+    return sorted(
+        f"kdtransfer.{package}." + ".".join(p.relative_to(root).with_suffix("").parts)
+        for p in root.rglob("*.py")
+        if p.name != "__init__.py"
+    ) + [f"kdtransfer.{package}"]
 
 
 def test_the_torch_free_packages_are_found():
@@ -32,14 +34,20 @@ def test_the_torch_free_packages_are_found():
 @pytest.mark.parametrize("package", TORCH_FREE_PACKAGES)
 def test_package_never_imports_torch(package):
     modules = modules_of(package) + list(TORCH_FREE_MODULES)
-    code = ("import importlib, sys\n"
-            f"for name in {modules!r}:\n"
-            "    importlib.import_module(name)\n"
-            "    heavy = sorted({'torch', 'torchvision', 'timm'} & set(sys.modules))\n"
-            "    if heavy:\n"
-            "        sys.exit(f'{name} imported {heavy}')\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO / "src")})
+    code = (
+        "import importlib, sys\n"
+        f"for name in {modules!r}:\n"
+        "    importlib.import_module(name)\n"
+        "    heavy = sorted({'torch', 'torchvision', 'timm'} & set(sys.modules))\n"
+        "    if heavy:\n"
+        "        sys.exit(f'{name} imported {heavy}')\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO / "src")},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
@@ -61,8 +69,20 @@ def test_snakemake_lint_finds_nothing(workflow_copy, configfile):
 
 
 # Documents that name the package's modules and functions by their dotted path.
-DOCUMENTS = ["README.md", "docs/*.md", "Makefile", ".ci/run", "bench/*.py", "bench/*.sh", "config.yaml", "workflow/schemas/config.schema.yaml", "workflow/report/*.rst",
-             "workflow/rules/*.smk", "experiments/*.yaml", "profiles/*/config.yaml"]
+DOCUMENTS = [
+    "README.md",
+    "docs/*.md",
+    "Makefile",
+    ".ci/run",
+    "bench/*.py",
+    "bench/*.sh",
+    "config.yaml",
+    "workflow/schemas/config.schema.yaml",
+    "workflow/report/*.rst",
+    "workflow/rules/*.smk",
+    "experiments/*.yaml",
+    "profiles/*/config.yaml",
+]
 
 
 def resolves(reference: str) -> bool:
@@ -103,8 +123,10 @@ def _rule_bodies() -> dict[str, str]:
     bodies = {}
     for path in [REPO / "Snakefile", *sorted((REPO / "workflow" / "rules").glob("*.smk"))]:
         text = path.read_text()
-        starts = [(m.start(), m.group(1) or m.group(2)) for m in
-                  re.finditer(r"^ *rule(?: (\w+))?:\n(?: +name:\n +(.+)\n)?", text, flags=re.M)]
+        starts = [
+            (m.start(), m.group(1) or m.group(2))
+            for m in re.finditer(r"^ *rule(?: (\w+))?:\n(?: +name:\n +(.+)\n)?", text, flags=re.M)
+        ]
         for (start, name), (end, _) in zip(starts, [*starts[1:], (len(text), None)]):
             bodies[f"{path.name}: {name}"] = text[start:end]
     return bodies
@@ -113,7 +135,9 @@ def _rule_bodies() -> dict[str, str]:
 def test_every_rule_that_runs_a_job_has_a_log_and_a_benchmark():
     bodies = _rule_bodies()
     runs = {name: body for name, body in bodies.items() if re.search(r"^ +(script|shell|run):", body, flags=re.M)}
-    assert len(runs) >= 8, sorted(bodies)  # prepare_data, download_dataset, two training kinds, metrics, statistics, ...
+    assert len(runs) >= 8, sorted(
+        bodies
+    )  # prepare_data, download_dataset, two training kinds, metrics, statistics, ...
     for name, body in runs.items():
         assert re.search(r"^ +log:", body, flags=re.M), f"{name} has no log:"
         assert re.search(r"^ +benchmark:", body, flags=re.M), f"{name} has no benchmark:"

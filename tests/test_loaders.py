@@ -20,11 +20,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-
 from conftest import REPO, copy_workflow, snakemake
-from kdtransfer.data import (DATASETS, DOWNLOAD_NAMES, ArrayDataset, DatasetError, load_arrays, load_dataset, loader_options,
-                             save_arrays)
-from kdtransfer.data import audio, download
+
+from kdtransfer.data import (
+    DATASETS,
+    DOWNLOAD_NAMES,
+    ArrayDataset,
+    DatasetError,
+    audio,
+    download,
+    load_arrays,
+    load_dataset,
+    loader_options,
+    save_arrays,
+)
 from kdtransfer.data.core import channel_mean_std, stratified_head
 from kdtransfer.data.text import encode_names
 from kdtransfer.options import matches, signature_options
@@ -58,8 +67,12 @@ def write_python2_pickle(path: Path, obj) -> None:
 def cifar_batch(rng, n, num_classes, label_key, first_label=0):
     labels = [int((first_label + i) % num_classes) for i in range(n)]
     data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)  # rows: 1024 R, 1024 G, 1024 B values
-    batch = {b"batch_label": b"a batch", label_key: labels, b"data": data,
-             b"filenames": [f"img_{i}.png".encode() for i in range(n)]}
+    batch = {
+        b"batch_label": b"a batch",
+        label_key: labels,
+        b"data": data,
+        b"filenames": [f"img_{i}.png".encode() for i in range(n)],
+    }
     if label_key == b"fine_labels":
         batch[b"coarse_labels"] = [label // 5 for label in labels]
     return batch
@@ -75,7 +88,9 @@ def write_cifar10(root: Path, train_per_batch=6, n_test=10):
     test = cifar_batch(rng, n_test, 10, b"labels")
     write_python2_pickle(folder / "test_batch", test)
     names = [f"class{i}".encode() for i in range(10)]
-    write_python2_pickle(folder / "batches.meta", {b"num_cases_per_batch": train_per_batch, b"label_names": names, b"num_vis": 3072})
+    write_python2_pickle(
+        folder / "batches.meta", {b"num_cases_per_batch": train_per_batch, b"label_names": names, b"num_vis": 3072}
+    )
     return batches, test
 
 
@@ -86,8 +101,13 @@ def write_cifar100(root: Path, n_train=30, n_test=20):
     train, test = cifar_batch(rng, n_train, 100, b"fine_labels"), cifar_batch(rng, n_test, 100, b"fine_labels")
     write_python2_pickle(folder / "train", train)
     write_python2_pickle(folder / "test", test)
-    write_python2_pickle(folder / "meta", {b"fine_label_names": [f"fine{i}".encode() for i in range(100)],
-                                           b"coarse_label_names": [f"coarse{i}".encode() for i in range(20)]})
+    write_python2_pickle(
+        folder / "meta",
+        {
+            b"fine_label_names": [f"fine{i}".encode() for i in range(100)],
+            b"coarse_label_names": [f"coarse{i}".encode() for i in range(20)],
+        },
+    )
     return train, test
 
 
@@ -101,8 +121,12 @@ def write_tiny_imagenet(root: Path, train_per_class=4, val_per_class=2):
 
     root.mkdir(parents=True)
     (root / "wnids.txt").write_text("\n".join(TINY_WNIDS) + "\n")
-    words = {"n01000000": "goldfish, Carassius auratus", "n02000000": "tabby, tabby cat", "n03000000": "sports car",
-             "n09999999": "not in this set"}
+    words = {
+        "n01000000": "goldfish, Carassius auratus",
+        "n02000000": "tabby, tabby cat",
+        "n03000000": "sports car",
+        "n09999999": "not in this set",
+    }
     (root / "words.txt").write_text("".join(f"{w}\t{t}\n" for w, t in sorted(words.items())))
     for wnid in TINY_WNIDS:
         images = root / "train" / wnid / "images"
@@ -148,14 +172,26 @@ def write_speech_commands(root: Path):
             write_wav(root / word / f"spk{i}_nohash_0.wav", tone(hz, seconds))
     write_wav(root / "_background_noise_" / "white_noise.wav", tone(100.0, 3.0))
     (root / "validation_list.txt").write_text("yes/spk0_nohash_0.wav\nno/spk0_nohash_0.wav\n")
-    (root / "testing_list.txt").write_text("yes/spk1_nohash_0.wav\nno/spk1_nohash_0.wav\nup/spk1_nohash_0.wav\n"
-                                           "down/spk1_nohash_0.wav\n")
+    (root / "testing_list.txt").write_text(
+        "yes/spk1_nohash_0.wav\nno/spk1_nohash_0.wav\nup/spk1_nohash_0.wav\ndown/spk1_nohash_0.wav\n"
+    )
 
 
 NAMES = {
     "English": ["Smith", "Jones", "Brown", "Taylor", "Wilson", "Davies", "Evans", "Thomas", "Roberts", "Walker"],
     "French": ["Dubois", "Lefèvre", "Moreau", "Laurent", "Simon", "Michel", "Garcia", "Bernard", "Durand", "Petit"],
-    "Japanese": ["Sato", "Suzuki", "Takahashi", "Tanaka", "Watanabe", "Ito", "Yamamoto", "Nakamura", "Kobayashi", "Kato"],
+    "Japanese": [
+        "Sato",
+        "Suzuki",
+        "Takahashi",
+        "Tanaka",
+        "Watanabe",
+        "Ito",
+        "Yamamoto",
+        "Nakamura",
+        "Kobayashi",
+        "Kato",
+    ],
 }
 
 
@@ -179,11 +215,13 @@ def trees(tmp_path_factory):
 
 
 def expected_message(what, missing, expected, name, default_root):
-    return (f"{what} not found: {missing} does not exist (expected {expected}). Download it on a machine with "
-            f"internet access (e.g. a login node): `snakemake --cores 1 resources/data/{name}.done` (rule "
-            f"download_dataset; `snakemake --cores 1 download_data --configfile <experiment>.yaml` fetches every "
-            f"dataset of an experiment), which "
-            f"fills {default_root}.")
+    return (
+        f"{what} not found: {missing} does not exist (expected {expected}). Download it on a machine with "
+        f"internet access (e.g. a login node): `snakemake --cores 1 resources/data/{name}.done` (rule "
+        f"download_dataset; `snakemake --cores 1 download_data --configfile <experiment>.yaml` fetches every "
+        f"dataset of an experiment), which "
+        f"fills {default_root}."
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -191,8 +229,10 @@ def expected_message(what, missing, expected, name, default_root):
 
 
 def test_importing_the_registry_does_not_import_torch():
-    code = ("import sys, kdtransfer.data; heavy = {'torch', 'torchvision', 'PIL', 'scipy', 'sklearn'} & set(sys.modules); "
-            "assert not heavy, heavy")
+    code = (
+        "import sys, kdtransfer.data; heavy = {'torch', 'torchvision', 'PIL', 'scipy', 'sklearn'} & set(sys.modules); "
+        "assert not heavy, heavy"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -203,18 +243,36 @@ def test_embedded_loaders_record_their_modality(name, modality):
 
 
 def test_unknown_loader_options_are_named():
-    with pytest.raises(DatasetError, match=r"unknown option 'max_trian' at load_dataset\('cifar10'\) \(did you mean 'max_train'\?\); "
-                                           r"options of loader cifar10: root, max_train, max_test"):
+    with pytest.raises(
+        DatasetError,
+        match=r"unknown option 'max_trian' at load_dataset\('cifar10'\) \(did you mean 'max_train'\?\); "
+        r"options of loader cifar10: root, max_train, max_test",
+    ):
         load_dataset("cifar10", max_trian=10)
 
 
-@pytest.mark.parametrize("loader,options,needle", [
-    # A loader that swallowed unknown options (**_) would train on unchanged data.
-    ("digits", {"test_fractio": 0.2}, "unknown option 'test_fractio' at load_dataset('digits') (did you mean 'test_fraction'?)"),
-    ("mnist1d", {"num_sample": 100}, "unknown option 'num_sample' at load_dataset('mnist1d') (did you mean 'num_samples'?)"),
-    ("mnist_subset", {"test_fraction": "half"}, "load_dataset('mnist_subset').test_fraction: expected a number, got 'half'"),
-    ("cifar10", {"max_train": 10.5}, "load_dataset('cifar10').max_train: expected an integer or null, got 10.5"),
-])
+@pytest.mark.parametrize(
+    "loader,options,needle",
+    [
+        # A loader that swallowed unknown options (**_) would train on unchanged data.
+        (
+            "digits",
+            {"test_fractio": 0.2},
+            "unknown option 'test_fractio' at load_dataset('digits') (did you mean 'test_fraction'?)",
+        ),
+        (
+            "mnist1d",
+            {"num_sample": 100},
+            "unknown option 'num_sample' at load_dataset('mnist1d') (did you mean 'num_samples'?)",
+        ),
+        (
+            "mnist_subset",
+            {"test_fraction": "half"},
+            "load_dataset('mnist_subset').test_fraction: expected a number, got 'half'",
+        ),
+        ("cifar10", {"max_train": 10.5}, "load_dataset('cifar10').max_train: expected an integer or null, got 10.5"),
+    ],
+)
 def test_loaders_reject_options_they_do_not_take(loader, options, needle):
     with pytest.raises(DatasetError) as info:
         load_dataset(loader, **options)
@@ -281,7 +339,9 @@ def test_a_corrupt_prepared_dataset_names_the_file_and_the_fix(tmp_path, damage)
 def test_a_prepared_dataset_without_a_field_is_reported_as_unreadable(tmp_path):
     path = tmp_path / "d.npz"
     np.savez(path, x_train=np.zeros((2, 3), np.float32))
-    with pytest.raises(DatasetError, match="d.npz is unreadable \\(KeyError: 'y_train is not a file in the archive'\\)"):
+    with pytest.raises(
+        DatasetError, match="d.npz is unreadable \\(KeyError: 'y_train is not a file in the archive'\\)"
+    ):
         load_arrays(path)
 
 
@@ -290,8 +350,10 @@ def test_a_corrupt_prepared_dataset_is_logged_without_a_traceback(tmp_path):
     path = _prepared(tmp_path)
     path.write_bytes(path.read_bytes()[:100])
     log = tmp_path / "job.log"
-    code = ("import sys; from kdtransfer.io.runlog import log_to; log_to(sys.argv[1]); "
-            "from kdtransfer.data import load_arrays; load_arrays(sys.argv[2])")
+    code = (
+        "import sys; from kdtransfer.io.runlog import log_to; log_to(sys.argv[1]); "
+        "from kdtransfer.data import load_arrays; load_arrays(sys.argv[2])"
+    )
     proc = subprocess.run([sys.executable, "-c", code, str(log), str(path)], capture_output=True, text=True)
     assert proc.returncode == 1
     text = log.read_text()
@@ -331,16 +393,32 @@ def test_channel_mean_std_is_exact():
 
 def test_save_load_round_trips_every_field_and_reads_older_files(tmp_path):
     rng = np.random.default_rng(0)
-    images = ArrayDataset(rng.integers(0, 256, (4, 3, 2, 2), dtype=np.uint8), np.arange(4), rng.integers(0, 256, (2, 3, 2, 2), dtype=np.uint8),
-                          np.arange(2), 4, "image", mean=[0.1, 0.2, 0.3], std=[0.4, 0.5, 0.6], class_names=["a", "bé", "c", "d"])
-    tokens = ArrayDataset(np.arange(12).reshape(3, 4), np.arange(3), np.arange(8).reshape(2, 4), np.arange(2), 3, "text", vocab_size=12)
+    images = ArrayDataset(
+        rng.integers(0, 256, (4, 3, 2, 2), dtype=np.uint8),
+        np.arange(4),
+        rng.integers(0, 256, (2, 3, 2, 2), dtype=np.uint8),
+        np.arange(2),
+        4,
+        "image",
+        mean=[0.1, 0.2, 0.3],
+        std=[0.4, 0.5, 0.6],
+        class_names=["a", "bé", "c", "d"],
+    )
+    tokens = ArrayDataset(
+        np.arange(12).reshape(3, 4), np.arange(3), np.arange(8).reshape(2, 4), np.arange(2), 3, "text", vocab_size=12
+    )
     for ds in (images, tokens):
         save_arrays(ds, tmp_path / "d.npz")
         back = load_arrays(tmp_path / "d.npz")
         for field in ("x_train", "y_train", "x_test", "y_test"):
             assert getattr(back, field).dtype == getattr(ds, field).dtype
             np.testing.assert_array_equal(getattr(back, field), getattr(ds, field))
-        assert (back.num_classes, back.modality, back.vocab_size, back.class_names) == (ds.num_classes, ds.modality, ds.vocab_size, ds.class_names)
+        assert (back.num_classes, back.modality, back.vocab_size, back.class_names) == (
+            ds.num_classes,
+            ds.modality,
+            ds.vocab_size,
+            ds.class_names,
+        )
         for field in ("mean", "std"):
             assert (getattr(back, field) is None) == (getattr(ds, field) is None)
         assert back.input_shape == ds.input_shape
@@ -349,8 +427,15 @@ def test_save_load_round_trips_every_field_and_reads_older_files(tmp_path):
     save_arrays(images, tmp_path / "d.npz")
     np.testing.assert_array_equal(load_arrays(tmp_path / "d.npz").mean, np.float32([0.1, 0.2, 0.3]))
     # A file from before mean/std/vocab_size/class_names existed.
-    np.savez(tmp_path / "old.npz", x_train=np.zeros((2, 3), np.float32), y_train=np.arange(2), x_test=np.zeros((1, 3), np.float32),
-             y_test=np.zeros(1, np.int64), num_classes=np.int64(2), modality=np.str_("signal"))
+    np.savez(
+        tmp_path / "old.npz",
+        x_train=np.zeros((2, 3), np.float32),
+        y_train=np.arange(2),
+        x_test=np.zeros((1, 3), np.float32),
+        y_test=np.zeros(1, np.int64),
+        num_classes=np.int64(2),
+        modality=np.str_("signal"),
+    )
     old = load_arrays(tmp_path / "old.npz")
     assert (old.mean, old.std, old.vocab_size, old.class_names) == (None, None, 0, None)
 
@@ -414,14 +499,20 @@ def test_missing_cifar_names_path_and_download_rule(tmp_path, monkeypatch):
         load_dataset("cifar10")
     files = "data_batch_1, data_batch_2, data_batch_3, data_batch_4, data_batch_5, test_batch, batches.meta"
     assert str(info.value) == expected_message(
-        "CIFAR-10", "resources/data/cifar/cifar-10-batches-py/data_batch_1",
-        f"cifar-10-batches-py/{{{files}}} under resources/data/cifar", "cifar10", "resources/data/cifar")
+        "CIFAR-10",
+        "resources/data/cifar/cifar-10-batches-py/data_batch_1",
+        f"cifar-10-batches-py/{{{files}}} under resources/data/cifar",
+        "cifar10",
+        "resources/data/cifar",
+    )
     with pytest.raises(DatasetError) as info:
         load_dataset("cifar100", root="/scratch/cifar")
     message = str(info.value)
     assert "/scratch/cifar/cifar-100-python/train does not exist" in message
     assert "`snakemake --cores 1 resources/data/cifar100.done` (rule download_dataset" in message
-    assert message.endswith("The dataset's `root` option is /scratch/cifar: point it at the downloaded copy, or put the files there.")
+    assert message.endswith(
+        "The dataset's `root` option is /scratch/cifar: point it at the downloaded copy, or put the files there."
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -455,8 +546,10 @@ def test_missing_tiny_imagenet_names_path_and_download_rule(tmp_path):
     with pytest.raises(DatasetError) as info:
         load_dataset("tiny_imagenet", root=str(root))
     message = str(info.value)
-    assert message.startswith(f"Tiny-ImageNet not found: {root}/wnids.txt does not exist (expected wnids.txt, words.txt, "
-                              f"train/<wnid>/images/*.JPEG, val/images/*.JPEG and val/val_annotations.txt under {root}).")
+    assert message.startswith(
+        f"Tiny-ImageNet not found: {root}/wnids.txt does not exist (expected wnids.txt, words.txt, "
+        f"train/<wnid>/images/*.JPEG, val/images/*.JPEG and val/val_annotations.txt under {root})."
+    )
     assert "`snakemake --cores 1 resources/data/tiny_imagenet.done` (rule download_dataset" in message
 
 
@@ -518,7 +611,9 @@ def test_speech_commands_splits_by_the_official_lists(trees):
     root = trees["base"] / "speech"
     train, test = audio.speech_commands_files(root, ["no", "up", "yes"])
     assert test == [("no/spk1_nohash_0.wav", 0), ("up/spk1_nohash_0.wav", 1), ("yes/spk1_nohash_0.wav", 2)]
-    listed = set((root / "validation_list.txt").read_text().split()) | set((root / "testing_list.txt").read_text().split())
+    listed = set((root / "validation_list.txt").read_text().split()) | set(
+        (root / "testing_list.txt").read_text().split()
+    )
     assert not listed & {path for path, _ in train}
     assert len(train) == 3 * 5 - 2 - 3  # five clips a word, minus the validation and test clips
     assert all(path.split("/")[0] in ("no", "up", "yes") for path, _ in train)
@@ -577,7 +672,9 @@ def test_names_csv_tokens_labels_and_split(trees, tmp_path):
     assert (ds.x_train != 0).all(axis=1).any()  # names longer than max_len are cut, not dropped
     again = load_dataset("names_csv", path=path, name_column="surname", label_column="language", max_len=8)
     np.testing.assert_array_equal(again.x_test, ds.x_test)
-    other = load_dataset("names_csv", path=path, name_column="surname", label_column="language", max_len=8, split_seed=1)
+    other = load_dataset(
+        "names_csv", path=path, name_column="surname", label_column="language", max_len=8, split_seed=1
+    )
     assert not np.array_equal(other.x_test, ds.x_test)
     save_arrays(ds, tmp_path / "names.npz")
     back = load_arrays(tmp_path / "names.npz")
@@ -597,8 +694,13 @@ def test_missing_names_csv_names_path_and_download_rule(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(DatasetError) as info:
         load_dataset("names_csv")
-    assert str(info.value) == expected_message("Names CSV", "resources/data/names.csv",
-                                               "a UTF-8 CSV with columns name,label", "names", "resources/data/names.csv")
+    assert str(info.value) == expected_message(
+        "Names CSV",
+        "resources/data/names.csv",
+        "a UTF-8 CSV with columns name,label",
+        "names",
+        "resources/data/names.csv",
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -688,7 +790,11 @@ def test_download_target_runs_only_downloads_and_writes_the_marker(tmp_path):
     rules = {m.group(1) for m in re.finditer(r"^(?:local)?rule (\w+):$", out, re.MULTILINE)}
     assert rules == {"download_dataset", "download_data"}  # downloading prepares and trains nothing
     marker = json.loads((workdir / "resources" / "data" / "names.done").read_text())
-    assert marker["dataset"] == "names" and marker["already_present"] and marker["destination"] == "resources/data/names.csv"
+    assert (
+        marker["dataset"] == "names"
+        and marker["already_present"]
+        and marker["destination"] == "resources/data/names.csv"
+    )
     assert "already present" in (workdir / "logs" / "download_dataset" / "names.log").read_text()
 
 
@@ -700,11 +806,20 @@ def loader_calls(trees):
     """One cheap call of every loader on the test trees: (loader, options)."""
     base = trees["base"]
     return [
-        ("digits", {"test_fraction": 0.5}), ("mnist1d", {"num_samples": 400}), ("mnist_subset", {}),
-        ("cifar10", {"root": str(base / "cifar")}), ("cifar100", {"root": str(base / "cifar")}),
+        ("digits", {"test_fraction": 0.5}),
+        ("mnist1d", {"num_samples": 400}),
+        ("mnist_subset", {}),
+        ("cifar10", {"root": str(base / "cifar")}),
+        ("cifar100", {"root": str(base / "cifar")}),
         ("tiny_imagenet", {"root": str(base / "tiny-imagenet-200")}),
-        ("speech_commands", {"root": str(base / "speech"), "classes": ["yes", "up", "no"], "n_mels": 20, "hop_ms": 20.0}),
-        ("names_csv", {"path": str(base / "names.csv"), "name_column": "surname", "label_column": "language", "max_len": 8}),
+        (
+            "speech_commands",
+            {"root": str(base / "speech"), "classes": ["yes", "up", "no"], "n_mels": 20, "hop_ms": 20.0},
+        ),
+        (
+            "names_csv",
+            {"path": str(base / "names.csv"), "name_column": "surname", "label_column": "language", "max_len": 8},
+        ),
     ]
 
 
@@ -729,7 +844,7 @@ def test_every_loader_option_range_is_checked(name):
     assert ranges, f"loader {name} declares no option ranges"
     for option, values in ranges.items():
         outside = {"in (0, 1)": 1.0, "at least 1": 0, "at least 0": -1, "in (0, inf)": 0.0}[values.phrase]
-        problem = dataset_problem(name, {option: outside}, f"datasets.x.options")
+        problem = dataset_problem(name, {option: outside}, "datasets.x.options")
         assert problem == f"datasets.x.options.{option}: {outside!r} is not {values.phrase}"
         default = inspect.signature(DATASETS[name]).parameters[option].default
         assert values.problem(default) is None and dataset_problem(name, {option: default}, "x") is None
@@ -737,16 +852,30 @@ def test_every_loader_option_range_is_checked(name):
 
 def digits_like(**changes):
     x = np.random.default_rng(0).normal(size=(20, 4)).astype(np.float32)
-    fields = dict(x_train=x[:12], y_train=np.arange(12) % 3, x_test=x[12:], y_test=np.arange(8) % 3, num_classes=3,
-                  modality="signal")
+    fields = dict(
+        x_train=x[:12],
+        y_train=np.arange(12) % 3,
+        x_test=x[12:],
+        y_test=np.arange(8) % 3,
+        num_classes=3,
+        modality="signal",
+    )
     fields.update(changes)
     return ArrayDataset(**fields)
 
 
 def images_like(**changes):
     x = np.zeros((6, 3, 2, 2), np.uint8)
-    fields = dict(x_train=x, y_train=np.arange(6) % 2, x_test=x[:2], y_test=np.arange(2), num_classes=2, modality="image",
-                  mean=[0.5, 0.5, 0.5], std=[0.2, 0.2, 0.2])
+    fields = dict(
+        x_train=x,
+        y_train=np.arange(6) % 2,
+        x_test=x[:2],
+        y_test=np.arange(2),
+        num_classes=2,
+        modality="image",
+        mean=[0.5, 0.5, 0.5],
+        std=[0.2, 0.2, 0.2],
+    )
     fields.update(changes)
     return ArrayDataset(**fields)
 
@@ -758,22 +887,42 @@ def with_nan(x):
 
 
 BAD_DATASETS = {
-    "empty training split": (lambda: digits_like(x_train=np.zeros((0, 4), np.float32), y_train=np.zeros(0, np.int64)),
-                             "its training split is empty (x (0, 4), y (0,))"),
-    "empty test split": (lambda: digits_like(x_test=np.zeros((0, 4), np.float32), y_test=np.zeros(0, np.int64)),
-                         "its test split is empty"),
-    "label above the classes": (lambda: digits_like(y_test=np.array([0, 1, 2, 3, 0, 1, 2, 0])),
-                                "1 test labels lie outside [0, 3) (e.g. 3)"),
-    "negative label": (lambda: digits_like(y_train=np.array([0, 1, 2] * 3 + [-1, 0, 1])),
-                       "1 training labels lie outside [0, 3) (e.g. -1)"),
-    "class absent from training": (lambda: digits_like(y_train=np.arange(12) % 2),
-                                   "1 of its 3 classes have no training sample (e.g. class 2)"),
+    "empty training split": (
+        lambda: digits_like(x_train=np.zeros((0, 4), np.float32), y_train=np.zeros(0, np.int64)),
+        "its training split is empty (x (0, 4), y (0,))",
+    ),
+    "empty test split": (
+        lambda: digits_like(x_test=np.zeros((0, 4), np.float32), y_test=np.zeros(0, np.int64)),
+        "its test split is empty",
+    ),
+    "label above the classes": (
+        lambda: digits_like(y_test=np.array([0, 1, 2, 3, 0, 1, 2, 0])),
+        "1 test labels lie outside [0, 3) (e.g. 3)",
+    ),
+    "negative label": (
+        lambda: digits_like(y_train=np.array([0, 1, 2] * 3 + [-1, 0, 1])),
+        "1 training labels lie outside [0, 3) (e.g. -1)",
+    ),
+    "class absent from training": (
+        lambda: digits_like(y_train=np.arange(12) % 2),
+        "1 of its 3 classes have no training sample (e.g. class 2)",
+    ),
     "non-finite mean": (lambda: images_like(mean=[0.5, np.nan, 0.5]), "its normalisation mean is not finite"),
     "zero std": (lambda: images_like(std=[0.2, 0.0, 0.2]), "its normalisation std has a value <= 0"),
-    "NaN input": (lambda: digits_like(x_train=with_nan(digits_like().x_train)), "its training inputs hold 1 NaN or infinite values"),
-    "infinite input": (lambda: digits_like(x_test=np.full((8, 4), np.inf, np.float32)), "its test inputs hold 32 NaN or infinite"),
-    "token beyond the vocabulary": (lambda: ArrayDataset(np.array([[2, 3], [4, 9]]), np.arange(2), np.array([[2, 0]]), np.array([1]),
-                                                          2, "text", vocab_size=5), "token ids at or above its vocabulary size 5"),
+    "NaN input": (
+        lambda: digits_like(x_train=with_nan(digits_like().x_train)),
+        "its training inputs hold 1 NaN or infinite values",
+    ),
+    "infinite input": (
+        lambda: digits_like(x_test=np.full((8, 4), np.inf, np.float32)),
+        "its test inputs hold 32 NaN or infinite",
+    ),
+    "token beyond the vocabulary": (
+        lambda: ArrayDataset(
+            np.array([[2, 3], [4, 9]]), np.arange(2), np.array([[2, 0]]), np.array([1]), 2, "text", vocab_size=5
+        ),
+        "token ids at or above its vocabulary size 5",
+    ),
 }
 
 
@@ -793,7 +942,9 @@ def test_a_prepared_file_unfit_to_train_on_is_refused_when_read(tmp_path, case):
     ds = make()
     path = tmp_path / "old.npz"
     fields = {k: getattr(ds, k) for k in ("x_train", "y_train", "x_test", "y_test")}
-    fields.update(num_classes=np.int64(ds.num_classes), modality=np.str_(ds.modality), vocab_size=np.int64(ds.vocab_size))
+    fields.update(
+        num_classes=np.int64(ds.num_classes), modality=np.str_(ds.modality), vocab_size=np.int64(ds.vocab_size)
+    )
     fields.update({k: np.asarray(getattr(ds, k), np.float32) for k in ("mean", "std") if getattr(ds, k) is not None})
     np.savez(path, **fields)
     with pytest.raises(DatasetError) as info:

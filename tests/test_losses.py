@@ -1,13 +1,21 @@
 import math
 
-import numpy as np
 import pytest
 import torch
 from scipy import stats
 
-from kdtransfer.training.losses import (HintRegressor, attention_map, attention_transfer_loss, distillation_objective,
-                               feature_loss, fixed_example_noise, hint_loss, kd_loss, match_spatial,
-                               random_control_noise)
+from kdtransfer.training.losses import (
+    HintRegressor,
+    attention_map,
+    attention_transfer_loss,
+    distillation_objective,
+    feature_loss,
+    fixed_example_noise,
+    hint_loss,
+    kd_loss,
+    match_spatial,
+    random_control_noise,
+)
 
 
 def test_kd_loss_matches_hand_computed_value():
@@ -52,6 +60,7 @@ def test_random_control_rejects_unknown_noise():
 
 
 # Feature-map KD. Every expected number below is worked out by hand in the comments.
+
 
 def regressor_with(weight: float, bias: float, student_shape=(1, 2, 2), teacher_shape=(1, 2, 2)) -> HintRegressor:
     reg = HintRegressor([student_shape], [teacher_shape])
@@ -119,7 +128,9 @@ def test_attention_transfer_loss_hand_computed():
 
 def test_attention_transfer_pools_the_larger_map_first():
     # Student one channel 2x2 of ones pooled to 1x1 -> one position -> a_s = [1]; teacher 1x1 -> [1].
-    assert attention_transfer_loss([torch.ones(1, 1, 2, 2)], [torch.full((1, 3, 1, 1), 5.0)]).item() == pytest.approx(0.0)
+    assert attention_transfer_loss([torch.ones(1, 1, 2, 2)], [torch.full((1, 3, 1, 1), 5.0)]).item() == pytest.approx(
+        0.0
+    )
     with pytest.raises(ValueError, match="needs maps with positions"):
         attention_transfer_loss([torch.ones(2, 4)], [torch.ones(2, 4)])
 
@@ -127,8 +138,12 @@ def test_attention_transfer_pools_the_larger_map_first():
 def test_combined_objective_adds_the_weighted_feature_term():
     # CE = ln 2 and KD = 0.443772 as in the tests above; feature term 3.5 (the hint example), β = 0.2.
     s, t, y = torch.tensor([[0.0, 0.0]]), torch.tensor([[2.0, 0.0]]), torch.tensor([0])
-    feat = feature_loss("hint", [torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]])], [torch.tensor([[[[3.0, 4.0], [5.0, 6.0]]]])],
-                        regressor_with(2.0, 1.0))
+    feat = feature_loss(
+        "hint",
+        [torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]])],
+        [torch.tensor([[[[3.0, 4.0], [5.0, 6.0]]]])],
+        regressor_with(2.0, 1.0),
+    )
     loss, parts = distillation_objective(s, y, t, alpha=0.9, temperature=2.0, feature_term=feat, feature_weight=0.2)
     assert float(parts["feature"]) == pytest.approx(3.5)
     assert loss.item() == pytest.approx(0.1 * math.log(2) + 0.9 * 0.443772 + 0.2 * 3.5, abs=1e-5)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from kdtransfer.analysis import metrics as M
@@ -81,8 +80,16 @@ def test_ece_by_hand():
 def _write(path, probs_or_logits, *, condition, seed, label=LABEL, sample_idx=None, run_key=None, logits=False):
     z = probs_or_logits if logits else np.log(probs_or_logits)
     n = len(z)
-    write_predictions(path, run_key=run_key or f"toy-{condition}-s{seed}", condition=condition, seed=seed, split="test",
-                      sample_idx=np.arange(n) if sample_idx is None else sample_idx, label=label, logits=z)
+    write_predictions(
+        path,
+        run_key=run_key or f"toy-{condition}-s{seed}",
+        condition=condition,
+        seed=seed,
+        split="test",
+        sample_idx=np.arange(n) if sample_idx is None else sample_idx,
+        label=label,
+        logits=z,
+    )
     return str(path)
 
 
@@ -97,7 +104,9 @@ def test_run_metrics_by_hand(tmp_path):
 
 
 def test_agreement_incorrect_nan_when_teacher_perfect(tmp_path):
-    t = read_predictions(_write(tmp_path / "t.parquet", T_PROBS, condition="teacher", seed=0, label=np.array([0, 1, 0])))
+    t = read_predictions(
+        _write(tmp_path / "t.parquet", T_PROBS, condition="teacher", seed=0, label=np.array([0, 1, 0]))
+    )
     s = read_predictions(_write(tmp_path / "s.parquet", S_PROBS, condition="kd", seed=0, label=np.array([0, 1, 0])))
     got = M.run_metrics(s, t)
     assert math.isnan(got["agreement_incorrect"]) and got["n_teacher_incorrect"] == 0
@@ -105,9 +114,31 @@ def test_agreement_incorrect_nan_when_teacher_perfect(tmp_path):
 
 def _toy_setup(tmp_path, rng, seeds=(0, 1, 2), n=40, c=5, conditions=("kd", "nokd", "rcd")):
     label = rng.integers(0, c, n)
-    teachers = {s: _write(tmp_path / f"teacher_s{s}.parquet", rng.normal(size=(n, c)), condition="teacher", seed=s, label=label, logits=True) for s in seeds}
-    students = {cond: {s: _write(tmp_path / f"{cond}_s{s}.parquet", rng.normal(size=(n, c)), condition=cond, seed=s, label=label, logits=True) for s in seeds}
-                for cond in conditions}
+    teachers = {
+        s: _write(
+            tmp_path / f"teacher_s{s}.parquet",
+            rng.normal(size=(n, c)),
+            condition="teacher",
+            seed=s,
+            label=label,
+            logits=True,
+        )
+        for s in seeds
+    }
+    students = {
+        cond: {
+            s: _write(
+                tmp_path / f"{cond}_s{s}.parquet",
+                rng.normal(size=(n, c)),
+                condition=cond,
+                seed=s,
+                label=label,
+                logits=True,
+            )
+            for s in seeds
+        }
+        for cond in conditions
+    }
     return teachers, students
 
 
@@ -158,7 +189,15 @@ def test_setup_metrics_misaligned_names_both_files(tmp_path, what):
     t = read_predictions(teachers[1])
     bad = tmp_path / "bad_kd_s1.parquet"
     if what == "sample_idx":
-        _write(bad, rng.normal(size=(n, c)), condition="kd", seed=1, label=t.label, sample_idx=np.arange(n) + 1, logits=True)
+        _write(
+            bad,
+            rng.normal(size=(n, c)),
+            condition="kd",
+            seed=1,
+            label=t.label,
+            sample_idx=np.arange(n) + 1,
+            logits=True,
+        )
     else:
         label = t.label.copy()
         label[0] = (label[0] + 1) % c
@@ -180,13 +219,24 @@ def test_setup_metrics_carries_each_rows_parameter_count(tmp_path):
     def write(name, condition, seed, num_parameters):
         meta = {} if num_parameters is None else {"num_parameters": num_parameters}
         path = tmp_path / f"{name}.parquet"
-        write_predictions(path, run_key=f"{condition}/toy", condition=condition, seed=seed, split="test", sample_idx=np.arange(n),
-                          label=label, logits=rng.normal(size=(n, c)), extra_metadata=meta)
+        write_predictions(
+            path,
+            run_key=f"{condition}/toy",
+            condition=condition,
+            seed=seed,
+            split="test",
+            sample_idx=np.arange(n),
+            label=label,
+            logits=rng.normal(size=(n, c)),
+            extra_metadata=meta,
+        )
         return str(path)
 
     teachers = {s: write(f"teacher_s{s}", "teacher", s, counts["teacher"] + s) for s in (0, 1)}
-    students = {"kd": {s: write(f"kd_s{s}", "kd", s, counts["kd"]) for s in (0, 1)},
-                "nokd": {0: write("nokd_s0", "nokd", 0, counts["nokd"]), 1: write("nokd_s1", "nokd", 1, None)}}
+    students = {
+        "kd": {s: write(f"kd_s{s}", "kd", s, counts["kd"]) for s in (0, 1)},
+        "nokd": {0: write("nokd_s0", "nokd", 0, counts["nokd"]), 1: write("nokd_s1", "nokd", 1, None)},
+    }
     df = M.setup_metrics("toy", teachers, students).set_index(["condition", "seed"])
     assert df["num_parameters"].dtype == np.float64
     assert df.loc[("teacher", 0), "num_parameters"] == 5000 and df.loc[("teacher", 1), "num_parameters"] == 5001

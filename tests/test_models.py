@@ -22,7 +22,7 @@ CASES = [
 def example(shape, vocab, n=3):
     if vocab:
         x = torch.randint(1, vocab, (n, *shape))
-        x[:, shape[0] // 2:] = 0  # right padding
+        x[:, shape[0] // 2 :] = 0  # right padding
         return x
     return torch.randn(n, *shape)
 
@@ -74,10 +74,21 @@ def test_vit_parameter_count_by_hand():
 def test_resnet_and_vgg_feature_layers_by_name():
     resnet = create_model("resnet_cifar", (3, 32, 32), 10, width=4)
     names = ["layer1", "layer2", "layer3", "layer4"]
-    assert feature_shapes(resnet, names, torch.randn(2, 3, 32, 32)) == [(4, 32, 32), (8, 16, 16), (16, 8, 8), (32, 4, 4)]
+    assert feature_shapes(resnet, names, torch.randn(2, 3, 32, 32)) == [
+        (4, 32, 32),
+        (8, 16, 16),
+        (16, 8, 8),
+        (32, 4, 4),
+    ]
     vgg = create_model("vgg_cifar", (3, 32, 32), 10, depth=11, width=4)
     names = [f"stage{k}" for k in range(1, 6)]
-    assert feature_shapes(vgg, names, torch.randn(2, 3, 32, 32)) == [(4, 32, 32), (8, 16, 16), (16, 8, 8), (32, 4, 4), (32, 2, 2)]
+    assert feature_shapes(vgg, names, torch.randn(2, 3, 32, 32)) == [
+        (4, 32, 32),
+        (8, 16, 16),
+        (16, 8, 8),
+        (32, 4, 4),
+        (32, 2, 2),
+    ]
 
 
 def test_vit_blocks_come_back_channels_first_with_the_class_token():
@@ -139,28 +150,60 @@ def test_token_models_ignore_padding(arch):
     torch.testing.assert_close(with_empty[:2], ref, rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize("call,message", [
-    (lambda: create_model("resnet9000", (3, 32, 32), 10), r"unknown model 'resnet9000'.*resnet_cifar.*vgg_cifar.*vit.*timm:<name>"),
-    (lambda: create_model("resnet_cifar", (3, 32, 32), 10, widht=8), r"unknown option 'widht' at options of model 'resnet_cifar' \(did you mean 'width'\?\); options of resnet_cifar: depth, width"),
-    (lambda: create_model("resnet_cifar", (3, 32, 32), 10, depth=50), r"options of model 'resnet_cifar'.depth: 50 is not one of 18, 34"),
-    (lambda: create_model("vgg_cifar", (3, 32, 32), 10, depth=12), r"options of model 'vgg_cifar'.depth: 12 is not one of 11, 13, 16, 19"),
-    (lambda: create_model("vgg_cifar", (1, 8, 8), 10), r"'vgg_cifar' with these options needs inputs of at least 16x16 px"),
-    (lambda: create_model("vit", (3, 32, 32), 10, dim=10, heads=3), r"'vit'.*dim \(10\) is not divisible by heads \(3\)"),
-    (lambda: create_model("vit", (64,), 10), r"'vit' needs samples shaped \[channels, height, width\]"),
-    (lambda: create_model("char_gru", (12,), 10), r"'char_gru' reads int64 token rows.*not text"),
-    (lambda: create_model("resnet_cifar", (12,), 10, vocab_size=30), r"'resnet_cifar' needs float inputs.*char_gru"),
-    (lambda: create_model("timm:resnet_nope", (3, 32, 32), 10), r"unknown timm model 'resnet_nope'"),
-    (lambda: create_model("timm:resnet18", (3, 32, 32), 10, bogus_option=1), r"timm model 'resnet18' rejected its options"),
-])
+@pytest.mark.parametrize(
+    "call,message",
+    [
+        (
+            lambda: create_model("resnet9000", (3, 32, 32), 10),
+            r"unknown model 'resnet9000'.*resnet_cifar.*vgg_cifar.*vit.*timm:<name>",
+        ),
+        (
+            lambda: create_model("resnet_cifar", (3, 32, 32), 10, widht=8),
+            r"unknown option 'widht' at options of model 'resnet_cifar' \(did you mean 'width'\?\); "
+            r"options of resnet_cifar: depth, width",
+        ),
+        (
+            lambda: create_model("resnet_cifar", (3, 32, 32), 10, depth=50),
+            r"options of model 'resnet_cifar'.depth: 50 is not one of 18, 34",
+        ),
+        (
+            lambda: create_model("vgg_cifar", (3, 32, 32), 10, depth=12),
+            r"options of model 'vgg_cifar'.depth: 12 is not one of 11, 13, 16, 19",
+        ),
+        (
+            lambda: create_model("vgg_cifar", (1, 8, 8), 10),
+            r"'vgg_cifar' with these options needs inputs of at least 16x16 px",
+        ),
+        (
+            lambda: create_model("vit", (3, 32, 32), 10, dim=10, heads=3),
+            r"'vit'.*dim \(10\) is not divisible by heads \(3\)",
+        ),
+        (lambda: create_model("vit", (64,), 10), r"'vit' needs samples shaped \[channels, height, width\]"),
+        (lambda: create_model("char_gru", (12,), 10), r"'char_gru' reads int64 token rows.*not text"),
+        (
+            lambda: create_model("resnet_cifar", (12,), 10, vocab_size=30),
+            r"'resnet_cifar' needs float inputs.*char_gru",
+        ),
+        (lambda: create_model("timm:resnet_nope", (3, 32, 32), 10), r"unknown timm model 'resnet_nope'"),
+        (
+            lambda: create_model("timm:resnet18", (3, 32, 32), 10, bogus_option=1),
+            r"timm model 'resnet18' rejected its options",
+        ),
+    ],
+)
 def test_bad_arch_or_options_raise_model_error(call, message):
     with pytest.raises(ModelError, match=message):
         call()
 
 
-
-@pytest.mark.parametrize("arch,options,rank", [
-    ("cnn1d", {"channels": [4, 4, 4]}, 2), ("cnn2d", {"channels": [4, 4, 4, 4]}, 3), ("vgg_cifar", {"depth": 11, "width": 4}, 3),
-])
+@pytest.mark.parametrize(
+    "arch,options,rank",
+    [
+        ("cnn1d", {"channels": [4, 4, 4]}, 2),
+        ("cnn2d", {"channels": [4, 4, 4, 4]}, 3),
+        ("vgg_cifar", {"depth": 11, "width": 4}, 3),
+    ],
+)
 def test_the_smallest_input_the_catalog_allows_is_the_smallest_torch_can_run(arch, options, rank):
     """The start-up rule (kdtransfer.catalog min_size) is neither stricter nor looser than the
     model: at the smallest allowed size a forward pass runs; one smaller, torch itself fails."""

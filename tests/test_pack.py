@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import run_spec
+from test_alpha_zero import CASES, datasets  # noqa: F401  (datasets: the module fixture)
+
 from kdtransfer.data import save_arrays
 from kdtransfer.training.loop import train_run
 from kdtransfer.training.pack import PackFailed, PackRun, train_pack
-from test_alpha_zero import CASES, datasets  # noqa: F401  (datasets: the module fixture)
 
 SEEDS = (2, 3, 4)
 
@@ -44,8 +44,12 @@ def teachers(tmp_path_factory, datasets):  # noqa: F811
         key = (data_name, repr(model), seed)
         if key not in cache:
             d = tmp_path_factory.mktemp("pack_teacher")
-            teacher, _, _ = train_run(run_spec("teacher", model=model, recipe=recipe, seed=seed), datasets[data_name],
-                                      checkpoint_path=d / "c.pt", checkpoint_every=1)
+            teacher, _, _ = train_run(
+                run_spec("teacher", model=model, recipe=recipe, seed=seed),
+                datasets[data_name],
+                checkpoint_path=d / "c.pt",
+                checkpoint_every=1,
+            )
             torch.save(teacher.state_dict(), d / "model.pt")
             cache[key] = str(d / "model.pt")
         return cache[key]
@@ -61,11 +65,25 @@ def case_runs(out: Path, case: str, condition: str, seeds, teachers) -> tuple[li
         kd.update(layers=layers, teacher_layers=teacher_layers, feature_weight=1.0)
     runs = []
     for seed in seeds:
-        spec = run_spec(condition, model=model, recipe=recipe, kd=kd, rcd={"noise": "gaussian", "resample": "step"},
-                        teacher=teacher_model, seed=seed)
+        spec = run_spec(
+            condition,
+            model=model,
+            recipe=recipe,
+            kd=kd,
+            rcd={"noise": "gaussian", "resample": "step"},
+            teacher=teacher_model,
+            seed=seed,
+        )
         d = out / f"seed{seed}"
-        runs.append(PackRun(spec, str(d / "model.pt"), str(d / "history.parquet"), {"test": str(d / "predictions_test.parquet")},
-                            teachers(data_name, teacher_model, recipe, seed) if condition == "kd" else None))
+        runs.append(
+            PackRun(
+                spec,
+                str(d / "model.pt"),
+                str(d / "history.parquet"),
+                {"test": str(d / "predictions_test.parquet")},
+                teachers(data_name, teacher_model, recipe, seed) if condition == "kd" else None,
+            )
+        )
     return runs, (teacher_model if condition == "kd" or variant != "logit" else None)
 
 
@@ -75,8 +93,11 @@ def outputs(run: PackRun) -> tuple[dict, bytes]:
 
 def same_outputs(a: PackRun, b: PackRun) -> bool:
     (weights_a, preds_a), (weights_b, preds_b) = outputs(a), outputs(b)
-    return (weights_a.keys() == weights_b.keys() and preds_a == preds_b
-            and all(weights_a[k].numpy().tobytes() == weights_b[k].numpy().tobytes() for k in weights_a))
+    return (
+        weights_a.keys() == weights_b.keys()
+        and preds_a == preds_b
+        and all(weights_a[k].numpy().tobytes() == weights_b[k].numpy().tobytes() for k in weights_a)
+    )
 
 
 @pytest.mark.parametrize("condition", ["kd", "rcd"])

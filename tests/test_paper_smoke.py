@@ -7,15 +7,21 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import REPO, copy_workflow, counts, planned, run_dir, snakemake
-from kdtransfer.data import load_arrays
-from kdtransfer.io.predictions import read_predictions
 from test_loaders import write_cifar10, write_names_csv, write_speech_commands
 
+from kdtransfer.data import load_arrays
+from kdtransfer.io.predictions import read_predictions
+
 pytestmark = pytest.mark.e2e
-KEEP = ["cifar10_resnet18", "cifar10_resnet18_hint", "cifar10_resnet18_attention", "cifar10_resnet34_to_resnet18",
-        "speech_cnn", "names_gru"]
+KEEP = [
+    "cifar10_resnet18",
+    "cifar10_resnet18_hint",
+    "cifar10_resnet18_attention",
+    "cifar10_resnet34_to_resnet18",
+    "speech_cnn",
+    "names_gru",
+]
 TINY_MODELS = {
     "resnet18": {"depth": 18, "width": 4},
     "resnet34": {"depth": 34, "width": 4},

@@ -10,7 +10,14 @@ from conftest import REPO
 
 from kdtransfer import paths
 
-RULE_CONSTANTS = ("DOWNLOAD_RULE", "DOWNLOAD_TARGET", "PREPARE_RULE", "STATISTICS_RULE", "TRAIN_REFERENCE_RULE", "TRAIN_DISTILLED_RULE")
+RULE_CONSTANTS = (
+    "DOWNLOAD_RULE",
+    "DOWNLOAD_TARGET",
+    "PREPARE_RULE",
+    "STATISTICS_RULE",
+    "TRAIN_REFERENCE_RULE",
+    "TRAIN_DISTILLED_RULE",
+)
 
 
 def _workflow_text() -> str:
@@ -24,23 +31,39 @@ def test_every_rule_name_in_paths_is_a_rule_of_the_workflow():
     assert pack_kinds == {"TRAIN_REFERENCE_RULE", "TRAIN_DISTILLED_RULE"}
     for name in RULE_CONSTANTS:
         if name not in pack_kinds:
-            assert getattr(paths, name) in literal, f"paths.{name} = {getattr(paths, name)!r} is not a rule of workflow/rules"
+            assert getattr(paths, name) in literal, (
+                f"paths.{name} = {getattr(paths, name)!r} is not a rule of workflow/rules"
+            )
     assert paths.pack_rule_name(paths.TRAIN_REFERENCE_RULE, "seeds0to9") == "train_reference_seeds0to9"
 
 
 def _code_strings(tree: ast.AST) -> list[tuple[int, str]]:
     """String constants of a module that are not docstrings."""
-    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
-                  if isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef)) and node.body
-                  and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
-    return [(node.lineno, node.value) for node in ast.walk(tree)
-            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings]
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef))
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    return [
+        (node.lineno, node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
+    ]
 
 
 def test_no_module_but_paths_spells_a_rule_name_or_a_results_path():
-    rules = {getattr(paths, name) for name in RULE_CONSTANTS} | set(re.findall(r"^rule (\w+):", _workflow_text(), flags=re.M))
-    spelled = re.compile(r"(?:^|[\s`(])(?:" + "|".join(sorted(map(re.escape, rules - {"metrics", "figures", "tables", "statistics"}))) + r")\b"
-                         r"|--forcerun \w|\b(?:results|resources)/")
+    rules = {getattr(paths, name) for name in RULE_CONSTANTS} | set(
+        re.findall(r"^rule (\w+):", _workflow_text(), flags=re.M)
+    )
+    spelled = re.compile(
+        r"(?:^|[\s`(])(?:"
+        + "|".join(sorted(map(re.escape, rules - {"metrics", "figures", "tables", "statistics"})))
+        + r")\b"
+        r"|--forcerun \w|\b(?:results|resources)/"
+    )
     found = []
     for source in sorted((REPO / "src" / "kdtransfer").rglob("*.py")):
         if source.name == "paths.py" and source.parent.name == "kdtransfer":
@@ -53,6 +76,12 @@ def test_no_module_but_paths_spells_a_rule_name_or_a_results_path():
 
 def test_a_results_path_moves_with_the_results_directory():
     assert str(paths.in_results(paths.VERDICTS, "elsewhere")) == "elsewhere/analysis/verdicts.parquet"
-    assert paths.training_rule_of("results/runs/kd/s-1a2b3c4d/seed0/model.pt") == "its training pack (rule train_distilled_seeds...)"
-    assert paths.training_rule_of("results/runs/teacher/d/m/r-1a2b3c4d/seed0/model.pt") == "its training pack (rule train_reference_seeds...)"
+    assert (
+        paths.training_rule_of("results/runs/kd/s-1a2b3c4d/seed0/model.pt")
+        == "its training pack (rule train_distilled_seeds...)"
+    )
+    assert (
+        paths.training_rule_of("results/runs/teacher/d/m/r-1a2b3c4d/seed0/model.pt")
+        == "its training pack (rule train_reference_seeds...)"
+    )
     assert paths.training_rule_of("somewhere/model.pt") == "the training rule"

@@ -10,38 +10,56 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.stats
+from conftest import per_sample_settings, setup_test_settings
 from statsmodels.stats.contingency_tables import StratifiedTable, mcnemar
 from statsmodels.stats.multitest import multipletests
+from test_stats import make_metrics
 
-from conftest import per_sample_settings, setup_test_settings
 from kdtransfer.analysis import metrics as M
 from kdtransfer.analysis import persample as P
 from kdtransfer.analysis import stats as S
-from kdtransfer.analysis import verdicts as V
 from kdtransfer.analysis import tables as TB
+from kdtransfer.analysis import verdicts as V
 from kdtransfer.io.atomic import write_parquet
-from kdtransfer.io.predictions import read_predictions, write_predictions
-from test_stats import make_metrics
+from kdtransfer.io.predictions import write_predictions
 
 C = 4  # classes
 N = 21  # test samples, the same in every seed (teachers of different seeds are compared too)
 # Per seed, groups of samples: (teacher correct, kd agrees, nokd agrees, rcd agrees, how many).
 PATTERNS = {
-    0: [(True, True, True, True, 10), (True, True, False, True, 4), (False, True, False, False, 2), (True, False, True, True, 1),
-        (False, False, False, False, 3), (False, True, True, False, 1)],
-    1: [(True, True, True, True, 8), (True, True, False, False, 3), (False, True, False, True, 1), (True, False, True, False, 2),
-        (False, False, True, True, 2), (False, False, False, False, 5)],
+    0: [
+        (True, True, True, True, 10),
+        (True, True, False, True, 4),
+        (False, True, False, False, 2),
+        (True, False, True, True, 1),
+        (False, False, False, False, 3),
+        (False, True, True, False, 1),
+    ],
+    1: [
+        (True, True, True, True, 8),
+        (True, True, False, False, 3),
+        (False, True, False, True, 1),
+        (True, False, True, False, 2),
+        (False, False, True, True, 2),
+        (False, False, False, False, 5),
+    ],
     # the teacher makes no error: the teacher-incorrect subset is empty
     2: [(True, True, True, True, 18), (True, True, False, True, 2), (True, False, False, True, 1)],
 }
 # By hand from PATTERNS: (n, both agree, only the first agrees = b, only the second = c, neither)
 EXPECTED = {
-    (0, "nokd", "all"): (21, 11, 6, 1, 3), (0, "nokd", "teacher_incorrect"): (6, 1, 2, 0, 3),
-    (0, "rcd", "all"): (21, 14, 3, 1, 3), (0, "rcd", "teacher_incorrect"): (6, 0, 3, 0, 3),
-    (1, "nokd", "all"): (21, 8, 4, 4, 5), (1, "nokd", "teacher_incorrect"): (8, 0, 1, 2, 5),
-    (1, "rcd", "all"): (21, 9, 3, 2, 7), (1, "rcd", "teacher_incorrect"): (8, 1, 0, 2, 5),
-    (2, "nokd", "all"): (21, 18, 2, 0, 1), (2, "nokd", "teacher_incorrect"): (0, 0, 0, 0, 0),
-    (2, "rcd", "all"): (21, 20, 0, 1, 0), (2, "rcd", "teacher_incorrect"): (0, 0, 0, 0, 0),
+    (0, "nokd", "all"): (21, 11, 6, 1, 3),
+    (0, "nokd", "teacher_incorrect"): (6, 1, 2, 0, 3),
+    (0, "rcd", "all"): (21, 14, 3, 1, 3),
+    (0, "rcd", "teacher_incorrect"): (6, 0, 3, 0, 3),
+    (1, "nokd", "all"): (21, 8, 4, 4, 5),
+    (1, "nokd", "teacher_incorrect"): (8, 0, 1, 2, 5),
+    (1, "rcd", "all"): (21, 9, 3, 2, 7),
+    (1, "rcd", "teacher_incorrect"): (8, 1, 0, 2, 5),
+    (2, "nokd", "all"): (21, 18, 2, 0, 1),
+    (2, "nokd", "teacher_incorrect"): (0, 0, 0, 0, 0),
+    (2, "rcd", "all"): (21, 20, 0, 1, 0),
+    (2, "rcd", "teacher_incorrect"): (0, 0, 0, 0, 0),
 }
 COUNTS = ["n", "both_agree", "only_a_agrees", "only_b_agrees", "neither_agrees"]
 
@@ -67,8 +85,16 @@ def hand_built(tmp_path_factory):
 
         def write(name, condition, pred):
             path = root / f"{name}_s{seed}.parquet"
-            write_predictions(path, run_key=f"{condition}/hand", condition=condition, seed=seed, split="test", sample_idx=np.arange(N),
-                              label=label, logits=_one_hot_logits(pred))
+            write_predictions(
+                path,
+                run_key=f"{condition}/hand",
+                condition=condition,
+                seed=seed,
+                split="test",
+                sample_idx=np.arange(N),
+                label=label,
+                logits=_one_hot_logits(pred),
+            )
             return str(path)
 
         teachers[seed] = write("teacher", "teacher", teacher_pred)
@@ -104,7 +130,9 @@ def test_counts_agree_with_the_metrics_of_the_same_pass(tables):
     for r in tables.discordance[tables.discordance["n"] > 0].itertuples():
         metric = P.SUBSETS[r.subset]
         assert (r.both_agree + r.only_a_agrees) / r.n == pytest.approx(m.loc[("kd", r.seed), metric], abs=1e-15)
-        assert (r.both_agree + r.only_b_agrees) / r.n == pytest.approx(m.loc[(r.condition_b, r.seed), metric], abs=1e-15)
+        assert (r.both_agree + r.only_b_agrees) / r.n == pytest.approx(
+            m.loc[(r.condition_b, r.seed), metric], abs=1e-15
+        )
     # the metrics table is the one setup_metrics builds
     pd.testing.assert_frame_equal(tables.metrics, M.setup_metrics("hand", *_paths(tables)))
 
@@ -112,7 +140,10 @@ def test_counts_agree_with_the_metrics_of_the_same_pass(tables):
 def _paths(tables):
     m = tables.metrics
     teachers = dict(zip(m.loc[m["condition"] == "teacher", "seed"], m.loc[m["condition"] == "teacher", "path"]))
-    students = {c: dict(zip(g["seed"], g["path"])) for c, g in m[m["condition"].isin(["kd", "nokd", "rcd"])].groupby("condition")}
+    students = {
+        c: dict(zip(g["seed"], g["path"]))
+        for c, g in m[m["condition"].isin(["kd", "nokd", "rcd"])].groupby("condition")
+    }
     return teachers, students
 
 
@@ -137,7 +168,13 @@ def test_only_comparisons_whose_conditions_exist(hand_built):
 def test_paired_counts_partition():
     a = np.array([1, 1, 0, 0, 1, 0], bool)
     b = np.array([1, 0, 1, 0, 0, 0], bool)
-    assert P.paired_counts(a, b) == {"n": 6, "both_agree": 1, "only_a_agrees": 2, "only_b_agrees": 1, "neither_agrees": 2}
+    assert P.paired_counts(a, b) == {
+        "n": 6,
+        "both_agree": 1,
+        "only_a_agrees": 2,
+        "only_b_agrees": 1,
+        "neither_agrees": 2,
+    }
     with pytest.raises(ValueError, match="shape"):
         P.paired_counts(a, b[:3])
 
@@ -195,8 +232,13 @@ def test_discordant_strata_equal_the_full_per_pair_construction(hand_built, tabl
     predictions: the same MH odds ratio, CI and CMH test as the discordant strata alone."""
     _, _, flags = hand_built
     for j, control in ((2, "nokd"), (3, "rcd")):
-        full = StratifiedTable([np.array([[kd, 1 - kd], [ctrl, 1 - ctrl]]) for rows in flags.values()
-                                for kd, ctrl in zip(rows[:, 1].astype(int), rows[:, j].astype(int))])
+        full = StratifiedTable(
+            [
+                np.array([[kd, 1 - kd], [ctrl, 1 - ctrl]])
+                for rows in flags.values()
+                for kd, ctrl in zip(rows[:, 1].astype(int), rows[:, j].astype(int))
+            ]
+        )
         d = tables.discordance.query("condition_b == @control and subset == 'all'")
         b, c = int(d["only_a_agrees"].sum()), int(d["only_b_agrees"].sum())
         assert full.table.shape[2] == sum(len(r) for r in flags.values()) > b + c
@@ -206,7 +248,9 @@ def test_discordant_strata_equal_the_full_per_pair_construction(hand_built, tabl
         assert full.test_null_odds(correction=True).statistic == pytest.approx(P.cmh_greater(b, c)[0], rel=1e-12)
         short = StratifiedTable(P.pair_strata(b, c))
         for correction in (False, True):
-            assert full.test_null_odds(correction).pvalue == pytest.approx(short.test_null_odds(correction).pvalue, rel=1e-12)
+            assert full.test_null_odds(correction).pvalue == pytest.approx(
+                short.test_null_odds(correction).pvalue, rel=1e-12
+            )
     # pair_strata with the concordant pairs too is the full construction, in another order
     both = StratifiedTable(P.pair_strata(6, 1, both=11, neither=3))
     assert both.oddsratio_pooled == 6 and both.test_null_odds(True).statistic == pytest.approx(16 / 7)
@@ -225,7 +269,13 @@ def test_rows_per_seed_and_pooled(rows, tables):
     assert rows["note"].str.contains("conditional on the trained models").all()
     r = rows.set_index("test")
     seed0 = r.loc["per-sample agreement: kd > nokd (seed 0)"]
-    assert (seed0["n"], seed0["only_a_agrees"], seed0["only_b_agrees"], seed0["n_nonzero"], seed0["statistic"]) == (21, 6, 1, 7, 6)
+    assert (seed0["n"], seed0["only_a_agrees"], seed0["only_b_agrees"], seed0["n_nonzero"], seed0["statistic"]) == (
+        21,
+        6,
+        1,
+        7,
+        6,
+    )
     assert seed0["p_value"] == pytest.approx(scipy.stats.binomtest(6, 7, 0.5, alternative="greater").pvalue)
     assert seed0["effect_size"] == 6 and seed0["metric"] == "agreement" and seed0["seed"] == 0
     pooled = r.loc["per-sample agreement: kd > nokd (pooled, CMH)"]
@@ -246,7 +296,12 @@ def test_teacher_incorrect_rows_and_empty_subset(rows):
     pooled = r.loc["per-sample agreement_incorrect: kd > rcd (pooled, CMH)"]
     assert (pooled["n"], pooled["only_a_agrees"], pooled["only_b_agrees"]) == (14, 3, 2)
     empty = r.loc["per-sample agreement_incorrect: kd > nokd (seed 2)"]
-    assert empty["n"] == 0 and math.isnan(empty["p_value"]) and math.isnan(empty["p_adjusted"]) and not empty["significant"]
+    assert (
+        empty["n"] == 0
+        and math.isnan(empty["p_value"])
+        and math.isnan(empty["p_adjusted"])
+        and not empty["significant"]
+    )
     assert "no samples in this subset" in empty["note"]
     # no discordant sample, or one side empty: a row, not an exception
     zero = r.loc["per-sample agreement_incorrect: kd > rcd (seed 1)"]  # b = 0, c = 2
@@ -256,8 +311,22 @@ def test_teacher_incorrect_rows_and_empty_subset(rows):
 
 
 def test_zero_discordance_is_a_sensible_row():
-    d = pd.DataFrame([{"setup": "s", "seed": 0, "condition_a": "kd", "condition_b": "nokd", "subset": "all", "n": 50,
-                       "both_agree": 45, "only_a_agrees": 0, "only_b_agrees": 0, "neither_agrees": 5}])
+    d = pd.DataFrame(
+        [
+            {
+                "setup": "s",
+                "seed": 0,
+                "condition_a": "kd",
+                "condition_b": "nokd",
+                "subset": "all",
+                "n": 50,
+                "both_agree": 45,
+                "only_a_agrees": 0,
+                "only_b_agrees": 0,
+                "neither_agrees": 5,
+            }
+        ]
+    )
     out = P.per_sample_tests(d, **per_sample_settings()).set_index("test")
     for test in ("per-sample agreement: kd > nokd (seed 0)", "per-sample agreement: kd > nokd (pooled, CMH)"):
         r = out.loc[test]
@@ -279,8 +348,20 @@ def synthetic_discordance(setups=("a", "b"), seeds=range(10), n=1000, seed=0):
                 for subset, size in (("all", n), ("teacher_incorrect", n // 10)):
                     b, c = int(rng.integers(0, size // 20)), int(rng.integers(0, size // 30))
                     both = int(rng.integers(0, size - b - c))
-                    rows.append({"setup": setup, "seed": s, "condition_a": "kd", "condition_b": control, "subset": subset, "n": size,
-                                 "both_agree": both, "only_a_agrees": b, "only_b_agrees": c, "neither_agrees": size - both - b - c})
+                    rows.append(
+                        {
+                            "setup": setup,
+                            "seed": s,
+                            "condition_a": "kd",
+                            "condition_b": control,
+                            "subset": subset,
+                            "n": size,
+                            "both_agree": both,
+                            "only_a_agrees": b,
+                            "only_b_agrees": c,
+                            "neither_agrees": size - both - b - c,
+                        }
+                    )
     return pd.DataFrame(rows, columns=P.DISCORDANCE_COLUMNS)
 
 
@@ -288,7 +369,9 @@ def synthetic_discordance(setups=("a", "b"), seeds=range(10), n=1000, seed=0):
 def test_own_family_leaves_seed_level_tests_and_verdicts_unchanged(fdr_family):
     metrics = make_metrics()
     seed_level = S.setup_tests(metrics, **setup_test_settings(fdr_family=fdr_family, n_bootstrap=200))
-    combined = P.with_per_sample_tests(seed_level, synthetic_discordance(), **per_sample_settings(fdr_family=fdr_family))
+    combined = P.with_per_sample_tests(
+        seed_level, synthetic_discordance(), **per_sample_settings(fdr_family=fdr_family)
+    )
     before = combined[combined["kind"] != "per-sample"]
     pd.testing.assert_frame_equal(before[S.TEST_COLUMNS], seed_level)
     assert before[P.PER_SAMPLE_COLUMNS].isna().all().all()
@@ -306,7 +389,11 @@ def test_own_family_leaves_seed_level_tests_and_verdicts_unchanged(fdr_family):
 
 def test_parquet_round_trip_and_the_existing_tests_table(tmp_path):
     metrics = make_metrics(setups=("a",))
-    combined = P.with_per_sample_tests(S.setup_tests(metrics, **setup_test_settings(n_bootstrap=200)), synthetic_discordance(setups=("a",)), **per_sample_settings())
+    combined = P.with_per_sample_tests(
+        S.setup_tests(metrics, **setup_test_settings(n_bootstrap=200)),
+        synthetic_discordance(setups=("a",)),
+        **per_sample_settings(),
+    )
     write_parquet(combined, tmp_path / "tests.parquet")
     back = pd.read_parquet(tmp_path / "tests.parquet")
     pd.testing.assert_frame_equal(back, combined)
@@ -319,4 +406,7 @@ def test_parquet_round_trip_and_the_existing_tests_table(tmp_path):
 def test_counts_through_the_tests_from_files(tables, tmp_path):
     """The metrics rule's second output, written and read back, gives the same tests."""
     write_parquet(tables.discordance, tmp_path / "hand.parquet")
-    pd.testing.assert_frame_equal(P.per_sample_tests(pd.read_parquet(tmp_path / "hand.parquet"), **per_sample_settings()), P.per_sample_tests(tables.discordance, **per_sample_settings()))
+    pd.testing.assert_frame_equal(
+        P.per_sample_tests(pd.read_parquet(tmp_path / "hand.parquet"), **per_sample_settings()),
+        P.per_sample_tests(tables.discordance, **per_sample_settings()),
+    )

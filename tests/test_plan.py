@@ -6,8 +6,8 @@ import re
 
 import pytest
 import yaml
-
 from conftest import REPO
+
 from kdtransfer.plan.config import ConfigError, validate_config
 from kdtransfer.plan.runs import Plan
 
@@ -15,8 +15,11 @@ SCHEMA = str(REPO / "workflow" / "schemas" / "config.schema.yaml")
 BASE = {
     "seeds": 2,
     "datasets": {"digits": {"loader": "digits"}},
-    "models": {"small": {"arch": "mlp", "options": {"hidden": [8]}}, "mid": {"arch": "mlp", "options": {"hidden": [32]}},
-               "big": {"arch": "mlp", "options": {"hidden": [128]}}},
+    "models": {
+        "small": {"arch": "mlp", "options": {"hidden": [8]}},
+        "mid": {"arch": "mlp", "options": {"hidden": [32]}},
+        "big": {"arch": "mlp", "options": {"hidden": [128]}},
+    },
     "recipes": {"r": {"lr": 0.1, "epochs": 1, "batch_size": 32}},
     "setups": {"s": {"dataset": "digits", "teacher": "mid", "recipe": "r"}},
 }
@@ -41,7 +44,9 @@ def strip(key: str) -> str:
 
 def key(plan: Plan, condition: str, name: str) -> str:
     """The full run key whose readable part is `name`."""
-    (match,) = [r.key for r in plan.runs if r.condition == condition and strip(r.key) == name and r.seed == plan.seeds[0]]
+    (match,) = [
+        r.key for r in plan.runs if r.condition == condition and strip(r.key) == name and r.seed == plan.seeds[0]
+    ]
     return match
 
 
@@ -69,17 +74,28 @@ def test_temperature_and_alpha_sweeps_reuse_teachers_and_controls():
     assert set(plan.setups) == {"s", "s_T1", "s_T8", "s_a0p5"}
     assert len(keys(plan, "teacher")) == 1 and len(keys(plan, "nokd")) == 1 and len(keys(plan, "kd")) == 4
     assert plan.run_spec("kd", key(plan, "kd", "kd/s_a0p5"), 0)["kd"]["alpha"] == 0.5
-    assert plan.setups["s"]["sweep_params"] == ["temperature", "alpha"] and plan.setups["s_T8"]["sweep_params"] == ["temperature"]
+    assert plan.setups["s"]["sweep_params"] == ["temperature", "alpha"] and plan.setups["s_T8"]["sweep_params"] == [
+        "temperature"
+    ]
     rows = {r["setup"]: r for r in plan.setup_table()}
     assert rows["s"]["sweep_params"] == "temperature,alpha" and rows["s_T1"]["label"] == "s (T=1)"
 
 
 def test_specs_hold_what_a_run_depends_on_and_nothing_else():
     plan = plan_of(kd={"variant": "hint", "layers": ["features.1"], "feature_weight": 2.0}, rcd={"noise": "gaussian"})
-    nokd, kd, rcd = (plan.run_spec(c, key(plan, c, k), 0) for c, k in (("nokd", "nokd/digits/mid/r"), ("kd", "kd/s"), ("rcd", "rcd/s")))
+    nokd, kd, rcd = (
+        plan.run_spec(c, key(plan, c, k), 0)
+        for c, k in (("nokd", "nokd/digits/mid/r"), ("kd", "kd/s"), ("rcd", "rcd/s"))
+    )
     assert "kd" not in nokd and "rcd" not in nokd and "checkpoint_every" not in nokd
-    assert kd["kd"] == {"alpha": 0.9, "temperature": 4, "variant": "hint", "feature_weight": 2.0,
-                        "layers": ["features.1"], "teacher_layers": ["features.1"]}
+    assert kd["kd"] == {
+        "alpha": 0.9,
+        "temperature": 4,
+        "variant": "hint",
+        "feature_weight": 2.0,
+        "layers": ["features.1"],
+        "teacher_layers": ["features.1"],
+    }
     assert rcd["rcd"] == {"noise": "gaussian", "resample": "step"} and "rcd" not in kd
     # rcd of a feature variant needs the teacher's architecture (noise map shapes), not its weights.
     assert plan.teacher_model("rcd", key(plan, "rcd", "rcd/s")) == {"arch": "mlp", "options": {"hidden": [32]}}
@@ -115,7 +131,9 @@ def test_recipe_sweep_trains_teachers_and_controls_once_per_recipe_and_shares_th
     assert plan.run_key("teacher", "s_T1") == plan.run_key("teacher", "s") != plan.run_key("teacher", "s_r_cos")
     assert plan.run_key("nokd", "s_T1") == plan.run_key("nokd", "s")
     assert plan.run_spec("kd", plan.run_key("kd", "s_r_cos"), 0)["recipe"]["schedule"] == "cosine"
-    assert plan.setups["s_r_cos"]["label"] == "s (recipe r_cos)" and plan.setups["s_r_cos"]["sweep_params"] == ["recipe"]
+    assert plan.setups["s_r_cos"]["label"] == "s (recipe r_cos)" and plan.setups["s_r_cos"]["sweep_params"] == [
+        "recipe"
+    ]
 
 
 def test_a_recipe_sweep_naming_an_unknown_recipe_is_a_config_error():
@@ -166,8 +184,13 @@ def test_default_config_plans_each_distinct_run_once():
         by_key.setdefault(run.key, []).append(run.seed)
     assert all(sorted(seeds) == list(range(10)) for seeds in by_key.values())
     # Distinct keys are distinct runs: no two keys train the same specification.
-    specs = [repr({**plan.run_spec(run.condition, run.key, 0), "run_key": None}) + plan.setup_for_key(run.condition, run.key)["dataset"]
-             + str(plan.teacher_run_key(run.condition, run.key)) for run in plan.runs if run.seed == 0]
+    specs = [
+        repr({**plan.run_spec(run.condition, run.key, 0), "run_key": None})
+        + plan.setup_for_key(run.condition, run.key)["dataset"]
+        + str(plan.teacher_run_key(run.condition, run.key))
+        for run in plan.runs
+        if run.seed == 0
+    ]
     assert len(specs) == len(set(specs)) == 18
 
 
@@ -186,6 +209,7 @@ def test_gpu_switches_are_part_of_every_runs_identity(switch):
 
 # ---- packs: how runs group into training jobs ---------------------------------------------------
 
+
 def plan_with(seeds, pack_size=None) -> Plan:
     cfg = copy.deepcopy(BASE)
     cfg["seeds"] = seeds
@@ -203,7 +227,11 @@ def test_packs_are_blocks_of_seed_values_that_adding_seeds_leaves_alone():
     assert blocks(plan_with(20)) == [("seeds0to9", tuple(range(10))), ("seeds10to19", tuple(range(10, 20)))]
     assert blocks(plan_with(8)) == [("seeds0to9", tuple(range(8)))]  # fewer seeds: the same block, smaller
     assert blocks(plan_with(5, pack_size=2)) == [("seeds0to1", (0, 1)), ("seeds2to3", (2, 3)), ("seeds4to5", (4,))]
-    assert blocks(plan_with([17, 3, 5], pack_size=4)) == [("seeds0to3", (3,)), ("seeds4to7", (5,)), ("seeds16to19", (17,))]
+    assert blocks(plan_with([17, 3, 5], pack_size=4)) == [
+        ("seeds0to3", (3,)),
+        ("seeds4to7", (5,)),
+        ("seeds16to19", (17,)),
+    ]
     assert blocks(plan_with(3, pack_size=1)) == [("seed0", (0,)), ("seed1", (1,)), ("seed2", (2,))]
 
 
@@ -222,8 +250,9 @@ def test_pack_size_is_no_part_of_any_runs_identity():
     for r in ten.runs:
         assert one.run_spec(r.condition, r.key, r.seed) == ten.run_spec(r.condition, r.key, r.seed)
         # a pack's spec is every run's, less the seed
-        assert ten.pack_spec(r.condition, r.key) == {k: v for k, v in ten.run_spec(r.condition, r.key, r.seed).items()
-                                                      if k != "seed"}
+        assert ten.pack_spec(r.condition, r.key) == {
+            k: v for k, v in ten.run_spec(r.condition, r.key, r.seed).items() if k != "seed"
+        }
 
 
 def test_pack_size_below_one_is_a_config_error():

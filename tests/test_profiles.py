@@ -16,9 +16,7 @@ import stat
 import subprocess
 from pathlib import Path
 
-import pytest
 import yaml
-
 from conftest import REPO, SNAKEMAKE, planned, run_dir
 
 PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
@@ -31,8 +29,13 @@ STUDENT = run_dir(TINY_PLAN, "kd", "digits_mlp", 0)
 
 def installed_profile_env(workflow: Path, home: Path) -> dict:
     env = {**os.environ, "HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config")}
-    subprocess.run(["bash", str(workflow / "profiles" / "install-slurm-profile.sh")], check=True, env=env,
-                   capture_output=True, text=True)
+    subprocess.run(
+        ["bash", str(workflow / "profiles" / "install-slurm-profile.sh")],
+        check=True,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert (home / ".config" / "snakemake" / "slurm" / "config.yaml").read_text() == PROFILE.read_text()
     return env
 
@@ -58,9 +61,11 @@ def test_workflow_profile_does_not_override_the_cluster_profile():
     profile's: any key both set must agree, or the cluster profile silently loses it (retries)."""
     workflow_profile = yaml.safe_load((REPO / "profiles" / "default" / "config.yaml").read_text())
     cluster_profile = yaml.safe_load(PROFILE.read_text())
-    clashes = {key: (workflow_profile[key], cluster_profile[key])
-               for key in workflow_profile.keys() & cluster_profile.keys()
-               if workflow_profile[key] != cluster_profile[key]}
+    clashes = {
+        key: (workflow_profile[key], cluster_profile[key])
+        for key in workflow_profile.keys() & cluster_profile.keys()
+        if workflow_profile[key] != cluster_profile[key]
+    }
     assert not clashes, f"profiles/default overrides profiles/slurm on {clashes}"
     assert "retries" not in workflow_profile
 
@@ -77,8 +82,14 @@ def test_install_refuses_to_clobber_then_force_replaces(tmp_path):
 
 def test_literal_profile_slurm_dry_run_after_install(workflow_copy, tmp_path):
     env = installed_profile_env(workflow_copy, tmp_path / "home")
-    proc = subprocess.run([*SNAKEMAKE, "--profile", "slurm", "-n"],
-                          cwd=workflow_copy, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [*SNAKEMAKE, "--profile", "slurm", "-n"],
+        cwd=workflow_copy,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
     assert re.search(r"Using profiles? slurm", out), out[-2000:]
@@ -112,15 +123,33 @@ def test_sbatch_call_for_training_rules_carries_the_profiles_request(workflow_co
     env["PATH"] = f"{tmp_path / 'bin'}{os.pathsep}{env['PATH']}"
     # The data and the teachers of a kd pack exist, so exactly two packs are submitted: the nokd
     # controls' (a reference pack) and the kd students' (a distilled pack), 4 seeds each.
-    stubs = [TINY_PLAN.data_file("digits")] + [f"{t}/{name}" for t in TEACHERS
-                                               for name in ("model.pt", "history.parquet", "predictions_test.parquet")]
+    stubs = [TINY_PLAN.data_file("digits")] + [
+        f"{t}/{name}" for t in TEACHERS for name in ("model.pt", "history.parquet", "predictions_test.parquet")
+    ]
     for path in stubs:
         (workflow_copy / path).parent.mkdir(parents=True, exist_ok=True)
         (workflow_copy / path).write_bytes(b"stub")
     targets = [f"{CONTROL}/model.pt", f"{STUDENT}/model.pt"]
-    proc = subprocess.run([*SNAKEMAKE, "--profile", "slurm", *TINY, "--retries", "0", "--latency-wait", "1",
-                           "--slurm-init-seconds-before-status-checks", "1", *targets],
-                          cwd=workflow_copy, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            *SNAKEMAKE,
+            "--profile",
+            "slurm",
+            *TINY,
+            "--retries",
+            "0",
+            "--latency-wait",
+            "1",
+            "--slurm-init-seconds-before-status-checks",
+            "1",
+            *targets,
+        ],
+        cwd=workflow_copy,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0, "the stub sbatch refuses jobs, so the run must fail"
     calls = (tmp_path / "calls" / "sbatch.calls").read_text().splitlines()
@@ -150,8 +179,13 @@ def test_sbatch_call_for_training_rules_carries_the_profiles_request(workflow_co
 
 def pack_resources(workflow_copy, *set_resources) -> dict[str, set[str]]:
     """rule -> the `resources:` lines `snakemake -n` shows for its jobs, under --set-resources."""
-    proc = subprocess.run([*SNAKEMAKE, "-n", *TINY, "--set-resources", *set_resources], cwd=workflow_copy,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [*SNAKEMAKE, "-n", *TINY, "--set-resources", *set_resources],
+        cwd=workflow_copy,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     shown, rule = {}, None
     for line in proc.stdout.splitlines():
@@ -163,10 +197,15 @@ def pack_resources(workflow_copy, *set_resources) -> dict[str, set[str]]:
 
 
 def test_a_packs_time_limit_is_the_sum_over_its_runs_capped_at_runtime_max(workflow_copy):
-    shown = pack_resources(workflow_copy, "train_reference:runtime_per_run=7", "train_reference:gpu=1",
-                           "train_reference:mem_mb=1500*attempt",
-                           "train_distilled:runtime_per_run=7", "train_distilled:runtime_max=20",
-                           "train_distilled_seeds0to9:mem_mb=123")
+    shown = pack_resources(
+        workflow_copy,
+        "train_reference:runtime_per_run=7",
+        "train_reference:gpu=1",
+        "train_reference:mem_mb=1500*attempt",
+        "train_distilled:runtime_per_run=7",
+        "train_distilled:runtime_max=20",
+        "train_distilled_seeds0to9:mem_mb=123",
+    )
     # 4 runs per pack (tiny.yaml's seeds): 28 minutes; the distilled packs capped at 20
     (reference,) = shown["train_reference_seeds0to9"]
     assert "gpu=1" in reference and "runtime=28" in reference and "mem_mb=1500" in reference  # an expression, evaluated
@@ -176,7 +215,12 @@ def test_a_packs_time_limit_is_the_sum_over_its_runs_capped_at_runtime_max(workf
 
 
 def test_a_fixed_runtime_for_a_kind_of_pack_is_refused_with_the_fix(workflow_copy):
-    proc = subprocess.run([*SNAKEMAKE, "-n", *TINY, "--set-resources", "train_reference:runtime=60"], cwd=workflow_copy,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [*SNAKEMAKE, "-n", *TINY, "--set-resources", "train_reference:runtime=60"],
+        cwd=workflow_copy,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0 and "train_reference: runtime_per_run" in out and "Traceback" not in out

@@ -11,8 +11,8 @@ import shutil
 
 import pytest
 import torch
-
 from conftest import run_spec
+
 from kdtransfer.data import load_dataset, save_arrays
 from kdtransfer.io.predictions import read_predictions
 from kdtransfer.training.job import train_and_save
@@ -20,13 +20,26 @@ from kdtransfer.training.job import train_and_save
 MODEL = {"arch": "mlp", "options": {"hidden": [32], "dropout": 0.1}}
 TEACHER = {"arch": "mlp", "options": {"hidden": [48]}}
 RECIPE = {"optimizer": "sgd", "lr": 0.02, "momentum": 0.9, "weight_decay": 5e-4, "epochs": 3, "batch_size": 32}
-HINT = {"alpha": 0.9, "temperature": 4, "variant": "hint", "feature_weight": 0.5, "layers": ["features.1"],
-        "teacher_layers": ["features.1"]}
+HINT = {
+    "alpha": 0.9,
+    "temperature": 4,
+    "variant": "hint",
+    "feature_weight": 0.5,
+    "layers": ["features.1"],
+    "teacher_layers": ["features.1"],
+}
 SPECS = {
     "nokd": run_spec("nokd", model=MODEL, recipe=RECIPE, seed=1),
     "kd": run_spec("kd", model=MODEL, recipe=RECIPE, teacher=TEACHER, kd={"alpha": 0.9, "temperature": 4}, seed=1),
-    "rcd_hint": run_spec("rcd", model=MODEL, recipe=RECIPE, teacher=TEACHER, kd=HINT,
-                         rcd={"noise": "gaussian", "resample": "step"}, seed=1),
+    "rcd_hint": run_spec(
+        "rcd",
+        model=MODEL,
+        recipe=RECIPE,
+        teacher=TEACHER,
+        kd=HINT,
+        rcd={"noise": "gaussian", "resample": "step"},
+        seed=1,
+    ),
 }
 
 
@@ -45,9 +58,17 @@ def teacher(tmp_path_factory, data):
 
 
 def train(spec, data, out, teacher_weights=None):
-    train_and_save(spec, data, weights_out=str(out / "model.pt"), predictions_out={"test": str(out / "p.parquet")},
-                   history_out=str(out / "h.parquet"), checkpoint_every=1, teacher_weights=teacher_weights,
-                   teacher_model=TEACHER if spec.condition in ("kd", "rcd") else None, keep_final_state=True)
+    train_and_save(
+        spec,
+        data,
+        weights_out=str(out / "model.pt"),
+        predictions_out={"test": str(out / "p.parquet")},
+        history_out=str(out / "h.parquet"),
+        checkpoint_every=1,
+        teacher_weights=teacher_weights,
+        teacher_model=TEACHER if spec.condition in ("kd", "rcd") else None,
+        keep_final_state=True,
+    )
     return read_predictions(out / "p.parquet").logits
 
 

@@ -68,5 +68,9 @@ def test_every_line_of_a_pack_names_the_run_it_is_about(tmp_path):
     assert proc.returncode == 0, proc.stderr
     for text in (log.read_text(), proc.stderr):
         prefixes = [line.split("] ")[0].split(" [", 1)[1] for line in text.splitlines() if line[:4].isdigit()]
-        assert prefixes == ["kd/digits_mlp-1a2b3c4d seeds 0-1", "kd/digits_mlp-1a2b3c4d seed 0",
-                            "kd/digits_mlp-1a2b3c4d seed 1", "kd/digits_mlp-1a2b3c4d seeds 0-1"]
+        assert prefixes == [
+            "kd/digits_mlp-1a2b3c4d seeds 0-1",
+            "kd/digits_mlp-1a2b3c4d seed 0",
+            "kd/digits_mlp-1a2b3c4d seed 1",
+            "kd/digits_mlp-1a2b3c4d seeds 0-1",
+        ]

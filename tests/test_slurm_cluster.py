@@ -42,7 +42,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-
 from conftest import REPO, SNAKEMAKE, copy_workflow, planned, run_dir
 
 pytestmark = pytest.mark.slurm
@@ -83,9 +82,11 @@ def say(msg: str) -> None:
 
 # ---- the cluster --------------------------------------------------------------------------------
 
+
 def _slurm_installed() -> bool:
     return all(shutil.which(cmd) for cmd in ("slurmctld", "slurmd", "sbatch", "munged")) or all(
-        Path(p).exists() for p in ("/usr/sbin/slurmctld", "/usr/sbin/slurmd", "/usr/sbin/munged"))
+        Path(p).exists() for p in ("/usr/sbin/slurmctld", "/usr/sbin/slurmd", "/usr/sbin/munged")
+    )
 
 
 @pytest.fixture(scope="module")
@@ -99,11 +100,20 @@ def cluster(request):
         pytest.skip("real-SLURM test: SLURM is not installed and there is no apt-get to install it")
     down = SLURM_SCRIPTS / "cluster_down.sh"
     # Registered before starting anything: a half-started cluster is stopped too.
-    request.addfinalizer(lambda: say("cluster down:\n" + subprocess.run(
-        ["bash", str(down)], capture_output=True, text=True, timeout=180).stdout.strip()))
+    request.addfinalizer(
+        lambda: say(
+            "cluster down:\n"
+            + subprocess.run(["bash", str(down)], capture_output=True, text=True, timeout=180).stdout.strip()
+        )
+    )
     t0 = time.monotonic()
-    up = subprocess.run(["bash", str(SLURM_SCRIPTS / "cluster_up.sh")], capture_output=True, text=True, timeout=900,
-                        env={**os.environ, "KDT_SLURM_PARTITION": PARTITION})
+    up = subprocess.run(
+        ["bash", str(SLURM_SCRIPTS / "cluster_up.sh")],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "KDT_SLURM_PARTITION": PARTITION},
+    )
     if up.returncode == 3:
         pytest.skip(f"real-SLURM test: SLURM cannot be installed here: {up.stderr.strip()[-600:]}")
     assert up.returncode == 0, f"cluster_up.sh failed ({up.returncode}):\n{up.stdout[-3000:]}\n{up.stderr[-3000:]}"
@@ -125,6 +135,7 @@ def slurm_jobs(ids) -> dict[str, dict[str, str]]:
 
 # ---- the profile and Snakemake calls ------------------------------------------------------------
 
+
 def site_profile(workflow: Path) -> Path:
     """profiles/slurm/config.yaml with only its site values replaced, inside the workflow copy."""
     profile = yaml.safe_load(PROFILE.read_text())
@@ -136,11 +147,13 @@ def site_profile(workflow: Path) -> Path:
         profile["set-resources"][kind].update(SITE_GPU_JOB)
     profile["set-resources"]["prepare_data"].update(SITE_DEFAULTS)
     profile["set-resources"]["prepare_data"]["slurm_partition"] = PARTITION
-    profile.update({
-        "slurm-status-command": "squeue",  # no slurmdbd: sacct would make Snakemake wait forever
-        "slurm-init-seconds-before-status-checks": 5,
-        "slurm-keep-successful-logs": True,
-    })
+    profile.update(
+        {
+            "slurm-status-command": "squeue",  # no slurmdbd: sacct would make Snakemake wait forever
+            "slurm-init-seconds-before-status-checks": 5,
+            "slurm-keep-successful-logs": True,
+        }
+    )
     path = workflow / "profiles" / "slurm-ci" / "config.yaml"
     path.parent.mkdir(parents=True)
     path.write_text(yaml.safe_dump(profile, sort_keys=False))
@@ -156,7 +169,8 @@ class Run:
     log: Path
 
     def tail(self, n: int = 6000) -> str:
-        return f"snakemake {' '.join(self.args)} -> {self.returncode} after {self.seconds:.0f} s ({self.log}):\n{self.out[-n:]}"
+        header = f"snakemake {' '.join(self.args)} -> {self.returncode} after {self.seconds:.0f} s ({self.log})"
+        return f"{header}:\n{self.out[-n:]}"
 
     def submissions(self) -> list[tuple[str, str, Path]]:
         """(rule, SLURM job id, SLURM log) of every sbatch submission, in order."""
@@ -188,8 +202,14 @@ def snakemake(workflow: Path, name: str, *args: str, limit: int) -> Run:
     log = workflow / f"snakemake-{name}.out"
     t0 = time.monotonic()
     with open(log, "w") as fh:
-        proc = subprocess.run([*hard_limit(limit), *SNAKEMAKE, *args], cwd=workflow, stdout=fh,
-                              stderr=subprocess.STDOUT, env=snakemake_env(), timeout=limit + 120)
+        proc = subprocess.run(
+            [*hard_limit(limit), *SNAKEMAKE, *args],
+            cwd=workflow,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            env=snakemake_env(),
+            timeout=limit + 120,
+        )
     run = Run(list(args), proc.returncode, log.read_text(), time.monotonic() - t0, log)
     check_not_hung(run, limit)
     say(f"snakemake {name}: exit {run.returncode} in {run.seconds:.0f} s")
@@ -198,7 +218,7 @@ def snakemake(workflow: Path, name: str, *args: str, limit: int) -> Run:
 
 def job_stats(out: str) -> Counter:
     """The first 'Job stats' table of a Snakemake output, without the total."""
-    lines = out[out.index("Job stats:"):].splitlines()[3:]
+    lines = out[out.index("Job stats:") :].splitlines()[3:]
     stats = Counter()
     for line in lines:
         parts = line.split()
@@ -209,6 +229,7 @@ def job_stats(out: str) -> Counter:
 
 
 # ---- a job that fails ---------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def failed_run(cluster, tmp_path_factory):
@@ -244,7 +265,9 @@ def test_failed_job_is_reported_retried_and_fails_the_run(failed_run):
     for _, jobid, log in subs:  # each attempt's SLURM log shows the training script's error
         text = log.read_text()
         # the one-line explanation naming the file and the rule that remakes it, with the pack's prefix
-        assert re.search(r"ERROR \[[^\]]+ seeds 0-1\] kdtransfer: DatasetError: prepared dataset \S+ is unreadable", text), text[-3000:]
+        assert re.search(
+            r"ERROR \[[^\]]+ seeds 0-1\] kdtransfer: DatasetError: prepared dataset \S+ is unreadable", text
+        ), text[-3000:]
         assert "prepare_data" in text and "Exited with exit code 1" in text, text[-3000:]
     assert not any((wf / target).exists() for target in SMALL_TARGETS)
 
@@ -257,10 +280,12 @@ def test_failed_job_is_retried_as_often_as_the_slurm_profile_says(failed_run):
     assert attempts == 1 + retries, (
         f"the failing job was submitted {attempts} times, the slurm profile's `retries: {retries}` promises "
         f"{1 + retries}. The workflow profile profiles/default (auto-loaded, applied after --profile) sets "
-        f"`retries` too, and its value replaces the cluster profile's.")
+        f"`retries` too, and its value replaces the cluster profile's."
+    )
 
 
 # ---- a job cancelled with scancel, then resumed -------------------------------------------------
+
 
 def wait_for(what: str, predicate, proc: subprocess.Popen, deadline: float, out: Path):
     while True:
@@ -282,8 +307,13 @@ def resumed_run(cluster, tmp_path_factory):
     args = [*SMALL_TARGETS, "--profile", str(profile), *SMALL]
     t0 = time.monotonic()
     with open(out, "w") as fh:
-        proc = subprocess.Popen([*hard_limit(LIMIT_SHORT), *SNAKEMAKE, *args], cwd=wf, stdout=fh,
-                                stderr=subprocess.STDOUT, env=snakemake_env())
+        proc = subprocess.Popen(
+            [*hard_limit(LIMIT_SHORT), *SNAKEMAKE, *args],
+            cwd=wf,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            env=snakemake_env(),
+        )
     try:
         deadline = time.monotonic() + LIMIT_SHORT
 
@@ -295,7 +325,11 @@ def resumed_run(cluster, tmp_path_factory):
 
         def second_run_epochs():  # the pack's second run (seed 1) has trained 3 epochs and checkpointed
             log = wf / SMALL_LOG
-            done = len(re.findall(rf"\[{re.escape(SMALL_KEY)} seed 1\] \S+ epoch \d+/", log.read_text())) if log.exists() else 0
+            done = (
+                len(re.findall(rf"\[{re.escape(SMALL_KEY)} seed 1\] \S+ epoch \d+/", log.read_text()))
+                if log.exists()
+                else 0
+            )
             return done if done >= 3 and (wf / SMALL_RUNS[1] / "checkpoint.pt").exists() else 0
 
         done = wait_for("3 epochs of the second run and a checkpoint", second_run_epochs, proc, deadline, out)
@@ -317,7 +351,9 @@ def resumed_run(cluster, tmp_path_factory):
 
 
 def epochs_of(text: str, seed: int) -> list[int]:
-    return [int(e) for e in re.findall(rf"\[{re.escape(SMALL_KEY)} seed {seed}\] \S+ epoch (\d+)/{SMALL_EPOCHS} loss", text)]
+    return [
+        int(e) for e in re.findall(rf"\[{re.escape(SMALL_KEY)} seed {seed}\] \S+ epoch (\d+)/{SMALL_EPOCHS} loss", text)
+    ]
 
 
 def test_cancelled_pack_is_resubmitted_and_resumes_each_run(resumed_run):
@@ -348,6 +384,7 @@ def test_cancelled_pack_is_resubmitted_and_resumes_each_run(resumed_run):
     log = (wf / SMALL_LOG).read_text()
     assert m.group(0) in log and epochs_of(log, 1) == after
     import pandas as pd
+
     for d in SMALL_RUNS:
         history = pd.read_parquet(wf / d / "history.parquet")
         assert list(history["epoch"]) == everything
@@ -359,6 +396,7 @@ def test_resumed_pack_equals_an_uninterrupted_run_bit_for_bit(resumed_run):
     assert run.returncode == 0 and local.returncode == 0, local.tail()
     import pandas as pd
     import torch
+
     for d in SMALL_RUNS:
         assert (wf / d / "predictions_test.parquet").read_bytes() == (ref / d / "predictions_test.parquet").read_bytes()
         resumed = torch.load(wf / d / "model.pt", weights_only=True)
@@ -371,6 +409,7 @@ def test_resumed_pack_equals_an_uninterrupted_run_bit_for_bit(resumed_run):
 
 
 # ---- a small experiment, through SLURM and locally ----------------------------------------------
+
 
 def kind_of(rule: str) -> str | None:
     """train_reference for train_reference_seeds0to9: the kind whose profile settings a pack rule takes."""
@@ -397,9 +436,14 @@ def test_every_cluster_job_goes_through_sbatch_one_per_pack(e2e_runs):
     submitted = Counter(rule for rule, _, _ in subs)
     say(f"e2e experiment: sbatch submissions per rule {dict(submitted)}; planned {dict(planned)}")
     local_rules = {"metrics", "statistics", "figures", "tables", "all"}
-    assert submitted == Counter({rule: n for rule, n in planned.items() if rule not in local_rules}), (submitted, planned)
+    assert submitted == Counter({rule: n for rule, n in planned.items() if rule not in local_rules}), (
+        submitted,
+        planned,
+    )
     assert sum(n for rule, n in submitted.items() if kind_of(rule)) == len(E2E_PLAN.packs)  # one sbatch job per pack
-    assert {kind_of(rule) for rule in submitted} == {*GPU_KINDS, None} and submitted["prepare_data"] == len(E2E_PLAN.data_keys)
+    assert {kind_of(rule) for rule in submitted} == {*GPU_KINDS, None} and submitted["prepare_data"] == len(
+        E2E_PLAN.data_keys
+    )
     assert planned.keys() >= local_rules
     ids = [jobid for _, jobid, _ in subs]
     assert len(set(ids)) == len(ids)
@@ -443,11 +487,19 @@ def test_pack_rules_sbatch_carries_the_profile_request(e2e_runs):
         jobs = slurm_jobs(ids)
         assert len(jobs) == len(ids)
         for jobid, job in jobs.items():
-            got = {k: job.get(k) for k in ("TresPerJob", "CpusPerTres", "NumCPUs", "MinMemoryNode", "TimeLimit", "Partition", "Account")}
-            assert got == {"TresPerJob": "gres:gpu:1", "CpusPerTres": f"gres:gpu:{want['cpus_per_gpu']}",
-                           "NumCPUs": str(want["cpus_per_gpu"]), "MinMemoryNode": f"{want['mem_mb']}M",
-                           "TimeLimit": f"{minutes // 60:02d}:{minutes % 60:02d}:00",
-                           "Partition": PARTITION, "Account": "(null)"}, (jobid, got)
+            got = {
+                k: job.get(k)
+                for k in ("TresPerJob", "CpusPerTres", "NumCPUs", "MinMemoryNode", "TimeLimit", "Partition", "Account")
+            }
+            assert got == {
+                "TresPerJob": "gres:gpu:1",
+                "CpusPerTres": f"gres:gpu:{want['cpus_per_gpu']}",
+                "NumCPUs": str(want["cpus_per_gpu"]),
+                "MinMemoryNode": f"{want['mem_mb']}M",
+                "TimeLimit": f"{minutes // 60:02d}:{minutes % 60:02d}:00",
+                "Partition": PARTITION,
+                "Account": "(null)",
+            }, (jobid, got)
     # prepare_data is a CPU job: no GPU asked for.
     assert all("--gpus=1" not in args for args in calls["prepare_data"])
 
@@ -461,8 +513,12 @@ def test_results_through_slurm_equal_a_local_run(e2e_runs):
     analysis = [Path("results/analysis") / f"{name}.parquet" for name in ("metrics", "tests", "verdicts")]
     assert len(tables) >= 6
     for rel in [*tables, *analysis]:
-        assert (wf / rel).read_bytes() == (local_wf / rel).read_bytes(), f"{rel} differs between the SLURM and the local run"
-    predictions = sorted(p.relative_to(local_wf) for p in (local_wf / "results" / "runs").rglob("predictions_*.parquet"))
+        assert (wf / rel).read_bytes() == (local_wf / rel).read_bytes(), (
+            f"{rel} differs between the SLURM and the local run"
+        )
+    predictions = sorted(
+        p.relative_to(local_wf) for p in (local_wf / "results" / "runs").rglob("predictions_*.parquet")
+    )
     assert len(predictions) == len(E2E_PLAN.runs)
     differ = [str(rel) for rel in predictions if (wf / rel).read_bytes() != (local_wf / rel).read_bytes()]
     assert not differ, f"{len(differ)} predictions files differ, e.g. {differ[:3]}"

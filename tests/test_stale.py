@@ -13,7 +13,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import copy_workflow, counts, planned, planned_jobs, run_dir, snakemake
 
 pytestmark = pytest.mark.e2e
@@ -58,8 +57,9 @@ def dry_run(wf: Path, *args) -> Counter:
 
 
 def test_a_change_whose_new_runs_fail_is_replanned_until_they_succeed(wf):
-    broken = dict(SMALL, setups={"digits_mlp": dict(SMALL["setups"]["digits_mlp"],
-                                                    kd={"variant": "hint", "layers": ["bogus"]})})
+    broken = dict(
+        SMALL, setups={"digits_mlp": dict(SMALL["setups"]["digits_mlp"], kd={"variant": "hint", "layers": ["bogus"]})}
+    )
     args = write_config(wf, "small.yaml", broken)
     summary_before = (wf / "results/tables/summary.csv").read_text()
     for attempt in range(2):  # the same command, twice: it fails both times, never "nothing to do"
@@ -137,14 +137,15 @@ def test_two_experiment_files_never_overwrite_each_others_runs(wf):
 
 def test_the_same_run_in_two_experiment_files_is_shared(wf):
     # Another experiment with an extra setup that reuses the teacher and control: they are not retrained.
-    extra = dict(SMALL, setups={**SMALL["setups"], "digits_mlp_T8": dict(SMALL["setups"]["digits_mlp"], kd={"temperature": 8})})
+    extra = dict(
+        SMALL, setups={**SMALL["setups"], "digits_mlp_T8": dict(SMALL["setups"]["digits_mlp"], kd={"temperature": 8})}
+    )
     jobs = dry_run(wf, *write_config(wf, "extra.yaml", extra))
     assert jobs == Counter({DISTILLED: 2, "metrics": 1, "statistics": 1, "figures": 1, "tables": 1, "all": 1})
 
 
 def test_pack_size_and_seed_changes_train_only_new_seeds(wf):
-    runs = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted((wf / "results/runs").rglob("*"))
-            if p.is_file()}
+    runs = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted((wf / "results/runs").rglob("*")) if p.is_file()}
     # Another pack size changes no run: nothing to do, though every training rule is another one.
     assert dry_run(wf, *write_config(wf, "small.yaml", dict(SMALL, training={"pack_size": 1}))) == Counter()
     # A third seed: only its runs (one-seed packs here) and the analysis.

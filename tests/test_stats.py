@@ -9,17 +9,32 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.stats
+from conftest import setup_test_settings
 from statsmodels.stats.multitest import multipletests
 
-from conftest import setup_test_settings
 from kdtransfer.analysis import stats as S
 from kdtransfer.analysis import verdicts as V
 
 EXACT = scipy.stats.PermutationMethod(n_resamples=np.inf)
-METRIC_COLS = ("accuracy", "agreement", "agreement_correct", "agreement_incorrect", "js", "activation_distance", "kl", "ece")
+METRIC_COLS = (
+    "accuracy",
+    "agreement",
+    "agreement_correct",
+    "agreement_incorrect",
+    "js",
+    "activation_distance",
+    "kl",
+    "ece",
+)
 
 
-def make_metrics(setups=("a", "b"), seeds=range(10), conditions=("teacher", "kd", "nokd", "rcd", "teacher_other_seed"), n_test=1000, seed=0):
+def make_metrics(
+    setups=("a", "b"),
+    seeds=range(10),
+    conditions=("teacher", "kd", "nokd", "rcd", "teacher_other_seed"),
+    n_test=1000,
+    seed=0,
+):
     """Synthetic metrics: agreement etc. are multiples of 1/n_test (so ties occur), kd > nokd."""
     rng = np.random.default_rng(seed)
     rows = []
@@ -29,16 +44,35 @@ def make_metrics(setups=("a", "b"), seeds=range(10), conditions=("teacher", "kd"
             for cond in conditions:
                 q = lambda x: np.round(np.clip(x, 0, 1) * n_test) / n_test  # noqa: E731
                 base = 0.85 + 0.02 * si
-                row = {"setup": setup, "condition": cond, "seed": s, "run_key": f"{setup}-{cond}-{s}", "path": f"/x/{setup}/{cond}/{s}.parquet",
-                       "teacher_path": "", "n": n_test, "n_teacher_correct": 900, "n_teacher_incorrect": 100, "teacher_accuracy": 0.9,
-                       "accuracy": q(0.88 + shift[cond] * 0.5 + rng.integers(-3, 4) / n_test),
-                       "agreement": q(base + shift[cond] + rng.integers(-5, 6) / n_test),
-                       "agreement_correct": q(0.93 + shift[cond] * 0.5 + rng.integers(-3, 4) / n_test),
-                       "agreement_incorrect": q(0.40 + shift[cond] * 3 + rng.integers(-10, 11) / 100),
-                       "js": 0.05 - shift[cond] + rng.normal(0, 0.002), "activation_distance": 0.2 - shift[cond] + rng.normal(0, 0.01),
-                       "kl": 0.1 - shift[cond] + rng.normal(0, 0.005), "ece": 0.03 + rng.normal(0, 0.002)}
+                row = {
+                    "setup": setup,
+                    "condition": cond,
+                    "seed": s,
+                    "run_key": f"{setup}-{cond}-{s}",
+                    "path": f"/x/{setup}/{cond}/{s}.parquet",
+                    "teacher_path": "",
+                    "n": n_test,
+                    "n_teacher_correct": 900,
+                    "n_teacher_incorrect": 100,
+                    "teacher_accuracy": 0.9,
+                    "accuracy": q(0.88 + shift[cond] * 0.5 + rng.integers(-3, 4) / n_test),
+                    "agreement": q(base + shift[cond] + rng.integers(-5, 6) / n_test),
+                    "agreement_correct": q(0.93 + shift[cond] * 0.5 + rng.integers(-3, 4) / n_test),
+                    "agreement_incorrect": q(0.40 + shift[cond] * 3 + rng.integers(-10, 11) / 100),
+                    "js": 0.05 - shift[cond] + rng.normal(0, 0.002),
+                    "activation_distance": 0.2 - shift[cond] + rng.normal(0, 0.01),
+                    "kl": 0.1 - shift[cond] + rng.normal(0, 0.005),
+                    "ece": 0.03 + rng.normal(0, 0.002),
+                }
                 if cond == "teacher":
-                    for k in ("agreement", "agreement_correct", "agreement_incorrect", "js", "activation_distance", "kl"):
+                    for k in (
+                        "agreement",
+                        "agreement_correct",
+                        "agreement_incorrect",
+                        "js",
+                        "activation_distance",
+                        "kl",
+                    ):
                         row[k] = math.nan
                 rows.append(row)
     return pd.DataFrame(rows)
@@ -69,8 +103,29 @@ def tests_df(metrics):
 
 
 def test_columns_and_test_set(tests_df):
-    for col in ["setup", "family", "kind", "test", "metric", "condition_a", "condition_b", "alternative", "n", "statistic", "p_value", "p_adjusted",
-                "significant", "method", "effect_size", "median_diff", "ci_low", "ci_high", "primary", "min_p_adjusted_possible", "seeds_needed"]:
+    for col in [
+        "setup",
+        "family",
+        "kind",
+        "test",
+        "metric",
+        "condition_a",
+        "condition_b",
+        "alternative",
+        "n",
+        "statistic",
+        "p_value",
+        "p_adjusted",
+        "significant",
+        "method",
+        "effect_size",
+        "median_diff",
+        "ci_low",
+        "ci_high",
+        "primary",
+        "min_p_adjusted_possible",
+        "seeds_needed",
+    ]:
         assert col in tests_df.columns, col
     a = tests_df[tests_df["setup"] == "a"]
     assert len(a) == 8 + 2 + 2
@@ -133,7 +188,15 @@ def test_rank_biserial_by_hand():
 
 def test_bootstrap_ci_against_scipy(metrics, tests_df):
     d = _diff(metrics, "a", "agreement", "kd", "nokd")
-    ref = scipy.stats.bootstrap((d,), np.median, n_resamples=500, method="percentile", vectorized=True, axis=-1, rng=np.random.default_rng([0, 7]))
+    ref = scipy.stats.bootstrap(
+        (d,),
+        np.median,
+        n_resamples=500,
+        method="percentile",
+        vectorized=True,
+        axis=-1,
+        rng=np.random.default_rng([0, 7]),
+    )
     lo, hi = S.bootstrap_median_ci(d, n_bootstrap=500, seed=[0, 7])
     assert (lo, hi) == pytest.approx((ref.confidence_interval.low, ref.confidence_interval.high))
     r = tests_df[(tests_df["setup"] == "a") & (tests_df["test"] == "agreement: kd > nokd")].iloc[0]
@@ -149,15 +212,32 @@ def test_asymmetry_against_scipy(metrics, tests_df):
         m = metrics[metrics["setup"] == setup]
         nokd = m[m["condition"] == "nokd"].set_index("seed").sort_index()
         raw = np.round(gi - gc, 12)
-        norm = np.round(gi / (1 - nokd["agreement_incorrect"].to_numpy()) - gc / (1 - nokd["agreement_correct"].to_numpy()), 12)
+        norm = np.round(
+            gi / (1 - nokd["agreement_incorrect"].to_numpy()) - gc / (1 - nokd["agreement_correct"].to_numpy()), 12
+        )
         for variant, d, primary in (("raw", raw, True), ("normalised", norm, False)):
-            r = tests_df[(tests_df["setup"] == setup) & (tests_df["test"] == f"asymmetry ({variant}): gain_incorrect > gain_correct")].iloc[0]
+            r = tests_df[
+                (tests_df["setup"] == setup)
+                & (tests_df["test"] == f"asymmetry ({variant}): gain_incorrect > gain_correct")
+            ].iloc[0]
             ref = scipy.stats.wilcoxon(d, alternative="greater", method=EXACT)
             assert r["p_value"] == pytest.approx(ref.pvalue) and r["statistic"] == pytest.approx(ref.statistic)
             assert r["effect_size"] == pytest.approx(_rank_biserial_direct(d))
             assert bool(r["primary"]) is primary
             if not primary:
                 assert math.isnan(r["p_adjusted"]) and "secondary" in r["note"]
+
+
+@pytest.mark.parametrize("alpha", [0.01, 0.2, 0.5])
+def test_significant_is_decided_at_the_configured_alpha(metrics, alpha):
+    """The one significance decision (stats.significant) follows analysis.alpha: at each alpha a
+    family's `significant` equals statsmodels' BY rejection at that alpha."""
+    tests = S.setup_tests(metrics, **setup_test_settings(alpha=alpha, n_bootstrap=50))
+    for setup in ("a", "b"):
+        fam = tests[(tests["setup"] == setup) & tests["primary"]]
+        rej, _, _, _ = multipletests(fam["p_value"].to_numpy(), alpha=alpha, method="fdr_by")
+        assert (fam["significant"].to_numpy() == rej).all()
+    assert not tests.loc[~tests["primary"], "significant"].any()
 
 
 def test_by_adjustment_per_setup_and_all(metrics, tests_df):
@@ -169,16 +249,23 @@ def test_by_adjustment_per_setup_and_all(metrics, tests_df):
         assert (fam["significant"].to_numpy() == rej).all()
     all_df = S.setup_tests(metrics, **setup_test_settings(fdr_family="all", n_bootstrap=200))
     fam = all_df[all_df["primary"]]
-    np.testing.assert_allclose(fam["p_adjusted"].to_numpy(), multipletests(fam["p_value"].to_numpy(), method="fdr_by")[1])
+    np.testing.assert_allclose(
+        fam["p_adjusted"].to_numpy(), multipletests(fam["p_value"].to_numpy(), method="fdr_by")[1]
+    )
     assert (all_df["family"] == "all").all()
     # the "all" family is larger, so adjusted p-values are no smaller
     assert (fam["p_adjusted"].to_numpy() >= tests_df.loc[tests_df["primary"], "p_adjusted"].to_numpy() - 1e-15).all()
 
 
 def test_asymmetry_primary_normalised(metrics):
-    df = S.setup_tests(metrics[metrics["setup"] == "a"], **setup_test_settings(asymmetry_primary="normalised", n_bootstrap=200))
+    df = S.setup_tests(
+        metrics[metrics["setup"] == "a"], **setup_test_settings(asymmetry_primary="normalised", n_bootstrap=200)
+    )
     prim = df[df["kind"] == "asymmetry"].set_index("test")["primary"]
-    assert prim["asymmetry (normalised): gain_incorrect > gain_correct"] and not prim["asymmetry (raw): gain_incorrect > gain_correct"]
+    assert (
+        prim["asymmetry (normalised): gain_incorrect > gain_correct"]
+        and not prim["asymmetry (raw): gain_incorrect > gain_correct"]
+    )
 
 
 def test_power_columns(tests_df):
@@ -187,7 +274,11 @@ def test_power_columns(tests_df):
     min_ps = [1 / 1024] * 9 + [2 / 1024] * 2
     expect = multipletests(np.array(min_ps), method="fdr_by")[1].min()
     np.testing.assert_allclose(fam["min_p_adjusted_possible"].to_numpy(), expect)
-    needed = next(n for n in range(1, 64) if multipletests(np.array([0.5**n] * 9 + [2 * 0.5**n] * 2), method="fdr_by")[1].min() <= 0.05)
+    needed = next(
+        n
+        for n in range(1, 64)
+        if multipletests(np.array([0.5**n] * 9 + [2 * 0.5**n] * 2), method="fdr_by")[1].min() <= 0.05
+    )
     assert (fam["seeds_needed"] == needed).all()
 
 
@@ -218,7 +309,15 @@ def test_missing_conditions_and_unpaired_seeds():
 def test_verdicts(metrics, tests_df):
     v = V.verdicts(tests_df, metrics)
     assert list(v["setup"]) == ["a", "b"]
-    for col in ("transfer_kd_vs_nokd", "transfer_kd_vs_rcd", "rcd_fraction_of_kd_gain", "asymmetric_negative", "transfer", "regulariser", "asymmetry"):
+    for col in (
+        "transfer_kd_vs_nokd",
+        "transfer_kd_vs_rcd",
+        "rcd_fraction_of_kd_gain",
+        "asymmetric_negative",
+        "transfer",
+        "regulariser",
+        "asymmetry",
+    ):
         assert col in v.columns
     r = tests_df[(tests_df["setup"] == "a") & (tests_df["test"] == "agreement: kd > nokd")].iloc[0]
     assert bool(v.iloc[0]["transfer_kd_vs_nokd"]) == bool(r["p_adjusted"] <= 0.05)

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import run_params, run_spec
 from scipy import stats
 
-from conftest import run_params, run_spec
 from kdtransfer.data import ArrayDataset, load_dataset, save_arrays
 from kdtransfer.io.predictions import read_predictions
 from kdtransfer.spec import RunSpec, SpecError
@@ -35,15 +35,29 @@ def digits_npz(tmp_path_factory):
 
 
 def spec(condition, seed=0, **training):
-    return run_spec(condition, model=MODEL, recipe=RECIPE, kd={"alpha": 0.9, "temperature": 4},
-                    rcd={"noise": "uniform", "resample": "step"}, seed=seed, **training)
+    return run_spec(
+        condition,
+        model=MODEL,
+        recipe=RECIPE,
+        kd={"alpha": 0.9, "temperature": 4},
+        rcd={"noise": "uniform", "resample": "step"},
+        seed=seed,
+        **training,
+    )
 
 
 def run(tmp, name, s, data, teacher=None):
     d = tmp / name
-    info = train_and_save(s, data, weights_out=str(d / "model.pt"), predictions_out={"test": str(d / "p.parquet")},
-                          history_out=str(d / "h.parquet"), checkpoint_every=1, teacher_weights=teacher,
-                          teacher_model=MODEL if teacher else None)
+    info = train_and_save(
+        s,
+        data,
+        weights_out=str(d / "model.pt"),
+        predictions_out={"test": str(d / "p.parquet")},
+        history_out=str(d / "h.parquet"),
+        checkpoint_every=1,
+        teacher_weights=teacher,
+        teacher_model=MODEL if teacher else None,
+    )
     return info, read_predictions(d / "p.parquet")
 
 
@@ -128,7 +142,7 @@ def image_arrays(seed=0, n_train=96, n_test=48, classes=3, size=16):
     x = rng.integers(0, 120, (n_train + n_test, 3, size, size))
     half = size // 2
     for i, c in enumerate(y):
-        x[i, :, (c // 2) * half:(c // 2 + 1) * half, (c % 2) * half:(c % 2 + 1) * half] += 120
+        x[i, :, (c // 2) * half : (c // 2 + 1) * half, (c % 2) * half : (c % 2 + 1) * half] += 120
     return x.astype(np.uint8), y.astype(np.int64), n_train, classes
 
 
@@ -141,19 +155,37 @@ def uint8_images(**kw) -> ArrayDataset:
 
 def standardised(ds: ArrayDataset) -> ArrayDataset:
     """The float32 arrays a uint8 dataset stands for: x/255, then per-channel (x - mean) / std."""
+
     def f(x):
         return (x.astype(np.float32) / np.float32(255) - ds.mean[:, None, None]) / ds.std[:, None, None]
+
     return ArrayDataset(f(ds.x_train), ds.y_train, f(ds.x_test), ds.y_test, ds.num_classes, "image")
 
 
-def feature_spec(condition, variant, layers, teacher_layers=None, model=STUDENT_NET, recipe=IMAGE_RECIPE, noise="gaussian",
-                 resample="step"):
-    kd = {"alpha": 0.9, "temperature": 4, "variant": variant, "feature_weight": 1.0, "layers": layers,
-          "teacher_layers": teacher_layers or layers}
+def feature_spec(
+    condition,
+    variant,
+    layers,
+    teacher_layers=None,
+    model=STUDENT_NET,
+    recipe=IMAGE_RECIPE,
+    noise="gaussian",
+    resample="step",
+):
+    kd = {
+        "alpha": 0.9,
+        "temperature": 4,
+        "variant": variant,
+        "feature_weight": 1.0,
+        "layers": layers,
+        "teacher_layers": teacher_layers or layers,
+    }
     if variant == "logit":
         kd = {"alpha": 0.9, "temperature": 4}
     teacher = model if model is not STUDENT_NET else TEACHER_NET
-    return run_spec(condition, model=model, recipe=recipe, kd=kd, rcd={"noise": noise, "resample": resample}, teacher=teacher)
+    return run_spec(
+        condition, model=model, recipe=recipe, kd=kd, rcd={"noise": noise, "resample": resample}, teacher=teacher
+    )
 
 
 @pytest.fixture(scope="module")
@@ -172,17 +204,30 @@ def image_npz(tmp_path_factory, images):
 def image_teacher(tmp_path_factory, image_npz):
     d = tmp_path_factory.mktemp("image_teacher")
     s = run_spec("teacher", model=TEACHER_NET, recipe=IMAGE_RECIPE)
-    train_and_save(s, image_npz, weights_out=str(d / "model.pt"), predictions_out={}, history_out=str(d / "h.parquet"),
-                   checkpoint_every=1)
+    train_and_save(
+        s,
+        image_npz,
+        weights_out=str(d / "model.pt"),
+        predictions_out={},
+        history_out=str(d / "h.parquet"),
+        checkpoint_every=1,
+    )
     return str(d / "model.pt")
 
 
 @pytest.mark.parametrize("variant,layers", [("hint", ["layer2"]), ("attention", ["layer1", "layer3"])])
 def test_kd_feature_variant_trains_and_saves_only_the_student(tmp_path, image_npz, image_teacher, variant, layers):
     s = feature_spec("kd", variant, layers)
-    info = train_and_save(s, image_npz, weights_out=str(tmp_path / "model.pt"), predictions_out={"test": str(tmp_path / "p.parquet")},
-                          history_out=str(tmp_path / "h.parquet"), checkpoint_every=1, teacher_weights=image_teacher,
-                          teacher_model=TEACHER_NET)
+    info = train_and_save(
+        s,
+        image_npz,
+        weights_out=str(tmp_path / "model.pt"),
+        predictions_out={"test": str(tmp_path / "p.parquet")},
+        history_out=str(tmp_path / "h.parquet"),
+        checkpoint_every=1,
+        teacher_weights=image_teacher,
+        teacher_model=TEACHER_NET,
+    )
     history = pd.read_parquet(tmp_path / "h.parquet")
     assert history["feature"].iloc[0] > 0 and np.isfinite(history["loss"]).all()
     student = create_model("resnet_cifar", (3, 16, 16), 3, width=4)
@@ -195,8 +240,14 @@ def test_kd_feature_variant_trains_and_saves_only_the_student(tmp_path, image_np
 def test_hint_regressor_is_trained_and_checkpointed_but_not_part_of_the_student(tmp_path, images, image_teacher):
     # Student layer2: 8 channels at 8x8; the teacher's layer3: 32 channels at 4x4 (pooled to match).
     s = feature_spec("kd", "hint", ["layer2"], ["layer3"], recipe=dict(IMAGE_RECIPE, epochs=2))
-    train_run(s, images, teacher_weights=image_teacher, teacher_model=TEACHER_NET, checkpoint_path=tmp_path / "ckpt.pt",
-              checkpoint_every=1)
+    train_run(
+        s,
+        images,
+        teacher_weights=image_teacher,
+        teacher_model=TEACHER_NET,
+        checkpoint_path=tmp_path / "ckpt.pt",
+        checkpoint_every=1,
+    )
     state = torch.load(tmp_path / "ckpt.pt", weights_only=True)  # left after epoch 1 of 2
     initial = build_regressor(s.kd, [(8, 8, 8)], [(32, 4, 4)], seed=s.seed, run=s.name).state_dict()
     regressor = {k.removeprefix("features.regressor."): v for k, v in state["objective"].items() if k != "_extra_state"}
@@ -222,9 +273,14 @@ def test_feature_runs_share_init_and_batch_order_with_the_control(tmp_path, imag
     infos = {}
     for condition in ("nokd", "kd", "rcd"):
         s = feature_spec(condition, "hint", ["layer2"])
-        _, _, infos[condition] = train_run(s, images, teacher_weights=image_teacher if condition == "kd" else None,
-                                           teacher_model=TEACHER_NET, checkpoint_path=tmp_path / condition / "c.pt",
-                                           checkpoint_every=1)
+        _, _, infos[condition] = train_run(
+            s,
+            images,
+            teacher_weights=image_teacher if condition == "kd" else None,
+            teacher_model=TEACHER_NET,
+            checkpoint_path=tmp_path / condition / "c.pt",
+            checkpoint_every=1,
+        )
     assert len({i["init_fingerprint"] for i in infos.values()}) == 1
     assert len({i["order_fingerprint"] for i in infos.values()}) == 1
 
@@ -232,8 +288,14 @@ def test_feature_runs_share_init_and_batch_order_with_the_control(tmp_path, imag
 @pytest.mark.parametrize("variant,resample", [("hint", "step"), ("attention", "fixed")])
 def test_rcd_feature_variant_needs_the_teacher_architecture_only(tmp_path, images, variant, resample):
     s = feature_spec("rcd", variant, ["layer2"], resample=resample)
-    _, history, _ = train_run(s, images, teacher_weights=None, teacher_model=TEACHER_NET, checkpoint_path=tmp_path / "c.pt",
-                              checkpoint_every=1)
+    _, history, _ = train_run(
+        s,
+        images,
+        teacher_weights=None,
+        teacher_model=TEACHER_NET,
+        checkpoint_path=tmp_path / "c.pt",
+        checkpoint_every=1,
+    )
     assert history[0]["feature"] > 0 and np.isfinite(history[0]["loss"])
     with pytest.raises(ValueError, match="needs the teacher's model entry"):
         train_run(s, images, teacher_model=None, checkpoint_path=tmp_path / "c2.pt", checkpoint_every=1)
@@ -293,34 +355,64 @@ def test_token_inputs_train_char_gru_teacher_and_hint_student(tmp_path):
     data = token_data()
     net = {"arch": "char_gru", "options": {"embed_dim": 8, "hidden": 16}}
     recipe = dict(IMAGE_RECIPE, epochs=3, batch_size=30)
-    teacher, history, _ = train_run(run_spec("teacher", model=net, recipe=recipe), data, checkpoint_path=tmp_path / "t.pt",
-                                    checkpoint_every=1)
+    teacher, history, _ = train_run(
+        run_spec("teacher", model=net, recipe=recipe), data, checkpoint_path=tmp_path / "t.pt", checkpoint_every=1
+    )
     assert history[-1]["train_accuracy"] > 1 / 3  # it learns from the tokens
     torch.save(teacher.state_dict(), tmp_path / "teacher.pt")
     s = feature_spec("kd", "hint", ["encoder"], model=net, recipe=recipe)
-    _, history, _ = train_run(s, data, teacher_weights=str(tmp_path / "teacher.pt"), teacher_model=net,
-                              checkpoint_path=tmp_path / "s.pt", checkpoint_every=1)
+    _, history, _ = train_run(
+        s,
+        data,
+        teacher_weights=str(tmp_path / "teacher.pt"),
+        teacher_model=net,
+        checkpoint_path=tmp_path / "s.pt",
+        checkpoint_every=1,
+    )
     assert all(np.isfinite(h["loss"]) and h["feature"] > 0 for h in history)
 
 
 def test_teacher_from_another_dataset_is_named(tmp_path, images):
     torch.save(create_model("resnet_cifar", (3, 16, 16), 100, width=8).state_dict(), tmp_path / "model.pt")
     s = feature_spec("kd", "logit", [])
-    with pytest.raises(TeacherError, match=rf"teacher .*model\.pt \(for run {re.escape(s.run_key)} seed 0\) has 100 output classes "
-                                           r"but dataset has 3: the teacher was trained on another dataset"):
-        train_run(s, images, teacher_weights=str(tmp_path / "model.pt"), teacher_model=TEACHER_NET, checkpoint_path=tmp_path / "c.pt",
-                  checkpoint_every=1)
+    with pytest.raises(
+        TeacherError,
+        match=rf"teacher .*model\.pt \(for run {re.escape(s.run_key)} seed 0\) has 100 output classes "
+        r"but dataset has 3: the teacher was trained on another dataset",
+    ):
+        train_run(
+            s,
+            images,
+            teacher_weights=str(tmp_path / "model.pt"),
+            teacher_model=TEACHER_NET,
+            checkpoint_path=tmp_path / "c.pt",
+            checkpoint_every=1,
+        )
     torch.save(create_model("resnet_cifar", (3, 16, 16), 3, width=4).state_dict(), tmp_path / "small.pt")
-    with pytest.raises(TeacherError, match=r"small\.pt .*does not fit teacher model 'resnet_cifar' \{'width': 8\}: size mismatch"):
-        train_run(s, images, teacher_weights=str(tmp_path / "small.pt"), teacher_model=TEACHER_NET, checkpoint_path=tmp_path / "c.pt",
-                  checkpoint_every=1)
+    with pytest.raises(
+        TeacherError, match=r"small\.pt .*does not fit teacher model 'resnet_cifar' \{'width': 8\}: size mismatch"
+    ):
+        train_run(
+            s,
+            images,
+            teacher_weights=str(tmp_path / "small.pt"),
+            teacher_model=TEACHER_NET,
+            checkpoint_path=tmp_path / "c.pt",
+            checkpoint_every=1,
+        )
 
 
 def test_unknown_feature_layer_is_named_with_valid_choices(tmp_path, images, image_teacher):
     s = feature_spec("kd", "attention", ["layer9"], ["layer1"])
     with pytest.raises(ModelError, match=r"student has no module named 'layer9'.*layer1, .*layer4"):
-        train_run(s, images, teacher_weights=image_teacher, teacher_model=TEACHER_NET, checkpoint_path=tmp_path / "c.pt",
-                  checkpoint_every=1)
+        train_run(
+            s,
+            images,
+            teacher_weights=image_teacher,
+            teacher_model=TEACHER_NET,
+            checkpoint_path=tmp_path / "c.pt",
+            checkpoint_every=1,
+        )
 
 
 def test_divergence_hint_names_the_bf16_switch_only_when_bf16_was_on():
@@ -336,8 +428,17 @@ def test_fingerprint_is_the_digest_of_every_field_checkpoints_carry():
     Checkpoint frequency is no part of it (not in a spec)."""
     for condition in ("teacher", "kd", "rcd"):
         s = spec(condition)
-        body = {"kd": {}, "rcd": {}, **run_params(condition, model=MODEL, recipe=RECIPE, kd={"alpha": 0.9, "temperature": 4},
-                                                  rcd={"noise": "uniform", "resample": "step"})}
+        body = {
+            "kd": {},
+            "rcd": {},
+            **run_params(
+                condition,
+                model=MODEL,
+                recipe=RECIPE,
+                kd={"alpha": 0.9, "temperature": 4},
+                rcd={"noise": "uniform", "resample": "step"},
+            ),
+        }
         assert s.fingerprint == hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
     assert spec("kd").fingerprint != spec("kd", bf16=False).fingerprint
     assert "checkpoint_every" not in RunSpec.__dataclass_fields__
@@ -383,12 +484,20 @@ def test_deterministic_cuda_runs_use_the_math_attention_kernel(monkeypatch):
     from kdtransfer.training.device import FUSED_ATTENTION_SWITCHES, configure_device
 
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
-    flags = {"flash": torch.backends.cuda.flash_sdp_enabled, "mem_efficient": torch.backends.cuda.mem_efficient_sdp_enabled,
-             "cudnn": torch.backends.cuda.cudnn_sdp_enabled, "math": torch.backends.cuda.math_sdp_enabled}
+    flags = {
+        "flash": torch.backends.cuda.flash_sdp_enabled,
+        "mem_efficient": torch.backends.cuda.mem_efficient_sdp_enabled,
+        "cudnn": torch.backends.cuda.cudnn_sdp_enabled,
+        "math": torch.backends.cuda.math_sdp_enabled,
+    }
     try:
         configure_device(torch.device("cuda"), deterministic=True)
-        assert {name: enabled() for name, enabled in flags.items()} == {"flash": False, "mem_efficient": False, "cudnn": False,
-                                                                         "math": True}
+        assert {name: enabled() for name, enabled in flags.items()} == {
+            "flash": False,
+            "mem_efficient": False,
+            "cudnn": False,
+            "math": True,
+        }
         assert torch.are_deterministic_algorithms_enabled() and not torch.backends.cudnn.benchmark
         configure_device(torch.device("cuda"), deterministic=False)
         assert all(enabled() for enabled in flags.values())

@@ -9,15 +9,17 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import setup_test_settings
+
 from kdtransfer.analysis import stats as S
 from kdtransfer.analysis import verdicts as V
 
 SEEDS = range(8)
 
 
-def metrics_with(accuracy_gain_kd=0.02, accuracy_gain_rcd=0.012, setups=("s",), conditions=("teacher", "kd", "rcd", "nokd"), seed=0):
+def metrics_with(
+    accuracy_gain_kd=0.02, accuracy_gain_rcd=0.012, setups=("s",), conditions=("teacher", "kd", "rcd", "nokd"), seed=0
+):
     """Metrics whose accuracy gains over nokd are exactly the given ones on every seed, with
     noisy agreement values (the transfer tests' p-values come from these)."""
     rng = np.random.default_rng(seed)
@@ -28,11 +30,23 @@ def metrics_with(accuracy_gain_kd=0.02, accuracy_gain_rcd=0.012, setups=("s",), 
             for cond in conditions:
                 acc = base + {"kd": accuracy_gain_kd, "rcd": accuracy_gain_rcd}.get(cond, 0.0)
                 agree = 0.9 + {"kd": 0.03, "rcd": -0.1}.get(cond, 0.0) + rng.normal(0, 0.005)
-                rows.append({"setup": setup, "condition": cond, "seed": s, "accuracy": acc, "n_teacher_incorrect": 50,
-                             "agreement": math.nan if cond == "teacher" else agree,
-                             "agreement_correct": math.nan if cond == "teacher" else agree + 0.02,
-                             "agreement_incorrect": math.nan if cond == "teacher" else agree - 0.3 + rng.normal(0, 0.02),
-                             "js": 0.1, "activation_distance": 0.1, "kl": 0.1, "ece": 0.03, "num_parameters": 1000})
+                rows.append(
+                    {
+                        "setup": setup,
+                        "condition": cond,
+                        "seed": s,
+                        "accuracy": acc,
+                        "n_teacher_incorrect": 50,
+                        "agreement": math.nan if cond == "teacher" else agree,
+                        "agreement_correct": math.nan if cond == "teacher" else agree + 0.02,
+                        "agreement_incorrect": math.nan if cond == "teacher" else agree - 0.3 + rng.normal(0, 0.02),
+                        "js": 0.1,
+                        "activation_distance": 0.1,
+                        "kl": 0.1,
+                        "ece": 0.03,
+                        "num_parameters": 1000,
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -52,14 +66,17 @@ ACC_KD = "accuracy__kd_vs_nokd"
 ACC_RCD = "accuracy__rcd_vs_nokd"
 
 
-@pytest.mark.parametrize("gain_kd, gain_rcd, p_kd, p_rcd, kd_gain, matches, note", [
-    (0.02, 0.012, 0.01, 0.01, True, True, ""),                       # 60% of KD's gain, both significant
-    (0.02, 0.012, 0.01, 0.20, True, False, ""),                      # RCD's gain not significant
-    (0.02, 0.006, 0.01, 0.01, True, False, ""),                      # only 30% of KD's gain
-    (0.02, 0.010, 0.01, 0.01, True, True, ""),                       # exactly RCD_MATCH_FRACTION
-    (0.02, 0.012, 0.30, 0.01, False, None, "n/a: KD has no significant accuracy gain"),
-    (-0.02, -0.012, 0.01, 0.01, False, None, "n/a: KD has no significant accuracy gain"),  # KD significantly worse
-])
+@pytest.mark.parametrize(
+    "gain_kd, gain_rcd, p_kd, p_rcd, kd_gain, matches, note",
+    [
+        (0.02, 0.012, 0.01, 0.01, True, True, ""),  # 60% of KD's gain, both significant
+        (0.02, 0.012, 0.01, 0.20, True, False, ""),  # RCD's gain not significant
+        (0.02, 0.006, 0.01, 0.01, True, False, ""),  # only 30% of KD's gain
+        (0.02, 0.010, 0.01, 0.01, True, True, ""),  # exactly RCD_MATCH_FRACTION
+        (0.02, 0.012, 0.30, 0.01, False, None, "n/a: KD has no significant accuracy gain"),
+        (-0.02, -0.012, 0.01, 0.01, False, None, "n/a: KD has no significant accuracy gain"),  # KD significantly worse
+    ],
+)
 def test_rcd_matches_kd_is_decided_by_the_statistics(gain_kd, gain_rcd, p_kd, p_rcd, kd_gain, matches, note):
     m = metrics_with(gain_kd, gain_rcd)
     tests = with_p(S.setup_tests(m, **setup_test_settings(n_bootstrap=50)), **{ACC_KD: p_kd, ACC_RCD: p_rcd})
@@ -85,7 +102,9 @@ def test_flags_follow_the_significance_the_tests_decided():
         v = V.verdicts(tests, m).set_index("setup")
         for setup in ("a", "b", "c"):
             flag = tests[tests["setup"] == setup].set_index("test")["significant"]
-            asym = tests[(tests["setup"] == setup) & (tests["kind"] == "asymmetry") & tests["primary"]]["significant"].iloc[0]
+            asym = tests[(tests["setup"] == setup) & (tests["kind"] == "asymmetry") & tests["primary"]][
+                "significant"
+            ].iloc[0]
             assert bool(v.loc[setup, "transfer_kd_vs_nokd"]) is bool(flag["agreement: kd > nokd"])
             assert bool(v.loc[setup, "transfer_kd_vs_rcd"]) is bool(flag["agreement: kd > rcd"])
             assert bool(v.loc[setup, "kd_accuracy_gain"]) is bool(flag["accuracy: kd vs nokd"])  # the gain is +2 pp
@@ -130,25 +149,44 @@ def test_flags_survive_parquet_as_three_valued(tmp_path):
 def sweep_info() -> pd.DataFrame:
     """A base setup swept over temperature (1, 4 = base, 16) and recipe (cosine = base,
     constant), a model-size sweep listed largest first, and an unswept setup."""
+
     def row(setup, sweep, params, temperature=4.0, recipe="cosine", teacher="r18", label=None):
-        return {"setup": setup, "label": label or setup, "dataset": "cifar10", "teacher": teacher, "student": teacher, "recipe": recipe,
-                "variant": "logit", "alpha": 0.9, "temperature": temperature, "sweep": sweep, "sweep_params": params}
-    return pd.DataFrame([
-        row("c10", "c10", "temperature,recipe", label="CIFAR-10 / ResNet-18"),
-        row("c10_T16", "c10", "temperature", temperature=16.0),
-        row("c10_T1", "c10", "temperature", temperature=1.0),
-        row("c10_constant", "c10", "recipe", recipe="constant"),
-        row("w", "w", "model", teacher="w4"),
-        row("w_w1", "w", "model", teacher="w1"),
-        row("w_w2", "w", "model", teacher="w2"),
-        row("alone", "", ""),
-    ])
+        return {
+            "setup": setup,
+            "label": label or setup,
+            "dataset": "cifar10",
+            "teacher": teacher,
+            "student": teacher,
+            "recipe": recipe,
+            "variant": "logit",
+            "alpha": 0.9,
+            "temperature": temperature,
+            "sweep": sweep,
+            "sweep_params": params,
+        }
+
+    return pd.DataFrame(
+        [
+            row("c10", "c10", "temperature,recipe", label="CIFAR-10 / ResNet-18"),
+            row("c10_T16", "c10", "temperature", temperature=16.0),
+            row("c10_T1", "c10", "temperature", temperature=1.0),
+            row("c10_constant", "c10", "recipe", recipe="constant"),
+            row("w", "w", "model", teacher="w4"),
+            row("w_w1", "w", "model", teacher="w1"),
+            row("w_w2", "w", "model", teacher="w2"),
+            row("alone", "", ""),
+        ]
+    )
 
 
 def test_sweep_points_put_the_base_on_every_axis_in_axis_order():
     pts = V.sweep_points(sweep_info(), sizes={"w": 4e6, "w_w1": 1e6, "w_w2": 2e6})
     temperature = pts[(pts["sweep"] == "c10") & (pts["axis"] == "temperature")]
-    assert temperature["setup"].tolist() == ["c10_T1", "c10", "c10_T16"] and temperature["value"].tolist() == [1.0, 4.0, 16.0]
+    assert temperature["setup"].tolist() == ["c10_T1", "c10", "c10_T16"] and temperature["value"].tolist() == [
+        1.0,
+        4.0,
+        16.0,
+    ]
     assert temperature["is_base"].tolist() == [False, True, False] and temperature["position"].tolist() == [0, 1, 2]
     recipe = pts[(pts["sweep"] == "c10") & (pts["axis"] == "recipe")]
     assert recipe["setup"].tolist() == ["c10", "c10_constant"] and recipe["value"].tolist() == ["cosine", "constant"]
@@ -174,8 +212,14 @@ def test_robustness_tallies_each_claim_along_each_axis():
     assert robust[robust["axis"] == "temperature"]["setup"].tolist() == ["c10_T1", "c10", "c10_T16"]
     assert robust[robust["axis"] == "temperature"]["transfer_kd_vs_nokd"].tolist() == [True, True, False]
     counts = V.robustness_counts(robust).set_index(["sweep", "axis", "claim"])
-    assert counts.loc[("c10", "temperature", "transfer_kd_vs_nokd"), ["n_values", "n_yes", "n_no", "n_undecided"]].tolist() == [3, 2, 1, 0]
-    assert counts.loc[("c10", "temperature", "kd_accuracy_gain"), ["n_yes", "n_no", "n_undecided"]].tolist() == [0, 2, 1]
+    assert counts.loc[
+        ("c10", "temperature", "transfer_kd_vs_nokd"), ["n_values", "n_yes", "n_no", "n_undecided"]
+    ].tolist() == [3, 2, 1, 0]
+    assert counts.loc[("c10", "temperature", "kd_accuracy_gain"), ["n_yes", "n_no", "n_undecided"]].tolist() == [
+        0,
+        2,
+        1,
+    ]
     assert counts.loc[("c10", "recipe", "transfer_kd_vs_nokd"), ["n_values", "n_yes"]].tolist() == [2, 1]
     assert set(counts.index.get_level_values("claim")) == set(V.CLAIMS)
 

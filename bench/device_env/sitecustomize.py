@@ -15,8 +15,9 @@ ABSENT_ON_THE_GPU_MACHINE = ("jsonschema", "snakemake", "mnist1d", "mlxtend")
 class AbsentPackages(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         if name.partition(".")[0] in ABSENT_ON_THE_GPU_MACHINE:
-            raise ModuleNotFoundError(f"No module named {name!r} (bench/device_env: not installed on the GPU machine)",
-                                      name=name)
+            raise ModuleNotFoundError(
+                f"No module named {name!r} (bench/device_env: not installed on the GPU machine)", name=name
+            )
         return None
 
 

@@ -91,8 +91,9 @@ def _alternatives(annotation: str) -> list[str]:
     parts.append(annotation[start:].strip())
     for part in parts:
         if part not in _SCALARS and not _LIST.match(part):
-            raise TypeError(f"unsupported option type {part!r} in {annotation!r}: use int, float, bool, str, None, "
-                            "list[...] and |")
+            raise TypeError(
+                f"unsupported option type {part!r} in {annotation!r}: use int, float, bool, str, None, list[...] and |"
+            )
     return parts
 
 
@@ -135,9 +136,11 @@ def _yaml_hint(value: Any, annotation: str) -> str:
     if isinstance(value, str) and parts & {"float", "int"} and _is_number(value):
         return f"; YAML reads {value} as text: write it with a decimal point and a signed exponent (e.g. 1.0e-3)"
     wants_text = "str" in parts or "list[str]" in parts
-    holds_bool = isinstance(value, bool) or (isinstance(value, (list, tuple)) and any(isinstance(v, bool) for v in value))
+    holds_bool = isinstance(value, bool) or (
+        isinstance(value, (list, tuple)) and any(isinstance(v, bool) for v in value)
+    )
     if wants_text and holds_bool:
-        return "; YAML reads unquoted yes, no, on, off, true and false as booleans: quote them (e.g. \"yes\")"
+        return '; YAML reads unquoted yes, no, on, off, true and false as booleans: quote them (e.g. "yes")'
     return ""
 
 
@@ -150,8 +153,13 @@ def _show(value: Any) -> str:
     return repr(list(value) if isinstance(value, tuple) else value)
 
 
-def option_problem(declared: Mapping[str, str], given: Mapping[str, Any], where: str, owner: str,
-                   values: Mapping[str, Values] | None = None) -> str | None:
+def option_problem(
+    declared: Mapping[str, str],
+    given: Mapping[str, Any],
+    where: str,
+    owner: str,
+    values: Mapping[str, Values] | None = None,
+) -> str | None:
     """What is wrong with `given` options, as one message (None: nothing). `declared` maps each
     option to its type annotation, `values` some of them to their range; `where` is the config
     path of the options (e.g. models.mlp.options), `owner` what takes them (e.g. "mlp")."""
@@ -164,8 +172,10 @@ def option_problem(declared: Mapping[str, str], given: Mapping[str, Any], where:
     for name, value in given.items():
         annotation = declared[name]
         if not matches(value, annotation):
-            return (f"{where}.{name}: expected {describe(annotation)}{_example(annotation)}, got {_show(value)}"
-                    f"{_yaml_hint(value, annotation)}")
+            return (
+                f"{where}.{name}: expected {describe(annotation)}{_example(annotation)}, got {_show(value)}"
+                f"{_yaml_hint(value, annotation)}"
+            )
         outside = name in (values or {}) and values[name].problem(value)
         if outside:
             return f"{where}.{name}: {outside}"
@@ -177,10 +187,14 @@ def signature_options(function) -> dict[str, str]:
     loader): every one must be a keyword with a default and a type annotation."""
     options = {}
     for name, parameter in inspect.signature(function).parameters.items():
-        if parameter.kind not in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY) \
-                or parameter.default is inspect.Parameter.empty:
-            raise TypeError(f"{function.__qualname__}: parameter {name!r} must be a keyword with a default "
-                            "(every parameter is a config option; no **kwargs, so typos are caught)")
+        if (
+            parameter.kind not in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+            or parameter.default is inspect.Parameter.empty
+        ):
+            raise TypeError(
+                f"{function.__qualname__}: parameter {name!r} must be a keyword with a default "
+                "(every parameter is a config option; no **kwargs, so typos are caught)"
+            )
         try:
             options[name] = annotation_text(parameter.annotation)
             _alternatives(options[name])

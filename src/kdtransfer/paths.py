@@ -1,7 +1,7 @@
-"""Where the workflow's files live and what its rules are called, spelled once: the plan fills these templates in (run keys,
-data files, run directories) and the rules use them as they are for their outputs and input
-functions (workflow/rules/*.smk), so a rule's output and the path an input function asks for
-can never drift apart.
+"""Where the workflow's files live and what its rules are called, spelled once: the plan fills
+these templates in (run keys, data files, run directories) and the rules use them as they are
+for their outputs and input functions (workflow/rules/*.smk), so a rule's output and the path
+an input function asks for can never drift apart.
 
 Templates are `str.format` patterns whose fields are the rules' wildcards: filled in with a
 run's key and seed they name its files; filled in with a key template and "{seed}" they are a
@@ -82,7 +82,10 @@ def training_rule_of(path: str | Path) -> str:
     parts = Path(path).parts
     runs = Path(RUNS_DIR).parts[-1]
     condition = parts[parts.index(runs) + 1] if runs in parts[:-1] else None
-    for kind, conditions in ((TRAIN_REFERENCE_RULE, REFERENCE_CONDITIONS), (TRAIN_DISTILLED_RULE, DISTILLED_CONDITIONS)):
+    for kind, conditions in (
+        (TRAIN_REFERENCE_RULE, REFERENCE_CONDITIONS),
+        (TRAIN_DISTILLED_RULE, DISTILLED_CONDITIONS),
+    ):
         if condition in conditions:
             return f"its training pack (rule {pack_rule_name(kind, 'seeds...')})"
     return "the training rule"
@@ -99,4 +102,3 @@ def run_file(key: str, seed: int | str, name: str) -> str:
 
 def predictions_file(key: str, seed: int | str, split: str) -> str:
     return run_file(key, seed, PREDICTIONS.format(split=split))
-

@@ -92,9 +92,18 @@ class RunSpec:
         _check_keys(where, params, [f.name for f in fields(cls) if f.name not in ("kd", "rcd")] + sections)
         kd = _checked_kd(where, _settings(KDSettings, params["kd"], f"{where}: kd")) if "kd" in sections else None
         rcd = _settings(RCDSettings, params["rcd"], f"{where}: rcd") if "rcd" in sections else None
-        return cls(run_key=params["run_key"], condition=condition, seed=params["seed"], model=params["model"],
-                   recipe=_settings(Recipe, params["recipe"], f"{where}: recipe"), kd=kd, rcd=rcd,
-                   deterministic=params["deterministic"], bf16=params["bf16"], compile=params["compile"])
+        return cls(
+            run_key=params["run_key"],
+            condition=condition,
+            seed=params["seed"],
+            model=params["model"],
+            recipe=_settings(Recipe, params["recipe"], f"{where}: recipe"),
+            kd=kd,
+            rcd=rcd,
+            deterministic=params["deterministic"],
+            bf16=params["bf16"],
+            compile=params["compile"],
+        )
 
     def params(self) -> dict:
         """The params this spec was made from (from_params inverted)."""
@@ -129,8 +138,10 @@ def pack_name(run_key: str, seeds) -> str:
 def _check_keys(where: str, given: dict, expected: list[str]) -> None:
     missing = [k for k in expected if k not in given]
     if missing:
-        raise SpecError(f"{where} lacks {', '.join(missing)}: build run specs with kdtransfer.plan.runs.Plan, which "
-                        "fills in the schema's defaults")
+        raise SpecError(
+            f"{where} lacks {', '.join(missing)}: build run specs with kdtransfer.plan.runs.Plan, which "
+            "fills in the schema's defaults"
+        )
     unknown = sorted(set(given) - set(expected))
     if unknown:
         raise SpecError(f"{where} has keys no {given['condition']} run takes: {', '.join(unknown)}")
@@ -141,9 +152,14 @@ def _settings(cls, values: dict, where: str):
     missing = [n for n in names if n not in values]
     unknown = sorted(set(values) - set(names))
     if missing or unknown:
-        problem = "; ".join(([f"missing {', '.join(missing)}"] if missing else []) + ([f"unknown {', '.join(unknown)}"] if unknown else []))
-        raise SpecError(f"{where}: {problem} (valid: {', '.join(names)}); build run specs with kdtransfer.plan.runs.Plan, "
-                        "which fills in the schema's defaults")
+        problem = "; ".join(
+            ([f"missing {', '.join(missing)}"] if missing else [])
+            + ([f"unknown {', '.join(unknown)}"] if unknown else [])
+        )
+        raise SpecError(
+            f"{where}: {problem} (valid: {', '.join(names)}); build run specs with kdtransfer.plan.runs.Plan, "
+            "which fills in the schema's defaults"
+        )
     return cls(**{n: tuple(values[n]) if isinstance(values[n], list) else values[n] for n in names})
 
 
@@ -151,6 +167,8 @@ def _checked_kd(where: str, kd: KDSettings) -> KDSettings:
     if kd.variant not in KD_VARIANTS:
         raise SpecError(f"{where}: unknown kd.variant {kd.variant!r}; valid: {', '.join(KD_VARIANTS)}")
     if kd.feature_variant and (not kd.layers or len(kd.layers) != len(kd.teacher_layers)):
-        raise SpecError(f"{where}: kd.variant {kd.variant!r} needs kd.layers (student module names) and as many "
-                        f"kd.teacher_layers; got {list(kd.layers)} and {list(kd.teacher_layers)}")
+        raise SpecError(
+            f"{where}: kd.variant {kd.variant!r} needs kd.layers (student module names) and as many "
+            f"kd.teacher_layers; got {list(kd.layers)} and {list(kd.teacher_layers)}"
+        )
     return kd

@@ -74,8 +74,9 @@ def setup_data(setup_name: str, n_train: int | None = None, seed: int = 0):
     return synthetic_dataset(size, BATCH * STEPS if n_train is None else n_train, N_TEST, seed=seed)
 
 
-def paper_spec(setup_name: str, condition: str, *, epochs: int = EPOCHS, kd: dict | None = None,
-               **training) -> tuple[RunSpec, dict | None]:
+def paper_spec(
+    setup_name: str, condition: str, *, epochs: int = EPOCHS, kd: dict | None = None, **training
+) -> tuple[RunSpec, dict | None]:
     """(the run a job of this setup and condition trains, shortened; its teacher's model entry).
 
     The spec is Plan.run_spec's, so model options, recipe and KD settings are the paper's; the
@@ -99,12 +100,25 @@ def random_teacher(entry: dict, data, path: Path) -> str:
     return str(path)
 
 
-def train(spec: RunSpec, data, run_dir: Path, teacher_weights: str | None = None, teacher_model: dict | None = None, *,
-          checkpoint_every: int = 100):
+def train(
+    spec: RunSpec,
+    data,
+    run_dir: Path,
+    teacher_weights: str | None = None,
+    teacher_model: dict | None = None,
+    *,
+    checkpoint_every: int = 100,
+):
     """train_run on the test device; by default a checkpoint only when a SIGTERM asks for one."""
-    return train_run(spec, data, teacher_weights=teacher_weights if spec.condition == "kd" else None,
-                     teacher_model=teacher_model, checkpoint_path=run_dir / "checkpoint.pt", checkpoint_every=checkpoint_every,
-                     device=require_device())
+    return train_run(
+        spec,
+        data,
+        teacher_weights=teacher_weights if spec.condition == "kd" else None,
+        teacher_model=teacher_model,
+        checkpoint_path=run_dir / "checkpoint.pt",
+        checkpoint_every=checkpoint_every,
+        device=require_device(),
+    )
 
 
 def weight_bytes(model: torch.nn.Module) -> dict[str, tuple[str, bytes]]:
@@ -122,7 +136,8 @@ def difference(a: tuple[dict, list], b: tuple[dict, list]) -> str:
     (weights_a, curve_a), (weights_b, curve_b) = a, b
     tensors = [k for k in weights_a if weights_a.get(k) != weights_b.get(k)]
     epochs = [i + 1 for i, (x, y) in enumerate(zip(curve_a, curve_b)) if x != y]
-    return f"differing tensors {tensors[:6]}{' ...' if len(tensors) > 6 else ''} of {len(weights_a)}; differing epochs {epochs}"
+    shown = f"{tensors[:6]}{' ...' if len(tensors) > 6 else ''}"
+    return f"differing tensors {shown} of {len(weights_a)}; differing epochs {epochs}"
 
 
 @contextlib.contextmanager

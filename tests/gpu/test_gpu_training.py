@@ -18,23 +18,44 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from gpu_support import (
+    BATCH,
+    DEVICE,
+    EPOCHS,
+    ON_CUDA,
+    PAPER,
+    PAPER_SETUPS,
+    SKIP_WITHOUT_DEVICE,
+    STEPS,
+    difference,
+    loss_curve,
+    nondeterminism_alerts,
+    paper_spec,
+    random_teacher,
+    setup_data,
+    sigterm_at_step,
+    train,
+    weight_bytes,
+)
 
 import kdtransfer.training.loop as train_module
-from gpu_support import (BATCH, DEVICE, EPOCHS, ON_CUDA, PAPER, PAPER_SETUPS, SKIP_WITHOUT_DEVICE, STEPS, difference,
-                         loss_curve, nondeterminism_alerts, paper_spec, random_teacher, setup_data, sigterm_at_step, train,
-                         weight_bytes)
 from kdtransfer.training.batches import BatchInputs, predict_logits
 from kdtransfer.training.state import TrainingInterrupted
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(DEVICE is None, reason=SKIP_WITHOUT_DEVICE)]
 
 CONDITIONS = ("kd", "rcd", "nokd")
-FEATURE_SETUPS = [name for name in PAPER_SETUPS if PAPER["setups"][name].get("kd", {}).get("variant", "logit") != "logit"]
+FEATURE_SETUPS = [
+    name for name in PAPER_SETUPS if PAPER["setups"][name].get("kd", {}).get("variant", "logit") != "logit"
+]
 # One setup per architecture family and KD variant: CIFAR-100 and Tiny-ImageNet train the ResNet-18
 # of cifar10_resnet18 on other shapes, and the ResNet-34 -> ResNet-18 student is that ResNet-18
 # too; the first test trains all twelve.
-FAMILY_SETUPS = [name for name in PAPER_SETUPS
-                 if name not in ("cifar100_resnet18", "tiny_imagenet_resnet18", "cifar10_resnet34_to_resnet18")]
+FAMILY_SETUPS = [
+    name
+    for name in PAPER_SETUPS
+    if name not in ("cifar100_resnet18", "tiny_imagenet_resnet18", "cifar10_resnet34_to_resnet18")
+]
 # compiled vs eager: each epoch's mean loss terms within this relative difference. bf16 keeps 8
 # significant bits (relative rounding 2^-9, 0.2%); compiled kernels fuse and reorder the bf16
 # arithmetic, so each step's loss moves at that level and the weights, hence the curves, drift
@@ -79,7 +100,9 @@ def deterministic_runs(tmp_path_factory, data_of, teacher_of):
             kd = None if alpha is None else {"alpha": alpha, "feature_weight": alpha}
             spec, teacher_model = paper_spec(setup_name, condition, deterministic=True, kd=kd)
             weights = teacher_of(setup_name, teacher_model) if condition == "kd" else None
-            model, history, _ = train(spec, data_of(setup_name), tmp_path_factory.mktemp(condition), weights, teacher_model)
+            model, history, _ = train(
+                spec, data_of(setup_name), tmp_path_factory.mktemp(condition), weights, teacher_model
+            )
             cache[key] = (weight_bytes(model), loss_curve(history))
         return cache[key]
 
@@ -93,9 +116,16 @@ def observe_student_forwards(monkeypatch) -> list[dict]:
     def record(module, inputs, output):
         if module.training:
             x = inputs[0]
-            seen.append({"autocast_bf16": torch.is_autocast_enabled("cuda") and torch.get_autocast_dtype("cuda") == torch.bfloat16,
-                         "channels_last": x.is_contiguous(memory_format=torch.channels_last), "contiguous": x.is_contiguous(),
-                         "output_dtype": output.dtype, "device": output.device.type})
+            seen.append(
+                {
+                    "autocast_bf16": torch.is_autocast_enabled("cuda")
+                    and torch.get_autocast_dtype("cuda") == torch.bfloat16,
+                    "channels_last": x.is_contiguous(memory_format=torch.channels_last),
+                    "contiguous": x.is_contiguous(),
+                    "output_dtype": output.dtype,
+                    "device": output.device.type,
+                }
+            )
 
     create = train_module.create_model_for
 
@@ -110,7 +140,9 @@ def observe_student_forwards(monkeypatch) -> list[dict]:
 
 @pytest.mark.parametrize("condition", CONDITIONS)
 @pytest.mark.parametrize("setup_name", PAPER_SETUPS)
-def test_paper_setup_trains_on_the_device_as_configured(tmp_path, monkeypatch, data_of, teacher_of, setup_name, condition):
+def test_paper_setup_trains_on_the_device_as_configured(
+    tmp_path, monkeypatch, data_of, teacher_of, setup_name, condition
+):
     # The paper's training flags (deterministic: false, bf16: true, compile: false).
     spec, teacher_model = paper_spec(setup_name, condition)
     data = data_of(setup_name)
@@ -132,7 +164,9 @@ def test_paper_setup_trains_on_the_device_as_configured(tmp_path, monkeypatch, d
     if condition in ("kd", "rcd"):
         assert all(row["kd"] > 0 for row in history)
         assert all((row["feature"] > 0) == (setup_name in FEATURE_SETUPS) for row in history)
-    logits = predict_logits(model, torch.from_numpy(data.x_test).to(DEVICE), inputs=BatchInputs(data, DEVICE), bf16=spec.bf16)
+    logits = predict_logits(
+        model, torch.from_numpy(data.x_test).to(DEVICE), inputs=BatchInputs(data, DEVICE), bf16=spec.bf16
+    )
     assert logits.dtype == torch.float32 and logits.shape == (len(data.y_test), data.num_classes)
     assert torch.isfinite(logits).all()
 
@@ -141,8 +175,9 @@ DETERMINISM_CASES = [(name, "kd") for name in FAMILY_SETUPS] + [(name, "rcd") fo
 
 
 @pytest.mark.parametrize("setup_name,condition", DETERMINISM_CASES)
-def test_deterministic_runs_are_bit_identical_also_across_sigterm_and_resume(tmp_path, monkeypatch, data_of, teacher_of,
-                                                                               deterministic_runs, setup_name, condition):
+def test_deterministic_runs_are_bit_identical_also_across_sigterm_and_resume(
+    tmp_path, monkeypatch, data_of, teacher_of, deterministic_runs, setup_name, condition
+):
     first = deterministic_runs(setup_name, condition)
     spec, teacher_model = paper_spec(setup_name, condition, deterministic=True)
     data = data_of(setup_name)
@@ -150,7 +185,9 @@ def test_deterministic_runs_are_bit_identical_also_across_sigterm_and_resume(tmp
     with nondeterminism_alerts() as alerts:
         model, history, _ = train(spec, data, tmp_path / "again", weights, teacher_model, checkpoint_every=1)
     again = (weight_bytes(model), loss_curve(history))
-    assert again == first, f"two deterministic runs differ: {difference(first, again)}; ops without a deterministic kernel: {alerts}"
+    assert again == first, (
+        f"two deterministic runs differ: {difference(first, again)}; ops without a deterministic kernel: {alerts}"
+    )
 
     # A real SIGTERM in the first step of epoch 2: a checkpoint mid-epoch, then a rerun resumes it.
     with sigterm_at_step(monkeypatch, STEPS + 1), pytest.raises(TrainingInterrupted):
@@ -169,14 +206,21 @@ def test_zero_distillation_weight_trains_bit_for_bit_as_nokd(deterministic_runs,
     nokd_weights = nokd[0]
     for condition in ("kd", "rcd"):
         zero = deterministic_runs(setup_name, condition, alpha=0.0)
-        assert zero[0] == nokd_weights, (f"{condition} with alpha = 0 (and feature_weight = 0) differs from nokd: "
-                                         f"{difference(nokd, (zero[0], nokd[1]))}")
+        assert zero[0] == nokd_weights, (
+            f"{condition} with alpha = 0 (and feature_weight = 0) differs from nokd: "
+            f"{difference(nokd, (zero[0], nokd[1]))}"
+        )
     distilled_weights, _ = deterministic_runs(setup_name, "kd")
     assert distilled_weights != nokd_weights  # the invariant is not met trivially
 
 
 # The teacher every step (kd), noise logits (rcd), noise feature maps (rcd hint), AdamW (ViT).
-SYNC_CASES = [("cifar10_resnet18", "kd"), ("cifar10_resnet18", "rcd"), ("cifar10_resnet18_hint", "rcd"), ("cifar10_vit", "kd")]
+SYNC_CASES = [
+    ("cifar10_resnet18", "kd"),
+    ("cifar10_resnet18", "rcd"),
+    ("cifar10_resnet18_hint", "rcd"),
+    ("cifar10_vit", "kd"),
+]
 
 
 @pytest.mark.skipif(not ON_CUDA, reason="host-device synchronisation exists on CUDA only")
@@ -207,8 +251,11 @@ def test_training_steps_never_wait_for_the_gpu(tmp_path, teacher_of, setup_name,
 COMPILE_CASES = {
     "speech_cnn-nokd": ("speech_cnn", "nokd", None),
     # A feature hint on the audio CNN: the student's forward hook runs inside the compiled graph.
-    "speech_cnn-kd-hint": ("speech_cnn", "kd", {"variant": "hint", "layers": ["features.10"], "teacher_layers": ["features.10"],
-                                                 "feature_weight": 1.0}),
+    "speech_cnn-kd-hint": (
+        "speech_cnn",
+        "kd",
+        {"variant": "hint", "layers": ["features.10"], "teacher_layers": ["features.10"], "feature_weight": 1.0},
+    ),
 }
 
 
@@ -233,8 +280,13 @@ def test_compiled_student_follows_the_eager_loss_curve(tmp_path, data_of, teache
     eager, compiled = curves[False], curves[True]
     assert eager[-1]["loss"] < eager[0]["loss"]  # a curve that falls: the comparison means something
     for term in ("loss", "ce", "kd", "feature"):
-        np.testing.assert_allclose([row[term] for row in compiled], [row[term] for row in eager], rtol=COMPILE_RTOL,
-                                   atol=1e-6, err_msg=f"{case}: the compiled run's {term} per epoch")
+        np.testing.assert_allclose(
+            [row[term] for row in compiled],
+            [row[term] for row in eager],
+            rtol=COMPILE_RTOL,
+            atol=1e-6,
+            err_msg=f"{case}: the compiled run's {term} per epoch",
+        )
 
 
 # A pack's runs train one after another in one process on one device (kdtransfer.training.pack):
@@ -256,8 +308,15 @@ def test_a_deterministic_pack_trains_each_run_as_it_trains_alone(tmp_path, data_
         out = []
         for seed in seeds:
             d = tmp_path / folder / f"seed{seed}"
-            out.append(PackRun(RunSpec.from_params(dict(spec.params(), seed=seed)), str(d / "model.pt"), str(d / "h.parquet"),
-                               {"test": str(d / "p.parquet")}, weights))
+            out.append(
+                PackRun(
+                    RunSpec.from_params(dict(spec.params(), seed=seed)),
+                    str(d / "model.pt"),
+                    str(d / "h.parquet"),
+                    {"test": str(d / "p.parquet")},
+                    weights,
+                )
+            )
         return out
 
     pack, alone = runs("pack", (0, 1, 2)), runs("alone", (2,))
@@ -265,7 +324,8 @@ def test_a_deterministic_pack_trains_each_run_as_it_trains_alone(tmp_path, data_
     train_pack(alone, tmp_path / "data.npz", checkpoint_every=100, teacher_model=teacher_model)
     in_pack, by_itself = (torch.load(r.weights, weights_only=True) for r in (pack[-1], alone[0]))
     assert in_pack.keys() == by_itself.keys() and all(torch.equal(in_pack[k], by_itself[k]) for k in in_pack), (
-        f"{setup_name} {condition}: the third run of a pack differs from the same run trained alone")
+        f"{setup_name} {condition}: the third run of a pack differs from the same run trained alone"
+    )
     assert Path(pack[-1].predictions["test"]).read_bytes() == Path(alone[0].predictions["test"]).read_bytes()
 
 
@@ -279,15 +339,21 @@ def test_a_job_claims_a_gpu_of_its_own_and_sees_only_it(tmp_path):
     import subprocess
     import sys
 
-    child = ("import os, sys, torch; from kdtransfer.training.gpus import claim_gpu; "
-             "from kdtransfer.training.device import device_label; claim = claim_gpu(poll=0.05); "
-             "print(claim.device, os.environ['CUDA_VISIBLE_DEVICES'], torch.cuda.device_count(), "
-             "device_label(torch.device('cuda')), sep='|', flush=True); sys.stdin.read()")
+    child = (
+        "import os, sys, torch; from kdtransfer.training.gpus import claim_gpu; "
+        "from kdtransfer.training.device import device_label; claim = claim_gpu(poll=0.05); "
+        "print(claim.device, os.environ['CUDA_VISIBLE_DEVICES'], torch.cuda.device_count(), "
+        "device_label(torch.device('cuda')), sep='|', flush=True); sys.stdin.read()"
+    )
     env = {k: v for k, v in os.environ.items() if k not in ("CUDA_VISIBLE_DEVICES", "SLURM_JOB_ID")}
     env["KDTRANSFER_GPU_LOCK_DIR"] = str(tmp_path)
     count = torch.cuda.device_count()
-    procs = [subprocess.Popen([sys.executable, "-c", child], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              text=True) for _ in range(count + 1)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", child], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(count + 1)
+    ]
     try:
         seen = []
         for proc in procs[:count]:

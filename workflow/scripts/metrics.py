@@ -9,7 +9,11 @@ paths = {c: {int(s): p for s, p in by_seed.items()} for c, by_seed in snakemake.
 teachers = paths.pop("teacher")
 tables = setup_tables(snakemake.wildcards.setup, teachers, paths)
 means = tables.metrics.groupby("condition")[["accuracy", "agreement"]].mean()
-log.info("metrics of %s (%d rows), mean over seeds: %s", snakemake.wildcards.setup, len(tables.metrics),
-         "; ".join(f"{c} accuracy {r.accuracy:.4f} agreement {r.agreement:.4f}" for c, r in means.iterrows()))
+log.info(
+    "metrics of %s (%d rows), mean over seeds: %s",
+    snakemake.wildcards.setup,
+    len(tables.metrics),
+    "; ".join(f"{c} accuracy {r.accuracy:.4f} agreement {r.agreement:.4f}" for c, r in means.iterrows()),
+)
 write_parquet(tables.metrics, snakemake.output.metrics)
 write_parquet(tables.discordance, snakemake.output.discordance)

@@ -88,8 +88,11 @@ def setup_labels(setup_info: pd.DataFrame | None) -> dict:
     for _, row in setup_info.iterrows():
         label = _text(row.get("label")) or str(row["setup"])
         if _text(row.get("sweep")) == row["setup"]:
-            values = [sweep_point_label(axis, row[SWEEP_VALUE_COLUMNS[axis]]) for axis in sweep_axes_of(row)
-                      if SWEEP_VALUE_COLUMNS[axis] in row and pd.notna(row[SWEEP_VALUE_COLUMNS[axis]])]
+            values = [
+                sweep_point_label(axis, row[SWEEP_VALUE_COLUMNS[axis]])
+                for axis in sweep_axes_of(row)
+                if SWEEP_VALUE_COLUMNS[axis] in row and pd.notna(row[SWEEP_VALUE_COLUMNS[axis]])
+            ]
             if values:
                 label = f"{label} ({', '.join(values)})"
         labels[row["setup"]] = label

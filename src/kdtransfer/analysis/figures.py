@@ -31,16 +31,23 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.patches import Rectangle  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
 
-from kdtransfer.io.atomic import atomic_path  # noqa: E402
-from kdtransfer.catalog import SIZE_SWEEPS, STUDENT_CONDITIONS  # noqa: E402
-from kdtransfer.analysis.display import CONDITION_NAMES, axis_name, axis_value_text, config_labels, setup_labels, setup_order  # noqa: E402
+from kdtransfer.analysis.display import (  # noqa: E402
+    CONDITION_NAMES,
+    axis_name,
+    axis_value_text,
+    config_labels,
+    setup_labels,
+    setup_order,
+)
 from kdtransfer.analysis.stats import asymmetry_gains, bootstrap_median_ci, paired_values, significant, stable_seed  # noqa: E402
 from kdtransfer.analysis.verdicts import student_sizes, sweep_points  # noqa: E402
+from kdtransfer.catalog import SIZE_SWEEPS, STUDENT_CONDITIONS  # noqa: E402
+from kdtransfer.io.atomic import atomic_path  # noqa: E402
 
 # condition -> (marker, face colour, edge colour); greyscale-safe by shape + fill
 CONDITION_STYLE = {
@@ -57,8 +64,15 @@ LINESTYLES = ("-", "--", ":", "-.")
 # Seed-level Wilcoxon tests (rank-biserial effect sizes); other kinds (per-sample tests) are in
 # the tests table only.
 WILCOXON_KINDS = ("transfer", "regulariser", "asymmetry")
-STYLE = {"font.size": 10, "axes.titlesize": 10.5, "axes.labelsize": 10, "xtick.labelsize": 9, "ytick.labelsize": 9,
-         "legend.fontsize": 9, "figure.titlesize": 11}
+STYLE = {
+    "font.size": 10,
+    "axes.titlesize": 10.5,
+    "axes.labelsize": 10,
+    "xtick.labelsize": 9,
+    "ytick.labelsize": 9,
+    "legend.fontsize": 9,
+    "figure.titlesize": 11,
+}
 DPI = 150
 MAX_WIDTH_IN = 9.5  # 1425 px at DPI
 
@@ -151,7 +165,9 @@ def _wrap(text: str, width: int) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def _condition_strip(ax, m: pd.DataFrame, column: str, scale: float = 100.0, reference: str | None = None) -> list[dict]:
+def _condition_strip(
+    ax, m: pd.DataFrame, column: str, scale: float = 100.0, reference: str | None = None
+) -> list[dict]:
     rows = []
     conds = [c for c in STUDENT_CONDITIONS if c in set(m["condition"])]
     for i, cond in enumerate(conds):
@@ -160,7 +176,16 @@ def _condition_strip(ax, m: pd.DataFrame, column: str, scale: float = 100.0, ref
         vals = g[column].to_numpy() * scale
         if vals.size == 0:
             continue
-        ax.scatter(i + _jitter(vals.size, cond), vals, marker=marker, facecolor=face, edgecolor=edge, s=30, linewidths=0.8, zorder=3)
+        ax.scatter(
+            i + _jitter(vals.size, cond),
+            vals,
+            marker=marker,
+            facecolor=face,
+            edgecolor=edge,
+            s=30,
+            linewidths=0.8,
+            zorder=3,
+        )
         ax.hlines(np.median(vals), i - 0.3, i + 0.3, colors="black", linewidth=2, zorder=4)
         rows += [{"condition": cond, "seed": int(s), "value": v} for s, v in zip(g["seed"], vals)]
     if reference is not None:
@@ -175,16 +200,35 @@ def _condition_strip(ax, m: pd.DataFrame, column: str, scale: float = 100.0, ref
 
 
 def _legend_handles(present: set, with_reference: str | None = None):
-    handles = [Line2D([], [], marker=CONDITION_STYLE[c][0], markerfacecolor=CONDITION_STYLE[c][1], markeredgecolor=CONDITION_STYLE[c][2],
-                      linestyle="", label=CONDITION_NAMES[c]) for c in STUDENT_CONDITIONS if c in present]
+    handles = [
+        Line2D(
+            [],
+            [],
+            marker=CONDITION_STYLE[c][0],
+            markerfacecolor=CONDITION_STYLE[c][1],
+            markeredgecolor=CONDITION_STYLE[c][2],
+            linestyle="",
+            label=CONDITION_NAMES[c],
+        )
+        for c in STUDENT_CONDITIONS
+        if c in present
+    ]
     handles.append(Line2D([], [], color="black", linewidth=2, label="median over seeds"))
     if with_reference:
         handles.append(Line2D([], [], color="0.35", linestyle="--", label=with_reference))
     return handles
 
 
-def _condition_panels(m_all: pd.DataFrame, setup_info, path, column: str, ylabel: str, reference: str,
-                      reference_label: str, empty_message: str) -> FigureResult:
+def _condition_panels(
+    m_all: pd.DataFrame,
+    setup_info,
+    path,
+    column: str,
+    ylabel: str,
+    reference: str,
+    reference_label: str,
+    empty_message: str,
+) -> FigureResult:
     """One panel per setup: `column` by condition, seeds as points, a dashed reference level."""
     setups = setup_order(m_all, setup_info)
     if not setups:
@@ -216,8 +260,16 @@ def plot_agreement_by_condition(metrics: pd.DataFrame, setup_info: pd.DataFrame,
     agreement of two independently trained teachers (teacher_other_seed) when present.
     data: setup, condition, seed, value (%)."""
     m_all = metrics[metrics["condition"].isin(STUDENT_CONDITIONS + ("teacher_other_seed",))]
-    return _condition_panels(m_all, setup_info, path, "agreement", "agreement with teacher (%)", "teacher_other_seed",
-                             "two teachers of different seeds (median)", "no student runs in the metrics table")
+    return _condition_panels(
+        m_all,
+        setup_info,
+        path,
+        "agreement",
+        "agreement with teacher (%)",
+        "teacher_other_seed",
+        "two teachers of different seeds (median)",
+        "no student runs in the metrics table",
+    )
 
 
 @_styled
@@ -226,8 +278,16 @@ def plot_accuracy_by_condition(metrics: pd.DataFrame, setup_info: pd.DataFrame, 
     regulariser view); each seed a point, the dashed line the teachers' median accuracy.
     data: setup, condition, seed, value (%)."""
     m_all = metrics[metrics["condition"].isin(STUDENT_CONDITIONS + ("teacher",))]
-    return _condition_panels(m_all, setup_info, path, "accuracy", "test accuracy (%)", "teacher", "teacher (median)",
-                             "no runs in the metrics table")
+    return _condition_panels(
+        m_all,
+        setup_info,
+        path,
+        "accuracy",
+        "test accuracy (%)",
+        "teacher",
+        "teacher (median)",
+        "no runs in the metrics table",
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -242,8 +302,15 @@ def _label_offsets(n: int, radius: float = 24.0) -> list[tuple[float, float]]:
 
 
 @_styled
-def plot_asymmetric_payoff(metrics: pd.DataFrame, setup_info: pd.DataFrame, path, *, asymmetry_primary: str,
-                           n_bootstrap: int, random_seed: int = 0) -> FigureResult:
+def plot_asymmetric_payoff(
+    metrics: pd.DataFrame,
+    setup_info: pd.DataFrame,
+    path,
+    *,
+    asymmetry_primary: str,
+    n_bootstrap: int,
+    random_seed: int = 0,
+) -> FigureResult:
     """Figure 2: per setup, median gain_correct (x) vs median gain_incorrect (y) of KD over the
     control, with 95% percentile-bootstrap CIs over seeds, in the primary asymmetry measure
     (`asymmetry_primary`: "raw" agreement gains in percentage points, or "normalised" gains as
@@ -252,7 +319,11 @@ def plot_asymmetric_payoff(metrics: pd.DataFrame, setup_info: pd.DataFrame, path
     gives the median number of teacher-incorrect samples per seed that gain_incorrect rests on.
     data: number, setup, label, x, x_low, x_high, y, y_low, y_high, n_teacher_incorrect, n_seeds."""
     normalised = asymmetry_primary == "normalised"
-    setups = [s for s in setup_order(metrics, setup_info) if {"kd", "nokd"} <= set(metrics.loc[metrics["setup"] == s, "condition"])]
+    setups = [
+        s
+        for s in setup_order(metrics, setup_info)
+        if {"kd", "nokd"} <= set(metrics.loc[metrics["setup"] == s, "condition"])
+    ]
     if not setups:
         return _placeholder(path, "no setup has both kd and nokd runs")
     labels = setup_labels(setup_info)
@@ -270,25 +341,71 @@ def plot_asymmetric_payoff(metrics: pd.DataFrame, setup_info: pd.DataFrame, path
             lo, hi = _ci(v, setup, f"asymmetric payoff: gain_{which} ({asymmetry_primary})", n_bootstrap, random_seed)
             row.update({axis: float(np.median(v)), f"{axis}_low": lo, f"{axis}_high": hi})
         kd = metrics[(metrics["setup"] == setup) & (metrics["condition"] == "kd") & metrics["seed"].isin(g["seed"])]
-        row["n_teacher_incorrect"] = float(kd["n_teacher_incorrect"].median()) if "n_teacher_incorrect" in kd and len(kd) else math.nan
+        row["n_teacher_incorrect"] = (
+            float(kd["n_teacher_incorrect"].median()) if "n_teacher_incorrect" in kd and len(kd) else math.nan
+        )
         k = len(rows)
         colour, marker = SETUP_COLOURS[k % len(SETUP_COLOURS)], SETUP_MARKERS[k % len(SETUP_MARKERS)]
         n_err = "?" if math.isnan(row["n_teacher_incorrect"]) else f"{row['n_teacher_incorrect']:.0f}"
-        ax.errorbar(row["x"], row["y"], xerr=[[row["x"] - row["x_low"]], [row["x_high"] - row["x"]]],
-                    yerr=[[row["y"] - row["y_low"]], [row["y_high"] - row["y"]]], marker=marker, markersize=8, color=colour,
-                    markerfacecolor=colour, markeredgecolor="black", capsize=3, linewidth=1.2, linestyle="", alpha=0.8,
-                    label=f"{row['number']}. {row['label']} (n_err = {n_err})")
-        ax.annotate(str(row["number"]), (row["x"], row["y"]), xytext=offsets[k], textcoords="offset points", ha="center", va="center",
-                    fontsize=9.5, fontweight="bold", color=colour, zorder=6,
-                    bbox={"boxstyle": "circle,pad=0.15", "facecolor": "white", "edgecolor": colour, "linewidth": 0.8},
-                    arrowprops={"arrowstyle": "-", "color": colour, "linewidth": 0.8, "shrinkA": 0, "shrinkB": 5})
+        ax.errorbar(
+            row["x"],
+            row["y"],
+            xerr=[[row["x"] - row["x_low"]], [row["x_high"] - row["x"]]],
+            yerr=[[row["y"] - row["y_low"]], [row["y_high"] - row["y"]]],
+            marker=marker,
+            markersize=8,
+            color=colour,
+            markerfacecolor=colour,
+            markeredgecolor="black",
+            capsize=3,
+            linewidth=1.2,
+            linestyle="",
+            alpha=0.8,
+            label=f"{row['number']}. {row['label']} (n_err = {n_err})",
+        )
+        ax.annotate(
+            str(row["number"]),
+            (row["x"], row["y"]),
+            xytext=offsets[k],
+            textcoords="offset points",
+            ha="center",
+            va="center",
+            fontsize=9.5,
+            fontweight="bold",
+            color=colour,
+            zorder=6,
+            bbox={"boxstyle": "circle,pad=0.15", "facecolor": "white", "edgecolor": colour, "linewidth": 0.8},
+            arrowprops={"arrowstyle": "-", "color": colour, "linewidth": 0.8, "shrinkA": 0, "shrinkB": 5},
+        )
         rows.append(row)
-    data = pd.DataFrame(rows, columns=["number", "setup", "label", "x", "x_low", "x_high", "y", "y_low", "y_high", "n_teacher_incorrect", "n_seeds"])
+    data = pd.DataFrame(
+        rows,
+        columns=[
+            "number",
+            "setup",
+            "label",
+            "x",
+            "x_low",
+            "x_high",
+            "y",
+            "y_low",
+            "y_high",
+            "n_teacher_incorrect",
+            "n_seeds",
+        ],
+    )
     if len(data):
         lo = min(data[["x_low", "y_low"]].min().min(), 0.0)
         hi = max(data[["x_high", "y_high"]].max().max(), 0.0)
         pad = 0.05 * (hi - lo or 1.0)
-        ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], linestyle="--", color="0.4", linewidth=1, label="gain_incorrect = gain_correct")
+        ax.plot(
+            [lo - pad, hi + pad],
+            [lo - pad, hi + pad],
+            linestyle="--",
+            color="0.4",
+            linewidth=1,
+            label="gain_incorrect = gain_correct",
+        )
     ax.axhline(0, color="0.8", linewidth=0.8)
     ax.axvline(0, color="0.8", linewidth=0.8)
     what = "gain / headroom" if normalised else "gain"
@@ -296,9 +413,15 @@ def plot_asymmetric_payoff(metrics: pd.DataFrame, setup_info: pd.DataFrame, path
     ax.set_ylabel(f"agreement {what} on teacher-incorrect samples,\nKD − control ({unit})")
     ax.set_title(f"Asymmetric payoff ({asymmetry_primary}; median over seeds, 95% bootstrap CI)")
     ax.grid(color="0.93", linewidth=0.6)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=1 if len(data) > 6 else 2 if len(data) > 1 else 1, frameon=False,
-              fontsize=9, title="n_err: teacher-incorrect test samples per seed (median), what gain_incorrect rests on",
-              title_fontsize=9)
+    ax.legend(
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.12),
+        ncol=1 if len(data) > 6 else 2 if len(data) > 1 else 1,
+        frameon=False,
+        fontsize=9,
+        title="n_err: teacher-incorrect test samples per seed (median), what gain_incorrect rests on",
+        title_fontsize=9,
+    )
     fig.tight_layout()
     return _save(fig, path, data)
 
@@ -327,7 +450,9 @@ def plot_tests_overview(tests: pd.DataFrame, setup_info: pd.DataFrame, path, *, 
     labels = setup_labels(setup_info)
     kind_rank = {k: i for i, k in enumerate(WILCOXON_KINDS)}
     test_kind = tests.drop_duplicates("test").set_index("test")["kind"]
-    test_ids = sorted(pd.unique(tests["test"]), key=lambda t: kind_rank[test_kind[t]])  # stable: table order within a kind
+    test_ids = sorted(
+        pd.unique(tests["test"]), key=lambda t: kind_rank[test_kind[t]]
+    )  # stable: table order within a kind
     # A test that is secondary in every setup says so once, in its row label.
     secondary = {test for test, primary in tests.groupby("test")["primary"] if not primary.astype(bool).any()}
     grid = np.full((len(setups), len(test_ids)), np.nan)
@@ -355,7 +480,15 @@ def plot_tests_overview(tests: pd.DataFrame, setup_info: pd.DataFrame, path, *, 
             v = grid[i, j]
             if (i, j) not in tested:
                 ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///", edgecolor="0.7", linewidth=0))
-            ax.text(j, i, text[i][j], ha="center", va="center", fontsize=cell_font, color="white" if (not np.isnan(v) and abs(v) > 0.6) else "black")
+            ax.text(
+                j,
+                i,
+                text[i][j],
+                ha="center",
+                va="center",
+                fontsize=cell_font,
+                color="white" if (not np.isnan(v) and abs(v) > 0.6) else "black",
+            )
     # a line between kinds (transfer | regulariser | asymmetry)
     for i in range(1, len(test_ids)):
         if test_kind[test_ids[i]] != test_kind[test_ids[i - 1]]:
@@ -366,7 +499,9 @@ def plot_tests_overview(tests: pd.DataFrame, setup_info: pd.DataFrame, path, *, 
     ax.set_xticklabels([labels.get(s, s) for s in setups], rotation=35, ha="right", rotation_mode="anchor", fontsize=9)
     cb = fig.colorbar(im, ax=ax, fraction=0.05, pad=0.02)
     cb.set_label("rank-biserial r: + as hypothesised, − against")
-    ax.set_title(f"Paired tests over seeds: effect size r\n* p_adj ≤ {alpha:g}, ** p_adj ≤ {alpha / 5:g} (Benjamini–Yekutieli)")
+    ax.set_title(
+        f"Paired tests over seeds: effect size r\n* p_adj ≤ {alpha:g}, ** p_adj ≤ {alpha / 5:g} (Benjamini–Yekutieli)"
+    )
     fig.tight_layout()
     return _save(fig, path, pd.DataFrame(rows, columns=["setup", "test", "kind", "effect", "text"]))
 
@@ -399,21 +534,52 @@ def plot_temperature(metrics: pd.DataFrame, setup_info: pd.DataFrame, path) -> F
     rows = []
     for row, (name, g) in enumerate(groups.items()):
         temps = [float(t) for t in g["value"]]
-        for col, (column, ylabel) in enumerate((("agreement", "agreement with teacher (%)"), ("accuracy", "test accuracy (%)"))):
+        for col, (column, ylabel) in enumerate(
+            (("agreement", "agreement with teacher (%)"), ("accuracy", "test accuracy (%)"))
+        ):
             ax = axes[row, col]
             for k, cond in enumerate(STUDENT_CONDITIONS):
                 xs, ys, lo, hi = [], [], [], []
                 for setup, t in zip(g["setup"], temps):
-                    v = metrics.loc[(metrics["setup"] == setup) & (metrics["condition"] == cond), column].dropna().to_numpy() * 100
+                    v = (
+                        metrics.loc[(metrics["setup"] == setup) & (metrics["condition"] == cond), column]
+                        .dropna()
+                        .to_numpy()
+                        * 100
+                    )
                     if v.size:
                         med, q1, q3 = _median_iqr(v)
-                        xs.append(t); ys.append(med); lo.append(med - q1); hi.append(q3 - med)
-                        rows.append({"sweep": name, "setup": setup, "condition": cond, "metric": column, "temperature": t,
-                                     "median": med, "q1": q1, "q3": q3})
+                        xs.append(t)
+                        ys.append(med)
+                        lo.append(med - q1)
+                        hi.append(q3 - med)
+                        rows.append(
+                            {
+                                "sweep": name,
+                                "setup": setup,
+                                "condition": cond,
+                                "metric": column,
+                                "temperature": t,
+                                "median": med,
+                                "q1": q1,
+                                "q3": q3,
+                            }
+                        )
                 if xs:
                     marker, face, edge = CONDITION_STYLE[cond]
-                    ax.errorbar(xs, ys, yerr=[lo, hi], marker=marker, markerfacecolor=face, markeredgecolor=edge, color="black",
-                                linestyle=LINESTYLES[k % len(LINESTYLES)], capsize=3, linewidth=1, label=CONDITION_NAMES[cond])
+                    ax.errorbar(
+                        xs,
+                        ys,
+                        yerr=[lo, hi],
+                        marker=marker,
+                        markerfacecolor=face,
+                        markeredgecolor=edge,
+                        color="black",
+                        linestyle=LINESTYLES[k % len(LINESTYLES)],
+                        capsize=3,
+                        linewidth=1,
+                        label=CONDITION_NAMES[cond],
+                    )
             if min(temps) > 0:
                 ax.set_xscale("log", base=2)
             ax.set_xticks(temps)
@@ -424,10 +590,21 @@ def plot_temperature(metrics: pd.DataFrame, setup_info: pd.DataFrame, path) -> F
             ax.set_title(f"{titles.get(name, name)}: temperature sweep")
             ax.grid(color="0.9", linewidth=0.6)
     handles, names = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, names, loc="lower center", ncol=max(1, len(names)), frameon=False,
-               title="median over seeds; bars: interquartile range", title_fontsize=9)
+    fig.legend(
+        handles,
+        names,
+        loc="lower center",
+        ncol=max(1, len(names)),
+        frameon=False,
+        title="median over seeds; bars: interquartile range",
+        title_fontsize=9,
+    )
     fig.tight_layout(rect=(0, 0.65 / fig.get_size_inches()[1], 1, 1))
-    return _save(fig, path, pd.DataFrame(rows, columns=["sweep", "setup", "condition", "metric", "temperature", "median", "q1", "q3"]))
+    return _save(
+        fig,
+        path,
+        pd.DataFrame(rows, columns=["sweep", "setup", "condition", "metric", "temperature", "median", "q1", "q3"]),
+    )
 
 
 def _count_label(count: float) -> str:
@@ -438,7 +615,9 @@ def _count_label(count: float) -> str:
 
 
 @_styled
-def plot_scaling(metrics: pd.DataFrame, setup_info: pd.DataFrame, path, *, n_bootstrap: int, random_seed: int = 0) -> FigureResult:
+def plot_scaling(
+    metrics: pd.DataFrame, setup_info: pd.DataFrame, path, *, n_bootstrap: int, random_seed: int = 0
+) -> FigureResult:
     """Figure 5: for each model-size sweep axis (`sweep: {model: [...]}` or `{student: [...]}`),
     the agreement gain of KD over the control (kd − nokd, paired by seed, percentage points) vs
     the student's parameter count (log axis; `num_parameters` of the kd runs): median over
@@ -464,14 +643,42 @@ def plot_scaling(metrics: pd.DataFrame, setup_info: pd.DataFrame, path, *, n_boo
                 continue
             med = float(np.median(d))
             low, high = _ci(d, setup, "agreement: kd > nokd", n_bootstrap, random_seed)
-            xs.append(sizes[setup]); ys.append(med); lo.append(med - low); hi.append(high - med)
-            ax.annotate(f"{value}" + (" (base)" if is_base else ""), (sizes[setup], med), xytext=(6, 6), textcoords="offset points", fontsize=8.5)
-            rows.append({"sweep": name, "axis": axis, "setup": setup, "num_parameters": sizes[setup], "median": med, "ci_low": low, "ci_high": high})
+            xs.append(sizes[setup])
+            ys.append(med)
+            lo.append(med - low)
+            hi.append(high - med)
+            ax.annotate(
+                f"{value}" + (" (base)" if is_base else ""),
+                (sizes[setup], med),
+                xytext=(6, 6),
+                textcoords="offset points",
+                fontsize=8.5,
+            )
+            rows.append(
+                {
+                    "sweep": name,
+                    "axis": axis,
+                    "setup": setup,
+                    "num_parameters": sizes[setup],
+                    "median": med,
+                    "ci_low": low,
+                    "ci_high": high,
+                }
+            )
         if xs:
             colour = SETUP_COLOURS[k % len(SETUP_COLOURS)]
-            ax.errorbar(xs, ys, yerr=[lo, hi], marker=SETUP_MARKERS[k % len(SETUP_MARKERS)], color=colour, markeredgecolor="black",
-                        linestyle=LINESTYLES[k % len(LINESTYLES)], capsize=3, linewidth=1.2,
-                        label=f"{titles.get(name, name)}: {axis_name(axis)}")
+            ax.errorbar(
+                xs,
+                ys,
+                yerr=[lo, hi],
+                marker=SETUP_MARKERS[k % len(SETUP_MARKERS)],
+                color=colour,
+                markeredgecolor="black",
+                linestyle=LINESTYLES[k % len(LINESTYLES)],
+                capsize=3,
+                linewidth=1.2,
+                label=f"{titles.get(name, name)}: {axis_name(axis)}",
+            )
     data = pd.DataFrame(rows, columns=["sweep", "axis", "setup", "num_parameters", "median", "ci_low", "ci_high"])
     ax.axhline(0, color="0.6", linewidth=0.8)
     if len(data) and (data["num_parameters"] > 0).all():
@@ -494,7 +701,11 @@ def plot_scaling(metrics: pd.DataFrame, setup_info: pd.DataFrame, path, *, n_boo
 ROBUSTNESS_EFFECTS = (
     ("agreement: KD − control", [("agreement: kd > nokd", "kd", None)], "pp"),
     ("agreement: KD − random control", [("agreement: kd > rcd", "kd", None)], "pp"),
-    ("accuracy gain over control", [("accuracy: kd vs nokd", "kd", "KD − control"), ("accuracy: rcd vs nokd", "rcd", "random control − control")], "pp"),
+    (
+        "accuracy gain over control",
+        [("accuracy: kd vs nokd", "kd", "KD − control"), ("accuracy: rcd vs nokd", "rcd", "random control − control")],
+        "pp",
+    ),
     ("asymmetry: gain on errors − on correct", [(None, "kd", None)], None),  # the primary asymmetry test
 )
 
@@ -509,7 +720,9 @@ def _robustness_row(tests: pd.DataFrame, setup: str, test_id: str | None):
 
 
 @_styled
-def plot_robustness(tests: pd.DataFrame, setup_info: pd.DataFrame, path, *, alpha: float, sizes: dict | None = None) -> FigureResult:
+def plot_robustness(
+    tests: pd.DataFrame, setup_info: pd.DataFrame, path, *, alpha: float, sizes: dict | None = None
+) -> FigureResult:
     """The key effect sizes along every sweep axis (one row of panels per sweep and axis, the
     base setup a point of each of its axes): agreement gain of KD over the control and over
     the random control, the accuracy gains of KD and of the random control over the control,
@@ -548,12 +761,35 @@ def plot_robustness(tests: pd.DataFrame, setup_info: pd.DataFrame, path, *, alph
                     med, low, high = (float(r[c]) * 100 for c in ("median_diff", "ci_low", "ci_high"))
                     low, high = (med if math.isnan(low) else low), (med if math.isnan(high) else high)
                     filled = bool(r["significant"])
-                    ax.errorbar(x + offset, med, yerr=[[med - low], [high - med]], marker=marker, markersize=7, color="black",
-                                markerfacecolor="black" if filled else "white", markeredgecolor="black", capsize=3,
-                                linewidth=1, linestyle="")
-                    rows.append({"sweep": sweep, "axis": axis, "value": value, "setup": setup, "effect": title, "test": r["test"],
-                                 "condition": cond, "median": med, "ci_low": low, "ci_high": high,
-                                 "p_adjusted": r["p_adjusted"], "significant": filled})
+                    ax.errorbar(
+                        x + offset,
+                        med,
+                        yerr=[[med - low], [high - med]],
+                        marker=marker,
+                        markersize=7,
+                        color="black",
+                        markerfacecolor="black" if filled else "white",
+                        markeredgecolor="black",
+                        capsize=3,
+                        linewidth=1,
+                        linestyle="",
+                    )
+                    rows.append(
+                        {
+                            "sweep": sweep,
+                            "axis": axis,
+                            "value": value,
+                            "setup": setup,
+                            "effect": title,
+                            "test": r["test"],
+                            "condition": cond,
+                            "median": med,
+                            "ci_low": low,
+                            "ci_high": high,
+                            "p_adjusted": r["p_adjusted"],
+                            "significant": filled,
+                        }
+                    )
                     line_x.append(x + offset)
                     line_y.append(med)
                 ax.plot(line_x, line_y, color="0.55", linewidth=0.8, zorder=1)  # a guide along the axis, not a fit
@@ -564,27 +800,67 @@ def plot_robustness(tests: pd.DataFrame, setup_info: pd.DataFrame, path, *, alph
             ax.set_title(_wrap(title, 26), fontsize=9.5)
             ax.grid(axis="y", color="0.9", linewidth=0.6)
             ax.set_ylabel("% of headroom" if (unit is None and normalised) else "pp", fontsize=9)
-    handles = [Line2D([], [], marker="o", color="black", markerfacecolor="black", linestyle="", label=f"significant (p_adj ≤ {alpha:g})"),
-               Line2D([], [], marker="o", color="black", markerfacecolor="white", linestyle="", label="not significant"),
-               Line2D([], [], marker=CONDITION_STYLE["kd"][0], color="black", markerfacecolor="0.5", linestyle="",
-                      label=CONDITION_NAMES["kd"]),
-               Line2D([], [], marker=CONDITION_STYLE["rcd"][0], color="black", markerfacecolor="0.5", linestyle="",
-                      label=CONDITION_NAMES["rcd"]),
-               Line2D([], [], color="black", linewidth=1, label="95% bootstrap CI of the median over seeds")]
+    handles = [
+        Line2D(
+            [],
+            [],
+            marker="o",
+            color="black",
+            markerfacecolor="black",
+            linestyle="",
+            label=f"significant (p_adj ≤ {alpha:g})",
+        ),
+        Line2D([], [], marker="o", color="black", markerfacecolor="white", linestyle="", label="not significant"),
+        Line2D(
+            [],
+            [],
+            marker=CONDITION_STYLE["kd"][0],
+            color="black",
+            markerfacecolor="0.5",
+            linestyle="",
+            label=CONDITION_NAMES["kd"],
+        ),
+        Line2D(
+            [],
+            [],
+            marker=CONDITION_STYLE["rcd"][0],
+            color="black",
+            markerfacecolor="0.5",
+            linestyle="",
+            label=CONDITION_NAMES["rcd"],
+        ),
+        Line2D([], [], color="black", linewidth=1, label="95% bootstrap CI of the median over seeds"),
+    ]
     fig.legend(handles=handles, loc="outside lower center", ncol=3, frameon=False, fontsize=8.5)
-    columns = ["sweep", "axis", "value", "setup", "effect", "test", "condition", "median", "ci_low", "ci_high", "p_adjusted", "significant"]
+    columns = [
+        "sweep",
+        "axis",
+        "value",
+        "setup",
+        "effect",
+        "test",
+        "condition",
+        "median",
+        "ci_low",
+        "ci_high",
+        "p_adjusted",
+        "significant",
+    ]
     return _save(fig, path, pd.DataFrame(rows, columns=columns))
 
 
-def draw_figures(outputs, metrics: pd.DataFrame, tests: pd.DataFrame, setup_info: pd.DataFrame, analysis: dict) -> dict[str, FigureResult]:
+def draw_figures(
+    outputs, metrics: pd.DataFrame, tests: pd.DataFrame, setup_info: pd.DataFrame, analysis: dict
+) -> dict[str, FigureResult]:
     """Every figure named in `outputs` (figure name -> PNG path; `<name>_pdf` keys are the PDFs
     drawn beside them), under the analysis config (alpha, bootstrap, asymmetry_primary)."""
     alpha, n_bootstrap = float(analysis["alpha"]), int(analysis["bootstrap"])
     draw = {
         "agreement_by_condition": lambda path: plot_agreement_by_condition(metrics, setup_info, path),
         "accuracy_by_condition": lambda path: plot_accuracy_by_condition(metrics, setup_info, path),
-        "asymmetric_payoff": lambda path: plot_asymmetric_payoff(metrics, setup_info, path, asymmetry_primary=analysis["asymmetry_primary"],
-                                                                 n_bootstrap=n_bootstrap),
+        "asymmetric_payoff": lambda path: plot_asymmetric_payoff(
+            metrics, setup_info, path, asymmetry_primary=analysis["asymmetry_primary"], n_bootstrap=n_bootstrap
+        ),
         "tests_overview": lambda path: plot_tests_overview(tests, setup_info, path, alpha=alpha),
         "temperature": lambda path: plot_temperature(metrics, setup_info, path),
         "scaling": lambda path: plot_scaling(metrics, setup_info, path, n_bootstrap=n_bootstrap),

@@ -24,8 +24,8 @@ from typing import Mapping, NamedTuple
 import numpy as np
 import pandas as pd
 
-from kdtransfer.catalog import STUDENT_CONDITIONS
 from kdtransfer.analysis.persample import discordance_table
+from kdtransfer.catalog import STUDENT_CONDITIONS
 from kdtransfer.io.predictions import Predictions, PredictionsError, check_aligned, read_predictions
 
 METRIC_KEYS = (
@@ -231,8 +231,10 @@ class _Run:
             # costs more than the rest of the softmax. Checked: nothing may exceed it.
             z -= z[np.arange(pred.shape[0]), pred][:, None]
             if z.max() > 0:
-                raise PredictionsError(f"{self.preds.path}: column 'pred' is not the argmax of 'logits' (rows {start}.."
-                                       f"{start + pred.shape[0] - 1}); the file does not follow the predictions contract")
+                raise PredictionsError(
+                    f"{self.preds.path}: column 'pred' is not the argmax of 'logits' (rows {start}.."
+                    f"{start + pred.shape[0] - 1}); the file does not follow the predictions contract"
+                )
             p = np.exp(z)
             total = p @ ones
             p /= total[:, None]
@@ -250,7 +252,9 @@ def _compare(s: _Run, t: _Run) -> dict:
     check_aligned(s.preds, t.preds)
     n = t.label.shape[0]
     js, kl, act, confidence = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
-    for (rows, p_s, logp_s, plogp_s, top_s), (_, p_t, logp_t, plogp_t, _) in zip(s.softmax_blocks(), t.softmax_blocks()):
+    for (rows, p_s, logp_s, plogp_s, top_s), (_, p_t, logp_t, plogp_t, _) in zip(
+        s.softmax_blocks(), t.softmax_blocks()
+    ):
         m = p_s + p_t
         m *= 0.5
         # JS = KL(s||m)/2 + KL(t||m)/2 = (sum p_s log p_s + sum p_t log p_t)/2 - sum m log m
@@ -270,7 +274,9 @@ def _compare(s: _Run, t: _Run) -> dict:
         "teacher_accuracy": accuracy(t.pred, t.label),
         "agreement": agreement(s.pred, t.pred),
         "agreement_correct": n_agree_correct / n_corr if n_corr else math.nan,
-        "agreement_incorrect": (int(np.count_nonzero(agree)) - n_agree_correct) / (n - n_corr) if n > n_corr else math.nan,
+        "agreement_incorrect": (int(np.count_nonzero(agree)) - n_agree_correct) / (n - n_corr)
+        if n > n_corr
+        else math.nan,
         "n_teacher_correct": n_corr,
         "n_teacher_incorrect": int(n - n_corr),
         "js": float(js.mean()),
@@ -355,8 +361,12 @@ def setup_tables(setup: str, teachers: Mapping[int, str], students: Mapping[str,
     teachers = {int(k): str(v) for k, v in teachers.items()}
     students = {cond: {int(k): str(v) for k, v in runs.items()} for cond, runs in students.items()}
     teacher_seeds = sorted(teachers)
-    ordered = [c for c in STUDENT_CONDITIONS if c in students] + sorted(c for c in students if c not in STUDENT_CONDITIONS)
-    student_runs = [(condition, seed, students[condition][seed]) for condition in ordered for seed in sorted(students[condition])]
+    ordered = [c for c in STUDENT_CONDITIONS if c in students] + sorted(
+        c for c in students if c not in STUDENT_CONDITIONS
+    )
+    student_runs = [
+        (condition, seed, students[condition][seed]) for condition in ordered for seed in sorted(students[condition])
+    ]
     for condition, seed, path in student_runs:
         if seed not in teachers:
             raise ValueError(f"setup {setup}: {condition} run of seed {seed} ({path}) has no teacher of seed {seed}")
@@ -372,8 +382,18 @@ def setup_tables(setup: str, teachers: Mapping[int, str], students: Mapping[str,
         rows = []
 
         def add(condition, seed, run: _Run, path, teacher_path, metrics):
-            rows.append({"setup": setup, "condition": condition, "seed": int(seed), "run_key": run.preds.run_key, "path": str(path),
-                         "teacher_path": str(teacher_path), **metrics, "num_parameters": run.num_parameters})
+            rows.append(
+                {
+                    "setup": setup,
+                    "condition": condition,
+                    "seed": int(seed),
+                    "run_key": run.preds.run_key,
+                    "path": str(path),
+                    "teacher_path": str(teacher_path),
+                    **metrics,
+                    "num_parameters": run.num_parameters,
+                }
+            )
 
         for seed in teacher_seeds:
             t = prepared_t[seed]

@@ -65,14 +65,26 @@ COMPARISONS = (("kd", "nokd"), ("kd", "rcd"))
 # subset -> the metric it restricts agreement to (the names of kdtransfer.analysis.metrics.METRIC_KEYS)
 SUBSETS = {"all": "agreement", "teacher_incorrect": "agreement_incorrect"}
 
-DISCORDANCE_COLUMNS = ["setup", "seed", "condition_a", "condition_b", "subset", "n", "both_agree", "only_a_agrees",
-                       "only_b_agrees", "neither_agrees"]
+DISCORDANCE_COLUMNS = [
+    "setup",
+    "seed",
+    "condition_a",
+    "condition_b",
+    "subset",
+    "n",
+    "both_agree",
+    "only_a_agrees",
+    "only_b_agrees",
+    "neither_agrees",
+]
 # Appended to the tests table, null on the seed-level rows: the seed of a per-seed row (null on a
 # pooled one) and the discordant counts b and c.
 PER_SAMPLE_COLUMNS = ["seed", "only_a_agrees", "only_b_agrees"]
 KIND = "per-sample"
-CONDITIONAL_NOTE = ("per-sample: conditional on the trained models (samples are not independent training replicates; "
-                    "the seed-level tests are the primary evidence)")
+CONDITIONAL_NOTE = (
+    "per-sample: conditional on the trained models (samples are not independent training replicates; "
+    "the seed-level tests are the primary evidence)"
+)
 CONFIDENCE = 0.95
 
 
@@ -90,11 +102,18 @@ def paired_counts(agrees_a, agrees_b) -> dict:
     both = int(np.count_nonzero(agrees_a & agrees_b))
     only_a = int(np.count_nonzero(agrees_a)) - both
     only_b = int(np.count_nonzero(agrees_b)) - both
-    return {"n": int(agrees_a.size), "both_agree": both, "only_a_agrees": only_a, "only_b_agrees": only_b,
-            "neither_agrees": int(agrees_a.size) - both - only_a - only_b}
+    return {
+        "n": int(agrees_a.size),
+        "both_agree": both,
+        "only_a_agrees": only_a,
+        "only_b_agrees": only_b,
+        "neither_agrees": int(agrees_a.size) - both - only_a - only_b,
+    }
 
 
-def discordance_table(setup: str, agrees: Mapping[tuple[str, int], np.ndarray], teacher_correct: Mapping[int, np.ndarray]) -> pd.DataFrame:
+def discordance_table(
+    setup: str, agrees: Mapping[tuple[str, int], np.ndarray], teacher_correct: Mapping[int, np.ndarray]
+) -> pd.DataFrame:
     """One setup's per-seed matched-pairs counts: one row per (seed, comparison, subset).
 
     `agrees`: (condition, seed) -> boolean per-sample vector, student prediction == teacher
@@ -114,8 +133,16 @@ def discordance_table(setup: str, agrees: Mapping[tuple[str, int], np.ndarray], 
             wrong = ~np.asarray(teacher_correct[seed], dtype=bool)
             a, b = agrees[(cond_a, seed)], agrees[(cond_b, seed)]
             for subset, (sub_a, sub_b) in (("all", (a, b)), ("teacher_incorrect", (a[wrong], b[wrong]))):
-                rows.append({"setup": setup, "seed": int(seed), "condition_a": cond_a, "condition_b": cond_b, "subset": subset,
-                             **paired_counts(sub_a, sub_b)})
+                rows.append(
+                    {
+                        "setup": setup,
+                        "seed": int(seed),
+                        "condition_a": cond_a,
+                        "condition_b": cond_b,
+                        "subset": subset,
+                        **paired_counts(sub_a, sub_b),
+                    }
+                )
     df = pd.DataFrame(rows, columns=DISCORDANCE_COLUMNS)
     for col in DISCORDANCE_COLUMNS[5:] + ["seed"]:
         df[col] = df[col].astype("int64")
@@ -137,7 +164,10 @@ def pair_strata(only_a: int, only_b: int, both: int = 0, neither: int = 0) -> np
     """The per-pair 2x2 tables as a [2, 2, K] array (StratifiedTable's layout), one stratum per
     matched pair: `only_a` pairs where only condition a agrees, `only_b` where only b does, and
     (they change nothing; see the module docstring) `both` and `neither` concordant pairs."""
-    parts = [np.repeat(t[:, :, None], k, axis=2) for t, k in ((_ONLY_A, only_a), (_ONLY_B, only_b), (_BOTH, both), (_NEITHER, neither))]
+    parts = [
+        np.repeat(t[:, :, None], k, axis=2)
+        for t, k in ((_ONLY_A, only_a), (_ONLY_B, only_b), (_BOTH, both), (_NEITHER, neither))
+    ]
     return np.concatenate(parts, axis=2)
 
 
@@ -154,7 +184,12 @@ def matched_odds_ratio(only_a: int, only_b: int, confidence: float = CONFIDENCE)
         return math.nan, math.nan, math.nan, "no discordant samples: the odds ratio is undefined"
     if only_a == 0 or only_b == 0:
         which = "only_a_agrees" if only_a == 0 else "only_b_agrees"
-        return (0.0 if only_a == 0 else math.inf), math.nan, math.nan, f"{which} = 0: odds ratio {0 if only_a == 0 else 'infinite'}, no CI"
+        return (
+            (0.0 if only_a == 0 else math.inf),
+            math.nan,
+            math.nan,
+            f"{which} = 0: odds ratio {0 if only_a == 0 else 'infinite'}, no CI",
+        )
     table = StratifiedTable(pair_strata(only_a, only_b))
     low, high = table.oddsratio_pooled_confint(alpha=1 - confidence)
     return float(table.oddsratio_pooled), float(low), float(high), ""
@@ -184,10 +219,30 @@ def _row(setup, family, cond_a, cond_b, subset, seed, test, n, only_a, only_b, s
     else:
         odds, low, high, or_note = matched_odds_ratio(only_a, only_b)
     note = "; ".join(x for x in (or_note, CONDITIONAL_NOTE) if x)
-    return {"setup": setup, "family": family, "kind": KIND, "test": test, "metric": SUBSETS[subset], "condition_a": cond_a,
-            "condition_b": cond_b, "alternative": "greater", "n": int(n), "n_nonzero": int(only_a + only_b), "statistic": statistic,
-            "p_value": p, "method": method, "effect_size": odds, "median_diff": math.nan, "ci_low": low, "ci_high": high,
-            "primary": True, "note": note, "seed": seed, "only_a_agrees": int(only_a), "only_b_agrees": int(only_b)}
+    return {
+        "setup": setup,
+        "family": family,
+        "kind": KIND,
+        "test": test,
+        "metric": SUBSETS[subset],
+        "condition_a": cond_a,
+        "condition_b": cond_b,
+        "alternative": "greater",
+        "n": int(n),
+        "n_nonzero": int(only_a + only_b),
+        "statistic": statistic,
+        "p_value": p,
+        "method": method,
+        "effect_size": odds,
+        "median_diff": math.nan,
+        "ci_low": low,
+        "ci_high": high,
+        "primary": True,
+        "note": note,
+        "seed": seed,
+        "only_a_agrees": int(only_a),
+        "only_b_agrees": int(only_b),
+    }
 
 
 def per_sample_tests(discordance: pd.DataFrame, *, alpha: float, fdr_family: str) -> pd.DataFrame:
@@ -204,19 +259,56 @@ def per_sample_tests(discordance: pd.DataFrame, *, alpha: float, fdr_family: str
         family = f"{KIND}: {setup}" if fdr_family == "setup" else f"{KIND}: all"
         d = discordance[discordance["setup"] == setup]
         for (cond_a, cond_b), subset in ((c, s) for c in COMPARISONS for s in SUBSETS):
-            part = d[(d["condition_a"] == cond_a) & (d["condition_b"] == cond_b) & (d["subset"] == subset)].sort_values("seed")
+            part = d[(d["condition_a"] == cond_a) & (d["condition_b"] == cond_b) & (d["subset"] == subset)].sort_values(
+                "seed"
+            )
             if part.empty:
                 continue
             name = f"per-sample {SUBSETS[subset]}: {cond_a} > {cond_b}"
             for r in part.itertuples(index=False):
                 b, c = int(r.only_a_agrees), int(r.only_b_agrees)
-                rows.append(_row(setup, family, cond_a, cond_b, subset, int(r.seed), f"{name} (seed {r.seed})", int(r.n), b, c, float(b),
-                                 mcnemar_exact_greater(b, c), "McNemar exact, one-sided (binomial on the discordant samples)"))
+                rows.append(
+                    _row(
+                        setup,
+                        family,
+                        cond_a,
+                        cond_b,
+                        subset,
+                        int(r.seed),
+                        f"{name} (seed {r.seed})",
+                        int(r.n),
+                        b,
+                        c,
+                        float(b),
+                        mcnemar_exact_greater(b, c),
+                        "McNemar exact, one-sided (binomial on the discordant samples)",
+                    )
+                )
             n, b, c = (int(part[k].sum()) for k in ("n", "only_a_agrees", "only_b_agrees"))
-            rows.append(_row(setup, family, cond_a, cond_b, subset, pd.NA, f"{name} (pooled, CMH)", n, b, c, *cmh_greater(b, c),
-                             f"Cochran–Mantel–Haenszel over the (sample, seed) strata of {len(part)} seeds, continuity-corrected, one-sided"))
-    df = pd.DataFrame(rows, columns=[c for c in TEST_COLUMNS if c not in ("p_adjusted", "significant", "min_p_adjusted_possible", "seeds_needed")]
-                      + PER_SAMPLE_COLUMNS)
+            rows.append(
+                _row(
+                    setup,
+                    family,
+                    cond_a,
+                    cond_b,
+                    subset,
+                    pd.NA,
+                    f"{name} (pooled, CMH)",
+                    n,
+                    b,
+                    c,
+                    *cmh_greater(b, c),
+                    f"Cochran–Mantel–Haenszel over the (sample, seed) strata of {len(part)} seeds, "
+                    "continuity-corrected, one-sided",
+                )
+            )
+    df = pd.DataFrame(
+        rows,
+        columns=[
+            c for c in TEST_COLUMNS if c not in ("p_adjusted", "significant", "min_p_adjusted_possible", "seeds_needed")
+        ]
+        + PER_SAMPLE_COLUMNS,
+    )
     # The seed-count power floor of the seed-level tests has no meaning for these rows.
     df["min_p_adjusted_possible"] = math.nan
     df["seeds_needed"] = math.nan
@@ -228,7 +320,17 @@ def _typed(df: pd.DataFrame) -> pd.DataFrame:
     df = df.copy()
     for col in ("n", "n_nonzero"):
         df[col] = df[col].astype("int64")
-    for col in ("statistic", "p_value", "p_adjusted", "effect_size", "median_diff", "ci_low", "ci_high", "min_p_adjusted_possible", "seeds_needed"):
+    for col in (
+        "statistic",
+        "p_value",
+        "p_adjusted",
+        "effect_size",
+        "median_diff",
+        "ci_low",
+        "ci_high",
+        "min_p_adjusted_possible",
+        "seeds_needed",
+    ):
         df[col] = df[col].astype("float64")
     df["significant"] = df["significant"].astype(bool)
     df["primary"] = df["primary"].astype(bool)
@@ -237,7 +339,9 @@ def _typed(df: pd.DataFrame) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
-def with_per_sample_tests(tests: pd.DataFrame, discordance: pd.DataFrame, *, alpha: float, fdr_family: str) -> pd.DataFrame:
+def with_per_sample_tests(
+    tests: pd.DataFrame, discordance: pd.DataFrame, *, alpha: float, fdr_family: str
+) -> pd.DataFrame:
     """The seed-level tests (stats.setup_tests), unchanged, followed by the per-sample rows in
     their own family; PER_SAMPLE_COLUMNS are null on the seed-level rows."""
     extra = per_sample_tests(discordance, alpha=alpha, fdr_family=fdr_family)

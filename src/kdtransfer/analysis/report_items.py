@@ -33,7 +33,9 @@ NEEDS_SWEEP = {
 
 
 def _present(items: dict, swept_keys) -> dict:
-    return {name: item for name, item in items.items() if name not in NEEDS_SWEEP or NEEDS_SWEEP[name] & set(swept_keys)}
+    return {
+        name: item for name, item in items.items() if name not in NEEDS_SWEEP or NEEDS_SWEEP[name] & set(swept_keys)
+    }
 
 
 def figures(swept_keys) -> dict[str, tuple[str, str]]:

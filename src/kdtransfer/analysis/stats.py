@@ -158,15 +158,33 @@ def paired_test(d, alternative: str, *, n_bootstrap: int, seed) -> dict:
     """Everything a test row reports about paired differences d (NaNs already removed)."""
     d = np.asarray(d, dtype=np.float64)
     n = int(d.size)
-    out = {"n": n, "n_nonzero": int((np.round(d, 12) != 0).sum()), "statistic": math.nan, "p_value": math.nan, "method": "", "effect_size": math.nan,
-           "median_diff": math.nan, "ci_low": math.nan, "ci_high": math.nan, "note": ""}
+    out = {
+        "n": n,
+        "n_nonzero": int((np.round(d, 12) != 0).sum()),
+        "statistic": math.nan,
+        "p_value": math.nan,
+        "method": "",
+        "effect_size": math.nan,
+        "median_diff": math.nan,
+        "ci_low": math.nan,
+        "ci_high": math.nan,
+        "note": "",
+    }
     if n < 2:
         out["note"] = f"only {n} paired seed(s); no test"
         out["median_diff"] = float(np.median(d)) if n else math.nan
         return out
     stat, p, method = wilcoxon_test(d, alternative)
     lo, hi = bootstrap_median_ci(d, n_bootstrap=n_bootstrap, seed=seed)
-    out.update(statistic=stat, p_value=p, method=method, effect_size=rank_biserial(np.round(d, 12)), median_diff=float(np.median(d)), ci_low=lo, ci_high=hi)
+    out.update(
+        statistic=stat,
+        p_value=p,
+        method=method,
+        effect_size=rank_biserial(np.round(d, 12)),
+        median_diff=float(np.median(d)),
+        ci_low=lo,
+        ci_high=hi,
+    )
     if out["n_nonzero"] == 0:
         out["note"] = "all differences zero"
     return out
@@ -188,7 +206,9 @@ def paired_values(metrics: pd.DataFrame, setup: str, metric: str, cond_a: str, c
     return df.reset_index()
 
 
-def asymmetry_gains(metrics: pd.DataFrame, setup: str, *, normalised: bool = False, treated: str = "kd", control: str = "nokd") -> pd.DataFrame:
+def asymmetry_gains(
+    metrics: pd.DataFrame, setup: str, *, normalised: bool = False, treated: str = "kd", control: str = "nokd"
+) -> pd.DataFrame:
     """Per-seed gain_incorrect and gain_correct of `treated` over `control` for one setup.
 
     gain_X = agreement_X(treated) - agreement_X(control); normalised: divided by the headroom
@@ -226,9 +246,28 @@ def _test_specs(conditions: set[str]):
         if {cond, "nokd"} <= conditions:
             specs.append(("regulariser", "accuracy", cond, "nokd", "two-sided", f"accuracy: {cond} vs nokd", None))
     if {"kd", "nokd"} <= conditions:
-        specs.append(("asymmetry", "gain_incorrect - gain_correct", "kd", "nokd", "greater", "asymmetry (raw): gain_incorrect > gain_correct", "raw"))
-        specs.append(("asymmetry", "gain_incorrect - gain_correct (normalised)", "kd", "nokd", "greater",
-                      "asymmetry (normalised): gain_incorrect > gain_correct", "normalised"))
+        specs.append(
+            (
+                "asymmetry",
+                "gain_incorrect - gain_correct",
+                "kd",
+                "nokd",
+                "greater",
+                "asymmetry (raw): gain_incorrect > gain_correct",
+                "raw",
+            )
+        )
+        specs.append(
+            (
+                "asymmetry",
+                "gain_incorrect - gain_correct (normalised)",
+                "kd",
+                "nokd",
+                "greater",
+                "asymmetry (normalised): gain_incorrect > gain_correct",
+                "normalised",
+            )
+        )
     return specs
 
 
@@ -290,7 +329,9 @@ def setup_tests(
         conditions = set(metrics.loc[metrics["setup"] == setup, "condition"])
         for kind, metric, ca, cb, alt, test_id, variant in _test_specs(conditions):
             if kind == "asymmetry":
-                d = asymmetry_gains(metrics, setup, normalised=(variant == "normalised"), treated=ca, control=cb)["diff"].to_numpy()
+                d = asymmetry_gains(metrics, setup, normalised=(variant == "normalised"), treated=ca, control=cb)[
+                    "diff"
+                ].to_numpy()
                 primary = variant == asymmetry_primary
             else:
                 d = paired_values(metrics, setup, metric, ca, cb)["diff"].to_numpy()
@@ -298,9 +339,26 @@ def setup_tests(
             res = paired_test(d, alt, n_bootstrap=n_bootstrap, seed=stable_seed(random_seed, str(setup), test_id))
             if not primary:
                 res["note"] = "; ".join(x for x in (res["note"], "secondary: not in the FDR family") if x)
-            rows.append({"setup": setup, "family": str(setup) if fdr_family == "setup" else "all", "kind": kind, "test": test_id, "metric": metric,
-                         "condition_a": ca, "condition_b": cb, "alternative": alt, "primary": primary, **res})
-    df = pd.DataFrame(rows, columns=[c for c in TEST_COLUMNS if c not in ("p_adjusted", "significant", "min_p_adjusted_possible", "seeds_needed")])
+            rows.append(
+                {
+                    "setup": setup,
+                    "family": str(setup) if fdr_family == "setup" else "all",
+                    "kind": kind,
+                    "test": test_id,
+                    "metric": metric,
+                    "condition_a": ca,
+                    "condition_b": cb,
+                    "alternative": alt,
+                    "primary": primary,
+                    **res,
+                }
+            )
+    df = pd.DataFrame(
+        rows,
+        columns=[
+            c for c in TEST_COLUMNS if c not in ("p_adjusted", "significant", "min_p_adjusted_possible", "seeds_needed")
+        ],
+    )
     df["min_p_adjusted_possible"] = math.nan
     df["seeds_needed"] = math.nan
     if df.empty:
@@ -318,9 +376,14 @@ def setup_tests(
         if not significant(min_adj, alpha):
             setups = ", ".join(str(s) for s in pd.unique(fam["setup"]))
             log.warning(
-                "FDR family %s (setup %s): with n = %s paired seeds the smallest reachable BY-adjusted p is %.3g > alpha = %s; "
+                "FDR family %s (setup %s): with n = %s paired seeds the smallest reachable BY-adjusted p is %.3g > "
+                "alpha = %s; "
                 "no test can be significant. Seeds needed: %s",
-                family, setups, sorted(set(int(n) for n in members["n"])), min_adj, alpha,
+                family,
+                setups,
+                sorted(set(int(n) for n in members["n"])),
+                min_adj,
+                alpha,
                 "more than 64" if math.isnan(needed) else int(needed),
             )
     return df[TEST_COLUMNS].reset_index(drop=True)

@@ -19,12 +19,23 @@ import numpy as np
 import pandas as pd
 
 from kdtransfer.analysis import report_items
-from kdtransfer.io.atomic import atomic_path
-from kdtransfer.analysis.display import (CLAIM_NAMES, CONDITION_NAMES, axis_name, axis_value_text, config_labels, fmt_num, fmt_p,
-                                fmt_pp, is_missing, setup_labels, setup_order)
+from kdtransfer.analysis.display import (
+    CLAIM_NAMES,
+    CONDITION_NAMES,
+    axis_name,
+    axis_value_text,
+    config_labels,
+    fmt_num,
+    fmt_p,
+    fmt_pp,
+    is_missing,
+    setup_labels,
+    setup_order,
+)
 from kdtransfer.analysis.stats import significant
-from kdtransfer.paths import STATISTICS_RULE, VERDICTS
 from kdtransfer.analysis.verdicts import CLAIMS, RCD_MATCH_FRACTION, robustness, robustness_counts, student_sizes
+from kdtransfer.io.atomic import atomic_path
+from kdtransfer.paths import STATISTICS_RULE, VERDICTS
 
 _LATEX_ESCAPES = {
     "\\": r"\textbackslash{}",
@@ -61,7 +72,10 @@ def _cell(value) -> str:
 
 def to_booktabs(df: pd.DataFrame, *, caption: str = "", label: str = "") -> str:
     """A booktabs LaTeX table of df (columns as header, index dropped)."""
-    align = "".join("r" if pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c]) else "l" for c in df.columns)
+    align = "".join(
+        "r" if pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c]) else "l"
+        for c in df.columns
+    )
     lines = [r"\begin{table}[t]", r"\centering"]
     if caption:
         lines.append(r"\caption{" + latex_escape(caption) + "}")
@@ -96,7 +110,7 @@ td.yes { background: #d7ecd9; }
 td.no { background: #f6dcd6; }
 td.na { color: #666; }
 tr.summary td { font-weight: 600; border-top: 2px solid #444; background: #fafafa; }
-"""
+"""  # noqa: E501 (one CSS rule per line, as the report shows it)
 
 
 def _html_class(column: str, value, numeric: bool) -> str:
@@ -128,18 +142,34 @@ def to_html(df: pd.DataFrame, *, title: str = "", caption: str = "", summary_row
                 shown = re.sub(r"^(yes|no)\b", r"<b>\1</b>", shown)
             cells.append(f'<td class="{css}">{shown}</td>' if css else f"<td>{shown}</td>")
         body.append(('<tr class="summary">' if flag else "<tr>") + "".join(cells) + "</tr>")
-    return "\n".join([
-        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">', f"<title>{html.escape(title)}</title>",
-        f"<style>{HTML_STYLE}</style></head><body>",
-        f"<h1>{html.escape(title)}</h1>" if title else "",
-        f"<table><thead><tr>{head}</tr></thead><tbody>", *body, "</tbody></table>",
-        f'<p class="caption">{html.escape(caption)}</p>' if caption else "",
-        "</body></html>", "",
-    ])
+    return "\n".join(
+        [
+            "<!DOCTYPE html>",
+            '<html lang="en"><head><meta charset="utf-8">',
+            f"<title>{html.escape(title)}</title>",
+            f"<style>{HTML_STYLE}</style></head><body>",
+            f"<h1>{html.escape(title)}</h1>" if title else "",
+            f"<table><thead><tr>{head}</tr></thead><tbody>",
+            *body,
+            "</tbody></table>",
+            f'<p class="caption">{html.escape(caption)}</p>' if caption else "",
+            "</body></html>",
+            "",
+        ]
+    )
 
 
-def write_table(df: pd.DataFrame, csv_path, tex_path, caption: str = "", label: str = "", *, html_path=None, title: str = "",
-                summary_rows: pd.Series | None = None) -> None:
+def write_table(
+    df: pd.DataFrame,
+    csv_path,
+    tex_path,
+    caption: str = "",
+    label: str = "",
+    *,
+    html_path=None,
+    title: str = "",
+    summary_rows: pd.Series | None = None,
+) -> None:
     """Write df as CSV (no index), as a booktabs LaTeX table and, given `html_path`, as an HTML
     page (`to_html`); each atomically."""
     _atomic_write_text(csv_path, df.to_csv(index=False))
@@ -158,6 +188,8 @@ SUMMARY_METRICS = {
     "kl": ("KL(teacher || student) (nats)", 1, 4),
     "ece": ("ECE (%)", 100, 2),
 }
+
+
 def summary_table(metrics: pd.DataFrame, setup_info: pd.DataFrame, *, formatted: bool = True) -> pd.DataFrame:
     """Per setup x condition: mean ± std over seeds (sample std, ddof=1; "--" for one seed) of
     accuracy, agreement, agreement_correct, agreement_incorrect, js, kl, ece, and n seeds.
@@ -170,11 +202,17 @@ def summary_table(metrics: pd.DataFrame, setup_info: pd.DataFrame, *, formatted:
     rows = []
     for setup in setup_order(metrics, setup_info):
         m = metrics[metrics["setup"] == setup]
-        conds = [c for c in CONDITION_NAMES if c in set(m["condition"])] + [c for c in pd.unique(m["condition"]) if c not in CONDITION_NAMES]
+        conds = [c for c in CONDITION_NAMES if c in set(m["condition"])] + [
+            c for c in pd.unique(m["condition"]) if c not in CONDITION_NAMES
+        ]
         for cond in conds:
             g = m[m["condition"] == cond]
             if formatted:
-                row = {"setup": labels.get(setup, setup), "condition": CONDITION_NAMES.get(cond, cond), "seeds": int(g["seed"].nunique())}
+                row = {
+                    "setup": labels.get(setup, setup),
+                    "condition": CONDITION_NAMES.get(cond, cond),
+                    "seeds": int(g["seed"].nunique()),
+                }
             else:
                 row = {"setup": setup, "condition": cond, "n_seeds": int(g["seed"].nunique())}
             for metric, (header, scale, dec) in SUMMARY_METRICS.items():
@@ -202,19 +240,37 @@ def _power_note(r, alpha: float) -> str:
         return "--"
     if significant(floor, alpha):
         return "ok"
-    return f"cannot reach alpha={alpha:g}; needs {int(needed)} seeds" if not is_missing(needed) else f"cannot reach alpha={alpha:g}"
+    return (
+        f"cannot reach alpha={alpha:g}; needs {int(needed)} seeds"
+        if not is_missing(needed)
+        else f"cannot reach alpha={alpha:g}"
+    )
 
 
 # Seed-level Wilcoxon kinds first, in this order; other kinds (per-sample tests) after them.
 KIND_ORDER = ("transfer", "regulariser", "asymmetry")
-TESTS_COLUMNS = ["setup", "kind", "test", "n", "statistic", "p", "p_adj (BY)", "effect size", "median diff [95% CI]",
-                 "min p_adj reachable", "power", "note"]
+TESTS_COLUMNS = [
+    "setup",
+    "kind",
+    "test",
+    "n",
+    "statistic",
+    "p",
+    "p_adj (BY)",
+    "effect size",
+    "median diff [95% CI]",
+    "min p_adj reachable",
+    "power",
+    "note",
+]
 
 
 def _median_diff_cell(r) -> str:
     if is_missing(r.get("median_diff")):
         return "--"
-    pct = str(r["metric"]).startswith(("agreement", "accuracy")) or (r["kind"] == "asymmetry" and "normalised" not in str(r["metric"]))
+    pct = str(r["metric"]).startswith(("agreement", "accuracy")) or (
+        r["kind"] == "asymmetry" and "normalised" not in str(r["metric"])
+    )
     scale, unit = (100.0, " pp") if pct else (1.0, "")
     if is_missing(r.get("ci_low")):
         return f"{r['median_diff'] * scale:.3g}{unit}"
@@ -243,21 +299,23 @@ def tests_table(tests: pd.DataFrame, setup_info: pd.DataFrame, alpha: float) -> 
                 else:
                     padj = fmt_p(r["p_adjusted"]) + ("*" if bool(r["significant"]) else "")
                 effect = fmt_num(r["effect_size"], 2)
-                rows.append({
-                    "setup": labels.get(setup, setup),
-                    "kind": kind,
-                    "test": r["test"],
-                    "n": int(r["n"]),
-                    "statistic": fmt_num(r["statistic"], 1),
-                    "p": fmt_p(r["p_value"]),
-                    "p_adj (BY)": padj,
-                    "effect size": f"r = {effect}" if kind in KIND_ORDER and effect != "--" else effect,
-                    "median diff [95% CI]": _median_diff_cell(r),
-                    # Power of the design: with n seeds an exact test cannot go below a floor.
-                    "min p_adj reachable": fmt_p(r.get("min_p_adjusted_possible")),
-                    "power": _power_note(r, alpha),
-                    "note": "" if is_missing(r.get("note")) else str(r.get("note")),
-                })
+                rows.append(
+                    {
+                        "setup": labels.get(setup, setup),
+                        "kind": kind,
+                        "test": r["test"],
+                        "n": int(r["n"]),
+                        "statistic": fmt_num(r["statistic"], 1),
+                        "p": fmt_p(r["p_value"]),
+                        "p_adj (BY)": padj,
+                        "effect size": f"r = {effect}" if kind in KIND_ORDER and effect != "--" else effect,
+                        "median diff [95% CI]": _median_diff_cell(r),
+                        # Power of the design: with n seeds an exact test cannot go below a floor.
+                        "min p_adj reachable": fmt_p(r.get("min_p_adjusted_possible")),
+                        "power": _power_note(r, alpha),
+                        "note": "" if is_missing(r.get("note")) else str(r.get("note")),
+                    }
+                )
     return pd.DataFrame(rows, columns=TESTS_COLUMNS)
 
 
@@ -285,8 +343,17 @@ def claim_cell(v, claim: str, p_label: str = "p_adj ") -> str:
     return f"{answer} ({p})"
 
 
-VERDICT_COLUMNS = ["setup", "seeds", CLAIM_NAMES["transfer_kd_vs_nokd"], CLAIM_NAMES["transfer_kd_vs_rcd"], CLAIM_NAMES["kd_accuracy_gain"],
-                   "RCD accuracy gain", CLAIM_NAMES["rcd_matches_kd"], CLAIM_NAMES["asymmetric_negative"], "errors vs correct gain (pp)"]
+VERDICT_COLUMNS = [
+    "setup",
+    "seeds",
+    CLAIM_NAMES["transfer_kd_vs_nokd"],
+    CLAIM_NAMES["transfer_kd_vs_rcd"],
+    CLAIM_NAMES["kd_accuracy_gain"],
+    "RCD accuracy gain",
+    CLAIM_NAMES["rcd_matches_kd"],
+    CLAIM_NAMES["asymmetric_negative"],
+    "errors vs correct gain (pp)",
+]
 
 
 def verdicts_table(verdicts: pd.DataFrame, setup_info: pd.DataFrame) -> pd.DataFrame:
@@ -298,17 +365,23 @@ def verdicts_table(verdicts: pd.DataFrame, setup_info: pd.DataFrame) -> pd.DataF
     rows = []
     for setup in setup_order(verdicts, setup_info):
         v = verdicts[verdicts["setup"] == setup].iloc[0]
-        rows.append({
-            "setup": labels.get(setup, setup),
-            "seeds": int(v["n_seeds"]),
-            CLAIM_NAMES["transfer_kd_vs_nokd"]: claim_cell(v, "transfer_kd_vs_nokd"),
-            CLAIM_NAMES["transfer_kd_vs_rcd"]: claim_cell(v, "transfer_kd_vs_rcd"),
-            CLAIM_NAMES["kd_accuracy_gain"]: claim_cell(v, "kd_accuracy_gain"),
-            "RCD accuracy gain": "--" if is_missing(v["acc_gain_rcd"]) else f"{fmt_pp(v['acc_gain_rcd'])} pp (p_adj {fmt_p(v['p_adj_acc_rcd'])})",
-            CLAIM_NAMES["rcd_matches_kd"]: claim_cell(v, "rcd_matches_kd"),
-            CLAIM_NAMES["asymmetric_negative"]: claim_cell(v, "asymmetric_negative"),
-            "errors vs correct gain (pp)": "--" if is_missing(v["gain_incorrect"]) else f"{fmt_pp(v['gain_incorrect'])} vs {fmt_pp(v['gain_correct'])}",
-        })
+        rows.append(
+            {
+                "setup": labels.get(setup, setup),
+                "seeds": int(v["n_seeds"]),
+                CLAIM_NAMES["transfer_kd_vs_nokd"]: claim_cell(v, "transfer_kd_vs_nokd"),
+                CLAIM_NAMES["transfer_kd_vs_rcd"]: claim_cell(v, "transfer_kd_vs_rcd"),
+                CLAIM_NAMES["kd_accuracy_gain"]: claim_cell(v, "kd_accuracy_gain"),
+                "RCD accuracy gain": "--"
+                if is_missing(v["acc_gain_rcd"])
+                else f"{fmt_pp(v['acc_gain_rcd'])} pp (p_adj {fmt_p(v['p_adj_acc_rcd'])})",
+                CLAIM_NAMES["rcd_matches_kd"]: claim_cell(v, "rcd_matches_kd"),
+                CLAIM_NAMES["asymmetric_negative"]: claim_cell(v, "asymmetric_negative"),
+                "errors vs correct gain (pp)": "--"
+                if is_missing(v["gain_incorrect"])
+                else f"{fmt_pp(v['gain_incorrect'])} vs {fmt_pp(v['gain_correct'])}",
+            }
+        )
     return pd.DataFrame(rows, columns=VERDICT_COLUMNS)
 
 
@@ -338,12 +411,28 @@ def robustness_table(robust: pd.DataFrame, setup_info: pd.DataFrame) -> pd.DataF
     for (sweep, axis), g in robust.groupby(["sweep", "axis"], sort=False):
         sweep_name, axis_title = titles.get(sweep, sweep), axis_name(axis)
         for _, v in g.sort_values("position").iterrows():
-            rows.append({"sweep": sweep_name, "axis": axis_title, "value": axis_value_text(axis, v["value"]) + (" (base)" if v["is_base"] else ""),
-                         **{CLAIM_NAMES[c]: claim_cell(v, c) for c in CLAIMS}, "summary": False})
+            rows.append(
+                {
+                    "sweep": sweep_name,
+                    "axis": axis_title,
+                    "value": axis_value_text(axis, v["value"]) + (" (base)" if v["is_base"] else ""),
+                    **{CLAIM_NAMES[c]: claim_cell(v, c) for c in CLAIMS},
+                    "summary": False,
+                }
+            )
         c = counts[(counts["sweep"] == sweep) & (counts["axis"] == axis)].set_index("claim")
-        rows.append({"sweep": sweep_name, "axis": axis_title, "value": f"{SUMMARY_VALUE} ({len(g)} values)",
-                     **{CLAIM_NAMES[k]: count_text(c.loc[k, "n_yes"], c.loc[k, "n_values"], c.loc[k, "n_undecided"]) for k in CLAIMS},
-                     "summary": True})
+        rows.append(
+            {
+                "sweep": sweep_name,
+                "axis": axis_title,
+                "value": f"{SUMMARY_VALUE} ({len(g)} values)",
+                **{
+                    CLAIM_NAMES[k]: count_text(c.loc[k, "n_yes"], c.loc[k, "n_values"], c.loc[k, "n_undecided"])
+                    for k in CLAIMS
+                },
+                "summary": True,
+            }
+        )
     return pd.DataFrame(rows, columns=ROBUSTNESS_COLUMNS + ["summary"])
 
 
@@ -352,39 +441,60 @@ def captions(alpha: float) -> dict[str, str]:
     return {
         "verdicts": (
             f"Per setup, the paper's claims as decided by the statistics ({VERDICTS} holds every number): "
-            "functional transfer is agreement with the teacher significantly higher for KD than for the no-KD control (and than "
-            f"for the random control; one-sided paired Wilcoxon over seeds, Benjamini-Yekutieli-adjusted p <= {alpha:g}); KD "
-            "accuracy gain is a significant two-sided accuracy difference with a positive mean gain; RCD matches KD accuracy "
+            "functional transfer is agreement with the teacher significantly higher for KD than for the no-KD "
+            "control (and than "
+            "for the random control; one-sided paired Wilcoxon over seeds, Benjamini-Yekutieli-adjusted p <= "
+            f"{alpha:g}); KD "
+            "accuracy gain is a significant two-sided accuracy difference with a positive mean gain; RCD matches KD "
+            "accuracy "
             f"(decided only when KD gains accuracy) when the random control's gain is significant and at least "
-            f"{100 * RCD_MATCH_FRACTION:.0f}% of KD's; asymmetric, negative payoff is gain on the teacher's incorrect samples "
-            "significantly greater than on its correct ones (the primary measure, analysis.asymmetry_primary). Gains are mean "
-            "paired differences over seeds against the control in percentage points; errors vs correct gains are medians."),
+            f"{100 * RCD_MATCH_FRACTION:.0f}% of KD's; asymmetric, negative payoff is gain on the teacher's incorrect "
+            "samples "
+            "significantly greater than on its correct ones (the primary measure, analysis.asymmetry_primary). Gains "
+            "are mean "
+            "paired differences over seeds against the control in percentage points; errors vs correct gains are "
+            "medians."
+        ),
         "robustness": (
-            "Robustness of the verdicts: for every setup with a sweep, each claim's verdict (as in the verdicts table) at every "
-            "value of every swept axis, in axis order; the base setup appears on each of its axes with its value. The last row "
-            "of each axis counts the values at which the claim holds; undecided values (not tested, or not applicable) are "
-            "counted apart."),
+            "Robustness of the verdicts: for every setup with a sweep, each claim's verdict (as in the verdicts "
+            "table) at every "
+            "value of every swept axis, in axis order; the base setup appears on each of its axes with its value. "
+            "The last row "
+            "of each axis counts the values at which the claim holds; undecided values (not tested, or not "
+            "applicable) are "
+            "counted apart."
+        ),
         "tests": (
-            "Every test per setup, grouped by kind. Seed-level tests: paired Wilcoxon signed-rank over seeds, one-sided for "
-            "transfer and asymmetry, two-sided for accuracy, with rank-biserial effect size r and the median paired difference "
-            "(bootstrap 95% CI); Benjamini-Yekutieli adjusted p within each FDR family (* significant); the smallest adjusted "
-            "p the number of seeds can reach. Tests of other kinds (such as per-sample tests) are their own families; their "
-            "note says what they condition on."),
+            "Every test per setup, grouped by kind. Seed-level tests: paired Wilcoxon signed-rank over seeds, "
+            "one-sided for "
+            "transfer and asymmetry, two-sided for accuracy, with rank-biserial effect size r and the median paired "
+            "difference "
+            "(bootstrap 95% CI); Benjamini-Yekutieli adjusted p within each FDR family (* significant); the smallest "
+            "adjusted "
+            "p the number of seeds can reach. Tests of other kinds (such as per-sample tests) are their own "
+            "families; their "
+            "note says what they condition on."
+        ),
         "summary": (
-            "Per setup and condition: mean and standard deviation over seeds of accuracy and functional similarity to the "
-            "teacher (test split)."),
+            "Per setup and condition: mean and standard deviation over seeds of accuracy and functional similarity "
+            "to the "
+            "teacher (test split)."
+        ),
     }
 
 
-def write_tables(outputs, metrics: pd.DataFrame, tests: pd.DataFrame, verdicts: pd.DataFrame, setup_info: pd.DataFrame,
-                 alpha: float) -> dict[str, pd.DataFrame]:
+def write_tables(
+    outputs, metrics: pd.DataFrame, tests: pd.DataFrame, verdicts: pd.DataFrame, setup_info: pd.DataFrame, alpha: float
+) -> dict[str, pd.DataFrame]:
     """Every table named in `outputs` (a mapping with, per table, keys `<name>` (CSV),
     `<name>_tex` and `<name>_html`; the rule's output), from the analysis tables. Returns the
     frames written."""
     stale = [c for claim in CLAIMS for c in (claim, f"{claim}_note") if c not in verdicts.columns]
     if stale:
-        raise ValueError(f"the verdicts table lacks the columns {', '.join(stale)}: it was written by an older kdtransfer. "
-                         f"Re-run the statistics: snakemake --forcerun {STATISTICS_RULE}")
+        raise ValueError(
+            f"the verdicts table lacks the columns {', '.join(stale)}: it was written by an older kdtransfer. "
+            f"Re-run the statistics: snakemake --forcerun {STATISTICS_RULE}"
+        )
     keys = set(outputs.keys())
     frames = {}
     if "verdicts" in keys:
@@ -398,7 +508,14 @@ def write_tables(outputs, metrics: pd.DataFrame, tests: pd.DataFrame, verdicts: 
         frames["summary"] = (summary_table(metrics, setup_info), None)
     text = captions(alpha)
     for name, (df, summary_rows) in frames.items():
-        write_table(df, outputs[name], outputs[f"{name}_tex"], caption=text[name], label=f"tab:{name}",
-                    html_path=outputs[f"{name}_html"] if f"{name}_html" in keys else None,
-                    title=report_items.TABLES[name][1], summary_rows=summary_rows)
+        write_table(
+            df,
+            outputs[name],
+            outputs[f"{name}_tex"],
+            caption=text[name],
+            label=f"tab:{name}",
+            html_path=outputs[f"{name}_html"] if f"{name}_html" in keys else None,
+            title=report_items.TABLES[name][1],
+            summary_rows=summary_rows,
+        )
     return {name: df for name, (df, _) in frames.items()}

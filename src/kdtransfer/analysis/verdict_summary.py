@@ -17,10 +17,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from kdtransfer.analysis.display import CLAIM_NAMES, CLAIM_SHORT_NAMES, is_missing
-from kdtransfer.analysis.verdicts import CLAIMS
 from kdtransfer import paths
+from kdtransfer.analysis.display import CLAIM_NAMES, CLAIM_SHORT_NAMES, is_missing
 from kdtransfer.analysis.tables import SUMMARY_VALUE, claim_cell
+from kdtransfer.analysis.verdicts import CLAIMS
+
 
 def _answer(v, claim: str) -> str:
     if is_missing(v[claim]):
@@ -33,7 +34,10 @@ def verdict_lines(verdicts: pd.DataFrame) -> list[str]:
     """A fixed-width table: setup, seeds, each claim as "yes (p_adj)" / "no (p_adj)" / "n/a" /
     "not tested"; the accuracy claims with the gain they rest on ("no: -3.84 pp (0.029)")."""
     header = ["setup", "seeds", *CLAIM_SHORT_NAMES.values()]
-    rows = [[str(v["setup"]), str(int(v["n_seeds"])), *(_answer(v, c) for c in CLAIM_SHORT_NAMES)] for _, v in verdicts.iterrows()]
+    rows = [
+        [str(v["setup"]), str(int(v["n_seeds"])), *(_answer(v, c) for c in CLAIM_SHORT_NAMES)]
+        for _, v in verdicts.iterrows()
+    ]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     return ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in [header, *rows]]
 
@@ -59,30 +63,59 @@ def robustness_lines(robustness: pd.DataFrame) -> list[str]:
     return lines
 
 
-def summary_text(verdicts: pd.DataFrame, robustness: pd.DataFrame | None, report: str | Path, tables: str | Path) -> str:
-    parts = ["", "Verdicts (yes / no with the Benjamini-Yekutieli-adjusted p; details: " + f"{Path(tables) / 'verdicts.csv'}):", *("  " + line for line in verdict_lines(verdicts))]
+def summary_text(
+    verdicts: pd.DataFrame, robustness: pd.DataFrame | None, report: str | Path, tables: str | Path
+) -> str:
+    parts = [
+        "",
+        "Verdicts (yes / no with the Benjamini-Yekutieli-adjusted p; details: " + f"{Path(tables) / 'verdicts.csv'}):",
+        *("  " + line for line in verdict_lines(verdicts)),
+    ]
     rob = robustness_lines(robustness)
     if rob:
-        parts += ["", f"Robustness along the sweeps (k/n: values at which the claim holds; {Path(tables) / 'robustness.csv'}):",
-                  *("  " + line for line in rob)]
+        parts += [
+            "",
+            f"Robustness along the sweeps (k/n: values at which the claim holds; {Path(tables) / 'robustness.csv'}):",
+            *("  " + line for line in rob),
+        ]
     report = Path(report)
-    parts += ["", f"Report: {report.resolve() if report.exists() else str(report) + ' (not written yet: snakemake --report ' + str(report) + ')'}", ""]
+    parts += [
+        "",
+        f"Report: {report.resolve()}"
+        if report.exists()
+        else f"Report: {report} (not written yet: snakemake --report {report})",
+        "",
+    ]
     return "\n".join(parts)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m kdtransfer.analysis.verdict_summary", description=__doc__.splitlines()[0])
-    parser.add_argument("--results", default=paths.RESULTS_DIR, help=f"the workflow's results directory (default: {paths.RESULTS_DIR})")
+    parser = argparse.ArgumentParser(
+        prog="python -m kdtransfer.analysis.verdict_summary", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--results", default=paths.RESULTS_DIR, help=f"the workflow's results directory (default: {paths.RESULTS_DIR})"
+    )
     parser.add_argument("--report", default=None, help=f"the report's path (default: {paths.REPORT} below --results)")
     args = parser.parse_args(argv)
     results = Path(args.results)
     verdicts_path = paths.in_results(paths.VERDICTS, results)
     if not verdicts_path.exists():
-        print(f"no verdicts at {verdicts_path}: run the workflow first (make run, or snakemake --cores N)", file=sys.stderr)
+        print(
+            f"no verdicts at {verdicts_path}: run the workflow first (make run, or snakemake --cores N)",
+            file=sys.stderr,
+        )
         return 1
     robustness_path = paths.in_results(paths.TABLE.format(name="robustness", ext="csv"), results)
     robustness = pd.read_csv(robustness_path) if robustness_path.exists() else None
-    print(summary_text(pd.read_parquet(verdicts_path), robustness, args.report or paths.in_results(paths.REPORT, results), robustness_path.parent))
+    print(
+        summary_text(
+            pd.read_parquet(verdicts_path),
+            robustness,
+            args.report or paths.in_results(paths.REPORT, results),
+            robustness_path.parent,
+        )
+    )
     return 0
 
 

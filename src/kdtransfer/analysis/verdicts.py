@@ -80,8 +80,16 @@ def verdicts(tests: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
         t_rcd, p_rcd, note_rcd = decide("agreement: kd > rcd", {"kd", "rcd"})
         s_acc_kd, p_acc_kd, note_acc_kd = decide("accuracy: kd vs nokd", {"kd", "nokd"})
         s_acc_rcd, p_acc_rcd, note_acc_rcd = decide("accuracy: rcd vs nokd", {"rcd", "nokd"})
-        gain_kd = paired_values(metrics, setup, "accuracy", "kd", "nokd")["diff"].mean() * 100 if {"kd", "nokd"} <= conditions else math.nan
-        gain_rcd = paired_values(metrics, setup, "accuracy", "rcd", "nokd")["diff"].mean() * 100 if {"rcd", "nokd"} <= conditions else math.nan
+        gain_kd = (
+            paired_values(metrics, setup, "accuracy", "kd", "nokd")["diff"].mean() * 100
+            if {"kd", "nokd"} <= conditions
+            else math.nan
+        )
+        gain_rcd = (
+            paired_values(metrics, setup, "accuracy", "rcd", "nokd")["diff"].mean() * 100
+            if {"rcd", "nokd"} <= conditions
+            else math.nan
+        )
         # "How much of KD's gain does noise give?" only means something when KD gains accuracy.
         frac = gain_rcd / gain_kd if (pd.notna(gain_kd) and pd.notna(gain_rcd) and gain_kd > 0) else math.nan
         kd_gain = None if s_acc_kd is None else bool(s_acc_kd and gain_kd > 0)
@@ -96,16 +104,24 @@ def verdicts(tests: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
 
         asym_rows = tests[(tests["setup"] == setup) & (tests["kind"] == "asymmetry") & tests["primary"].astype(bool)]
         asym, p_asym, note_asym = _decide(asym_rows.iloc[0] if len(asym_rows) else None, "no kd / nokd runs")
-        gains = asymmetry_gains(metrics, setup) if {"kd", "nokd"} <= conditions else pd.DataFrame(columns=["gain_incorrect", "gain_correct"])
+        gains = (
+            asymmetry_gains(metrics, setup)
+            if {"kd", "nokd"} <= conditions
+            else pd.DataFrame(columns=["gain_incorrect", "gain_correct"])
+        )
         g_inc = float(gains["gain_incorrect"].median() * 100) if len(gains) else math.nan
         g_cor = float(gains["gain_correct"].median() * 100) if len(gains) else math.nan
 
         if t_nokd is None:
             transfer = note_nokd
         else:
-            transfer = ("significant" if t_nokd else "no significant") + f" functional transfer vs nokd (p_adj {fmt_p_brief(p_nokd)})"
+            transfer = (
+                "significant" if t_nokd else "no significant"
+            ) + f" functional transfer vs nokd (p_adj {fmt_p_brief(p_nokd)})"
             if t_rcd is not None:
-                transfer += "; vs rcd " + ("significant" if t_rcd else "not significant") + f" (p_adj {fmt_p_brief(p_rcd)})"
+                transfer += (
+                    "; vs rcd " + ("significant" if t_rcd else "not significant") + f" (p_adj {fmt_p_brief(p_rcd)})"
+                )
         if math.isnan(gain_kd):
             regul = "not tested"
         else:
@@ -118,24 +134,46 @@ def verdicts(tests: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
                     regul += "; KD has no accuracy gain for the random control to match"
                 if rcd_matches is not None:
                     regul += "; random control matches KD" if rcd_matches else "; random control does not match KD"
+        gains_asym = (
+            f"gain_incorrect {fmt_pp(g_inc)} pp vs gain_correct {fmt_pp(g_cor)} pp, p_adj {fmt_p_brief(p_asym)}"
+        )
         if asym is None:
             asym_text = note_asym
         elif asym:
-            asym_text = f"asymmetric and negative: errors copied more (gain_incorrect {fmt_pp(g_inc)} pp vs gain_correct {fmt_pp(g_cor)} pp, p_adj {fmt_p_brief(p_asym)})"
+            asym_text = f"asymmetric and negative: errors copied more ({gains_asym})"
         else:
-            asym_text = f"no significant asymmetry (gain_incorrect {fmt_pp(g_inc)} pp vs gain_correct {fmt_pp(g_cor)} pp, p_adj {fmt_p_brief(p_asym)})"
-        out.append({
-            "setup": setup, "n_seeds": n_seeds,
-            "transfer_kd_vs_nokd": t_nokd, "p_adj_transfer_kd_vs_nokd": p_nokd, "transfer_kd_vs_nokd_note": note_nokd,
-            "transfer_kd_vs_rcd": t_rcd, "p_adj_transfer_kd_vs_rcd": p_rcd, "transfer_kd_vs_rcd_note": note_rcd,
-            "kd_accuracy_gain": kd_gain, "kd_accuracy_gain_note": note_acc_kd,
-            "rcd_matches_kd": rcd_matches, "rcd_matches_kd_note": note_match,
-            "acc_gain_kd": gain_kd, "acc_gain_rcd": gain_rcd, "rcd_fraction_of_kd_gain": frac,
-            "acc_kd_significant": bool(s_acc_kd), "p_adj_acc_kd": p_acc_kd, "acc_rcd_significant": bool(s_acc_rcd), "p_adj_acc_rcd": p_acc_rcd,
-            "asymmetric_negative": asym, "p_adj_asymmetry": p_asym, "asymmetric_negative_note": note_asym,
-            "gain_incorrect": g_inc, "gain_correct": g_cor,
-            "transfer": transfer, "regulariser": regul, "asymmetry": asym_text,
-        })
+            asym_text = f"no significant asymmetry ({gains_asym})"
+        out.append(
+            {
+                "setup": setup,
+                "n_seeds": n_seeds,
+                "transfer_kd_vs_nokd": t_nokd,
+                "p_adj_transfer_kd_vs_nokd": p_nokd,
+                "transfer_kd_vs_nokd_note": note_nokd,
+                "transfer_kd_vs_rcd": t_rcd,
+                "p_adj_transfer_kd_vs_rcd": p_rcd,
+                "transfer_kd_vs_rcd_note": note_rcd,
+                "kd_accuracy_gain": kd_gain,
+                "kd_accuracy_gain_note": note_acc_kd,
+                "rcd_matches_kd": rcd_matches,
+                "rcd_matches_kd_note": note_match,
+                "acc_gain_kd": gain_kd,
+                "acc_gain_rcd": gain_rcd,
+                "rcd_fraction_of_kd_gain": frac,
+                "acc_kd_significant": bool(s_acc_kd),
+                "p_adj_acc_kd": p_acc_kd,
+                "acc_rcd_significant": bool(s_acc_rcd),
+                "p_adj_acc_rcd": p_acc_rcd,
+                "asymmetric_negative": asym,
+                "p_adj_asymmetry": p_asym,
+                "asymmetric_negative_note": note_asym,
+                "gain_incorrect": g_inc,
+                "gain_correct": g_cor,
+                "transfer": transfer,
+                "regulariser": regul,
+                "asymmetry": asym_text,
+            }
+        )
     df = pd.DataFrame(out)
     for claim in CLAIMS:
         if claim in df:
@@ -146,7 +184,6 @@ def verdicts(tests: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------
 # Robustness of the verdicts along each sweep
 # --------------------------------------------------------------------------------------------
-
 
 
 def sweep_points(setup_info: pd.DataFrame, sizes: dict | None = None) -> pd.DataFrame:
@@ -179,7 +216,16 @@ def sweep_points(setup_info: pd.DataFrame, sizes: dict | None = None) -> pd.Data
             elif axis in SIZE_SWEEPS and sizes:
                 points.sort(key=lambda p: (sizes.get(p[0], math.inf), p[3]))
             for position, (setup, value, is_base, _) in enumerate(points):
-                rows.append({"sweep": sweep, "axis": axis, "value": value, "setup": setup, "is_base": bool(is_base), "position": position})
+                rows.append(
+                    {
+                        "sweep": sweep,
+                        "axis": axis,
+                        "value": value,
+                        "setup": setup,
+                        "is_base": bool(is_base),
+                        "position": position,
+                    }
+                )
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -199,8 +245,17 @@ def robustness_counts(robust: pd.DataFrame) -> pd.DataFrame:
     for (sweep, axis), g in robust.groupby(["sweep", "axis"], sort=False):
         for claim in CLAIMS:
             flags = g[claim].astype("boolean")
-            rows.append({"sweep": sweep, "axis": axis, "claim": claim, "n_values": len(g), "n_yes": int((flags == True).sum()),  # noqa: E712
-                         "n_no": int((flags == False).sum()), "n_undecided": int(flags.isna().sum())})  # noqa: E712
+            rows.append(
+                {
+                    "sweep": sweep,
+                    "axis": axis,
+                    "claim": claim,
+                    "n_values": len(g),
+                    "n_yes": int((flags == True).sum()),  # noqa: E712
+                    "n_no": int((flags == False).sum()),  # noqa: E712
+                    "n_undecided": int(flags.isna().sum()),
+                }
+            )
     return pd.DataFrame(rows, columns=["sweep", "axis", "claim", "n_values", "n_yes", "n_no", "n_undecided"])
 
 

@@ -44,8 +44,20 @@ DOWNLOAD_NAMES = {
     "names_csv": "names",
 }
 
-__all__ = ["DATASETS", "DOWNLOAD_NAMES", "ArrayDataset", "DatasetError", "dataset_problem", "downloads_for", "load_dataset", "prepare_dataset",
-           "loader_options", "sample_shape", "save_arrays", "load_arrays"]
+__all__ = [
+    "DATASETS",
+    "DOWNLOAD_NAMES",
+    "ArrayDataset",
+    "DatasetError",
+    "dataset_problem",
+    "downloads_for",
+    "load_dataset",
+    "prepare_dataset",
+    "loader_options",
+    "sample_shape",
+    "save_arrays",
+    "load_arrays",
+]
 
 
 def downloads_for(datasets: dict) -> list[str]:
@@ -79,15 +91,26 @@ def prepare_dataset(name: str, loader: str, options: dict, path: str, log) -> No
     `path` once it passes the checks of kdtransfer.data.core.dataset_problem; otherwise raise a
     DatasetError that names the dataset and the options that shape it, and write nothing."""
     ds = load_dataset(loader, **options)
-    log.info("dataset %s (%s): train %s %s, test %s, %d classes, %.1f MB", loader, ds.modality, ds.x_train.shape,
-             ds.x_train.dtype, ds.x_test.shape, ds.num_classes, (ds.x_train.nbytes + ds.x_test.nbytes) / 1e6)
+    log.info(
+        "dataset %s (%s): train %s %s, test %s, %d classes, %.1f MB",
+        loader,
+        ds.modality,
+        ds.x_train.shape,
+        ds.x_train.dtype,
+        ds.x_test.shape,
+        ds.num_classes,
+        (ds.x_train.nbytes + ds.x_test.nbytes) / 1e6,
+    )
     try:
         save_arrays(ds, path)
     except DatasetError as exc:
         shaping = [key for key in SPLIT_OPTIONS if key in loader_options(loader)]
         given = ", ".join(f"{key}: {options[key]!r}" for key in shaping if key in options) or "their defaults"
-        fix = (f"change datasets.{name}.options ({', '.join(shaping)}; now {given})" if shaping
-               else f"check the data that loader {loader} reads")
+        fix = (
+            f"change datasets.{name}.options ({', '.join(shaping)}; now {given})"
+            if shaping
+            else f"check the data that loader {loader} reads"
+        )
         raise DatasetError(f"dataset {name} (loader {loader}): {exc}; {fix}") from None
 
 

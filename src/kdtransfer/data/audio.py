@@ -14,15 +14,47 @@ from pathlib import Path
 import numpy as np
 
 from kdtransfer.data.core import ArrayDataset, DatasetError, loader, missing_data_error, stratified_head
-from kdtransfer.paths import DATA_DIR
 from kdtransfer.options import COUNT, POSITIVE
+from kdtransfer.paths import DATA_DIR
 
 SPEECH_COMMANDS_ROOT = f"{DATA_DIR}/SpeechCommands/speech_commands_v0.02"
 # The 35 words of SpeechCommands v0.02 (`classes: all`).
 SPEECH_COMMANDS_WORDS = (
-    "backward", "bed", "bird", "cat", "dog", "down", "eight", "five", "follow", "forward", "four", "go",
-    "happy", "house", "learn", "left", "marvin", "nine", "no", "off", "on", "one", "right", "seven",
-    "sheila", "six", "stop", "three", "tree", "two", "up", "visual", "wow", "yes", "zero",
+    "backward",
+    "bed",
+    "bird",
+    "cat",
+    "dog",
+    "down",
+    "eight",
+    "five",
+    "follow",
+    "forward",
+    "four",
+    "go",
+    "happy",
+    "house",
+    "learn",
+    "left",
+    "marvin",
+    "nine",
+    "no",
+    "off",
+    "on",
+    "one",
+    "right",
+    "seven",
+    "sheila",
+    "six",
+    "stop",
+    "three",
+    "tree",
+    "two",
+    "up",
+    "visual",
+    "wow",
+    "yes",
+    "zero",
 )
 CLIP_SECONDS = 1.0
 LOG_FLOOR = 1e-6  # added before the log: silence (zero padding) maps to log(1e-6), not -inf
@@ -38,7 +70,9 @@ def mel_to_hz(mel):
     return 700.0 * (10.0 ** (np.asarray(mel, np.float64) / 2595.0) - 1.0)
 
 
-def mel_filterbank(n_freqs: int, sample_rate: int, n_mels: int, f_min: float = 0.0, f_max: float | None = None) -> np.ndarray:
+def mel_filterbank(
+    n_freqs: int, sample_rate: int, n_mels: int, f_min: float = 0.0, f_max: float | None = None
+) -> np.ndarray:
     """[n_mels, n_freqs] triangular filters over the rfft bins 0..sample_rate/2.
 
     Filter m rises from edge m to 1 at edge m+1 and falls to 0 at edge m+2, the n_mels + 2 edges
@@ -53,8 +87,10 @@ def mel_filterbank(n_freqs: int, sample_rate: int, n_mels: int, f_min: float = 0
     empty = np.flatnonzero(bank.sum(axis=1) == 0)
     if len(empty):
         # Too many mel bands for the frequency resolution: some filters fall between two bins.
-        raise DatasetError(f"mel filters {empty.tolist()} cover no frequency bin: {n_mels} mel bands need a longer "
-                           f"window than {2 * (n_freqs - 1)} FFT points at {sample_rate} Hz")
+        raise DatasetError(
+            f"mel filters {empty.tolist()} cover no frequency bin: {n_mels} mel bands need a longer "
+            f"window than {2 * (n_freqs - 1)} FFT points at {sample_rate} Hz"
+        )
     return bank.astype(np.float32)
 
 
@@ -76,8 +112,16 @@ def log_mel_spectrogram(waveforms, sample_rate: int, n_mels: int = 40, win_ms: f
 
     win_length, hop_length, n_fft = stft_sizes(sample_rate, win_ms, hop_ms)
     waveforms = waveforms.to(torch.float32)
-    spectrum = torch.stft(waveforms, n_fft, hop_length=hop_length, win_length=win_length,
-                          window=torch.hann_window(win_length), center=True, pad_mode="reflect", return_complex=True)
+    spectrum = torch.stft(
+        waveforms,
+        n_fft,
+        hop_length=hop_length,
+        win_length=win_length,
+        window=torch.hann_window(win_length),
+        center=True,
+        pad_mode="reflect",
+        return_complex=True,
+    )
     power = spectrum.real**2 + spectrum.imag**2  # [n, n_freqs, frames]
     bank = torch.from_numpy(mel_filterbank(n_fft // 2 + 1, sample_rate, n_mels))
     return torch.log(torch.matmul(bank, power) + LOG_FLOOR)
@@ -89,8 +133,10 @@ def read_pcm16(path: Path, sample_rate: int) -> np.ndarray:
 
     rate, samples = wavfile.read(path)
     if rate != sample_rate or samples.dtype != np.int16 or samples.ndim != 1:
-        raise DatasetError(f"{path}: {rate} Hz {samples.dtype} with shape {samples.shape}; expected mono 16-bit PCM "
-                           f"at {sample_rate} Hz")
+        raise DatasetError(
+            f"{path}: {rate} Hz {samples.dtype} with shape {samples.shape}; expected mono 16-bit PCM "
+            f"at {sample_rate} Hz"
+        )
     return samples
 
 
@@ -107,9 +153,13 @@ def speech_commands_files(root: Path, classes: list[str]) -> tuple[list[tuple[st
     for relative in ("testing_list.txt", "validation_list.txt", *classes):
         if not (root / relative).exists():
             raise missing_data_error(
-                "SpeechCommands v0.02", root, root / relative,
+                "SpeechCommands v0.02",
+                root,
+                root / relative,
                 f"<word>/<speaker>_nohash_<n>.wav folders, validation_list.txt and testing_list.txt under {root}",
-                "speech_commands", SPEECH_COMMANDS_ROOT)
+                "speech_commands",
+                SPEECH_COMMANDS_ROOT,
+            )
     listed = {name: set((root / f"{name}_list.txt").read_text().split()) for name in ("testing", "validation")}
     index = {word: i for i, word in enumerate(classes)}
     test = sorted((path, index[path.split("/")[0]]) for path in listed["testing"] if path.split("/")[0] in index)
@@ -131,22 +181,27 @@ def _resolve_classes(classes) -> list[str]:
         raise DatasetError(f"classes must be 'all' or a list of words, not {classes!r}")
     unknown = sorted(set(classes) - set(SPEECH_COMMANDS_WORDS))
     if unknown or len(set(classes)) != len(classes):
-        raise DatasetError(f"classes {classes!r}: unknown or repeated words {unknown}; "
-                           f"valid words: {', '.join(SPEECH_COMMANDS_WORDS)}")
+        raise DatasetError(
+            f"classes {classes!r}: unknown or repeated words {unknown}; valid words: {', '.join(SPEECH_COMMANDS_WORDS)}"
+        )
     # Sorted, so a class's index does not depend on how the config lists the words.
     return sorted(classes)
 
 
-def _spectrograms(root: Path, files: list[str], sample_rate: int, n_mels: int, win_ms: float, hop_ms: float) -> np.ndarray:
+def _spectrograms(
+    root: Path, files: list[str], sample_rate: int, n_mels: int, win_ms: float, hop_ms: float
+) -> np.ndarray:
     import torch
 
     length = int(round(CLIP_SECONDS * sample_rate))
     _, hop_length, _ = stft_sizes(sample_rate, win_ms, hop_ms)
     out = np.empty((len(files), 1, n_mels, frame_count(length, hop_length)), np.float32)
     for start in range(0, len(files), _CHUNK):
-        batch = np.stack([_fixed_length(read_pcm16(root / f, sample_rate), length) for f in files[start:start + _CHUNK]])
+        batch = np.stack(
+            [_fixed_length(read_pcm16(root / f, sample_rate), length) for f in files[start : start + _CHUNK]]
+        )
         waveforms = torch.from_numpy(batch.astype(np.float32) / 32768.0)
-        out[start:start + len(batch), 0] = log_mel_spectrogram(waveforms, sample_rate, n_mels, win_ms, hop_ms).numpy()
+        out[start : start + len(batch), 0] = log_mel_spectrogram(waveforms, sample_rate, n_mels, win_ms, hop_ms).numpy()
     return out
 
 
@@ -155,7 +210,9 @@ def _mean_std(x: np.ndarray, chunk: int = 4096) -> tuple[float, float]:
     allocate a float64 copy of the whole array)."""
     total = sum(block.sum(dtype=np.float64) for block in np.array_split(x, max(1, len(x) // chunk)))
     mean = total / x.size
-    squares = sum(((block.astype(np.float64) - mean) ** 2).sum() for block in np.array_split(x, max(1, len(x) // chunk)))
+    squares = sum(
+        ((block.astype(np.float64) - mean) ** 2).sum() for block in np.array_split(x, max(1, len(x) // chunk))
+    )
     return mean, float(np.sqrt(squares / x.size)) + 1e-8
 
 
@@ -164,11 +221,25 @@ def spectrogram_shape(n_mels: int, sample_rate: int, win_ms: float, hop_ms: floa
     return 1, n_mels, frame_count(int(round(CLIP_SECONDS * sample_rate)), stft_sizes(sample_rate, win_ms, hop_ms)[1])
 
 
-@loader(sample_shape=spectrogram_shape, n_mels=COUNT, sample_rate=COUNT, win_ms=POSITIVE, hop_ms=POSITIVE,
-        max_train=COUNT, max_test=COUNT)
-def load_speech_commands(root: str = SPEECH_COMMANDS_ROOT, classes: str | list[str] = "all", n_mels: int = 40, sample_rate: int = 16000,
-                         win_ms: float = 25.0, hop_ms: float = 10.0, max_train: int | None = None,
-                         max_test: int | None = None) -> ArrayDataset:
+@loader(
+    sample_shape=spectrogram_shape,
+    n_mels=COUNT,
+    sample_rate=COUNT,
+    win_ms=POSITIVE,
+    hop_ms=POSITIVE,
+    max_train=COUNT,
+    max_test=COUNT,
+)
+def load_speech_commands(
+    root: str = SPEECH_COMMANDS_ROOT,
+    classes: str | list[str] = "all",
+    n_mels: int = 40,
+    sample_rate: int = 16000,
+    win_ms: float = 25.0,
+    hop_ms: float = 10.0,
+    max_train: int | None = None,
+    max_test: int | None = None,
+) -> ArrayDataset:
     """SpeechCommands v0.02 as standardised log-mel spectrograms, float32 [n, 1, n_mels, frames]
     (1 s: 101 frames at the default 10 ms hop). Train 84,843 and test 11,005 clips with all 35
     words: 1.37 GB + 0.18 GB at 40 mels. The validation list is not used. max_train/max_test:
@@ -180,7 +251,9 @@ def load_speech_commands(root: str = SPEECH_COMMANDS_ROOT, classes: str | list[s
     for files, max_n in ((train, max_train), (test, max_test)):
         labels = np.array([label for _, label in files], np.int64)
         keep = stratified_head(labels, max_n)
-        splits.append((_spectrograms(root_path, [files[i][0] for i in keep], sample_rate, n_mels, win_ms, hop_ms), labels[keep]))
+        splits.append(
+            (_spectrograms(root_path, [files[i][0] for i in keep], sample_rate, n_mels, win_ms, hop_ms), labels[keep])
+        )
     (x_train, y_train), (x_test, y_test) = splits
     mean, std = _mean_std(x_train)
     # In place: a standardised copy of 1.4 GB would double the peak memory.

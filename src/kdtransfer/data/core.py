@@ -19,7 +19,6 @@ from kdtransfer.options import Values
 from kdtransfer.paths import DOWNLOAD_MARKER, DOWNLOAD_RULE, DOWNLOAD_TARGET, PREPARE_RULE
 
 
-
 class DatasetError(ValueError):
     pass
 
@@ -66,8 +65,10 @@ class ArrayDataset:
                 continue
             value = np.asarray(value, np.float32).reshape(-1)
             if self.x_train.ndim != 4 or len(value) != self.x_train.shape[1]:
-                raise DatasetError(f"{name} has {len(value)} values; images of shape {self.x_train.shape[1:]} "
-                                   "need one per channel (x as [n, c, h, w])")
+                raise DatasetError(
+                    f"{name} has {len(value)} values; images of shape {self.x_train.shape[1:]} "
+                    "need one per channel (x as [n, c, h, w])"
+                )
             setattr(self, name, value)
 
     @property
@@ -90,12 +91,16 @@ def dataset_problem(ds: ArrayDataset) -> str | None:
             return f"its {split} split has {len(x)} inputs but {len(y)} labels"
         outside = (y < 0) | (y >= ds.num_classes)
         if outside.any():
-            return (f"{int(outside.sum())} {split} labels lie outside [0, {ds.num_classes}) "
-                    f"(e.g. {int(y[outside][0])}), the dataset's {ds.num_classes} classes")
+            return (
+                f"{int(outside.sum())} {split} labels lie outside [0, {ds.num_classes}) "
+                f"(e.g. {int(y[outside][0])}), the dataset's {ds.num_classes} classes"
+            )
     absent = np.setdiff1d(np.arange(ds.num_classes), ds.y_train)
     if len(absent):
-        return (f"{len(absent)} of its {ds.num_classes} classes have no training sample (e.g. class {int(absent[0])}): "
-                f"no model can learn them")
+        return (
+            f"{len(absent)} of its {ds.num_classes} classes have no training sample (e.g. class {int(absent[0])}): "
+            f"no model can learn them"
+        )
     for name in ("mean", "std"):
         value = getattr(ds, name)
         if value is not None and not np.isfinite(value).all():
@@ -104,7 +109,7 @@ def dataset_problem(ds: ArrayDataset) -> str | None:
         return f"its normalisation std has a value <= 0 ({np.asarray(ds.std).tolist()}): a channel is constant"
     for split, x in (("training", ds.x_train), ("test", ds.x_test)):
         if np.issubdtype(x.dtype, np.floating):
-            bad = sum(int((~np.isfinite(x[start:start + 4096])).sum()) for start in range(0, len(x), 4096))
+            bad = sum(int((~np.isfinite(x[start : start + 4096])).sum()) for start in range(0, len(x), 4096))
             if bad:
                 return f"its {split} inputs hold {bad} NaN or infinite values"
     if ds.vocab_size and max(int(ds.x_train.max()), int(ds.x_test.max())) >= ds.vocab_size:
@@ -147,9 +152,11 @@ def load_arrays(path: str | os.PathLike) -> ArrayDataset:
     dataset = _read_arrays(path)
     problem = dataset_problem(dataset)
     if problem:
-        raise DatasetError(f"prepared dataset {path} cannot be trained on: {problem}. It was written by an older "
-                           f"version, which did not check this: fix the dataset's options, then rerun Snakemake with "
-                           f"`--forcerun {path}` (rule {PREPARE_RULE})")
+        raise DatasetError(
+            f"prepared dataset {path} cannot be trained on: {problem}. It was written by an older "
+            f"version, which did not check this: fix the dataset's options, then rerun Snakemake with "
+            f"`--forcerun {path}` (rule {PREPARE_RULE})"
+        )
     return dataset
 
 
@@ -158,7 +165,12 @@ def _read_arrays(path: str | os.PathLike) -> ArrayDataset:
         with np.load(path) as z:
             files = set(z.files)
             return ArrayDataset(
-                z["x_train"], z["y_train"], z["x_test"], z["y_test"], int(z["num_classes"]), str(z["modality"]),
+                z["x_train"],
+                z["y_train"],
+                z["x_test"],
+                z["y_test"],
+                int(z["num_classes"]),
+                str(z["modality"]),
                 mean=z["mean"] if "mean" in files else None,
                 std=z["std"] if "std" in files else None,
                 # Files written before these fields existed read as their defaults.
@@ -166,7 +178,9 @@ def _read_arrays(path: str | os.PathLike) -> ArrayDataset:
                 class_names=[str(c) for c in z["class_names"]] if "class_names" in files else None,
             )
     except FileNotFoundError:
-        raise DatasetError(f"prepared dataset {path} is missing; run `snakemake {path}` (rule {PREPARE_RULE})") from None
+        raise DatasetError(
+            f"prepared dataset {path} is missing; run `snakemake {path}` (rule {PREPARE_RULE})"
+        ) from None
     except DatasetError as exc:
         raise DatasetError(_unreadable(path, str(exc))) from None
     # What numpy raises for a cut-short, overwritten or foreign file, or one that lacks a field.
@@ -175,9 +189,11 @@ def _read_arrays(path: str | os.PathLike) -> ArrayDataset:
 
 
 def _unreadable(path, reason: str) -> str:
-    return (f"prepared dataset {path} is unreadable ({reason}): it is corrupt or was cut short. Rule {PREPARE_RULE} "
-            f"remakes it: delete it (`rm {path}`) and rerun Snakemake, or add `--forcerun {path}` to your snakemake "
-            f"command (with the same --configfile)")
+    return (
+        f"prepared dataset {path} is unreadable ({reason}): it is corrupt or was cut short. Rule {PREPARE_RULE} "
+        f"remakes it: delete it (`rm {path}`) and rerun Snakemake, or add `--forcerun {path}` to your snakemake "
+        f"command (with the same --configfile)"
+    )
 
 
 def standardise(x_train: np.ndarray, x_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -227,7 +243,7 @@ def channel_mean_std(images: np.ndarray, chunk: int = 8192) -> tuple[np.ndarray,
     n, channels = images.shape[:2]
     histogram = np.zeros((channels, 256), np.int64)
     for start in range(0, n, chunk):
-        block = images[start:start + chunk]
+        block = images[start : start + chunk]
         for c in range(channels):
             histogram[c] += np.bincount(block[:, c].ravel(), minlength=256)
     values = np.arange(256, dtype=np.float64) / 255.0
@@ -237,16 +253,26 @@ def channel_mean_std(images: np.ndarray, chunk: int = 8192) -> tuple[np.ndarray,
     return mean.astype(np.float32), np.sqrt(np.maximum(var, 0.0)).astype(np.float32)
 
 
-def missing_data_error(what: str, root: str | os.PathLike, missing: str | os.PathLike, expected: str,
-                       download_name: str, default_root: str, option: str = "root") -> DatasetError:
+def missing_data_error(
+    what: str,
+    root: str | os.PathLike,
+    missing: str | os.PathLike,
+    expected: str,
+    download_name: str,
+    default_root: str,
+    option: str = "root",
+) -> DatasetError:
     """The one message for data that is not on disk: what, where, and how to get it."""
     message = (
         f"{what} not found: {missing} does not exist (expected {expected}). "
         f"Download it on a machine with internet access (e.g. a login node): "
         f"`snakemake --cores 1 {DOWNLOAD_MARKER.format(name=download_name)}` (rule {DOWNLOAD_RULE}; "
-        f"`snakemake --cores 1 {DOWNLOAD_TARGET} --configfile <experiment>.yaml` fetches every dataset of an experiment), "
+        f"`snakemake --cores 1 {DOWNLOAD_TARGET} --configfile <experiment>.yaml` fetches every dataset of an "
+        "experiment), "
         f"which fills {default_root}."
     )
     if Path(root) != Path(default_root):
-        message += f" The dataset's `{option}` option is {root}: point it at the downloaded copy, or put the files there."
+        message += (
+            f" The dataset's `{option}` option is {root}: point it at the downloaded copy, or put the files there."
+        )
     return DatasetError(message)

@@ -21,13 +21,13 @@ import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-from kdtransfer.io.atomic import atomic_path
 from kdtransfer.data import DOWNLOAD_NAMES
 from kdtransfer.data.audio import SPEECH_COMMANDS_ROOT
 from kdtransfer.data.core import DatasetError
-from kdtransfer.paths import DATA_DIR
 from kdtransfer.data.text import NAMES_CSV_PATH
 from kdtransfer.data.vision import CIFAR_ROOT, TINY_IMAGENET_ROOT, torchvision_cifar_class
+from kdtransfer.io.atomic import atomic_path
+from kdtransfer.paths import DATA_DIR
 
 log = logging.getLogger("kdtransfer.download")
 
@@ -49,8 +49,9 @@ def _below(data_dir: str | os.PathLike, default_path: str) -> Path:
     return Path(data_dir) / Path(default_path).relative_to(DATA_DIR)
 
 
-def fetch(url: str, dest: str | os.PathLike, *, md5: str | None = None, sha256: str | None = None,
-          timeout: float = 60) -> dict:
+def fetch(
+    url: str, dest: str | os.PathLike, *, md5: str | None = None, sha256: str | None = None, timeout: float = 60
+) -> dict:
     """Stream `url` to `dest` (via dest.part), checking the digests given; return url, bytes, digests."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -72,8 +73,10 @@ def fetch(url: str, dest: str | os.PathLike, *, md5: str | None = None, sha256: 
     for name, expected in (("md5", md5), ("sha256", sha256)):
         if expected is not None and got[name] != expected:
             partial.unlink()
-            raise DatasetError(f"{url}: {name} {got[name]} differs from the published {expected}: the download is "
-                               "corrupt or the file changed upstream; nothing was kept")
+            raise DatasetError(
+                f"{url}: {name} {got[name]} differs from the published {expected}: the download is "
+                "corrupt or the file changed upstream; nothing was kept"
+            )
     os.replace(partial, dest)
     return {"url": url, "bytes": size, **got}
 
@@ -93,14 +96,23 @@ def _unpack_into(archive: Path, destination: Path, archive_folder: str | None, m
                 tf.extractall(staging, filter="data")  # refuses links and paths leaving `staging`
         unpacked = staging / archive_folder if archive_folder else staging
         if not (unpacked / must_contain).exists():
-            raise DatasetError(f"{archive} does not contain {archive_folder or '.'}/{must_contain}: not the expected archive")
+            raise DatasetError(
+                f"{archive} does not contain {archive_folder or '.'}/{must_contain}: not the expected archive"
+            )
         os.replace(unpacked, destination)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _download_and_unpack(url: str, archive: Path, destination: Path, archive_folder: str | None, must_contain: str,
-                         md5: str | None = None, sha256: str | None = None) -> dict:
+def _download_and_unpack(
+    url: str,
+    archive: Path,
+    destination: Path,
+    archive_folder: str | None,
+    must_contain: str,
+    md5: str | None = None,
+    sha256: str | None = None,
+) -> dict:
     if (destination / must_contain).exists():
         log.info("%s already present; nothing downloaded", destination)
         return {"already_present": True}
@@ -124,26 +136,37 @@ def download_cifar(name: str, data_dir: str | os.PathLike = DATA_DIR) -> dict:
     return {"url": cls.url, "md5": cls.tgz_md5}
 
 
-def download_tiny_imagenet(data_dir: str | os.PathLike = DATA_DIR, url: str = TINY_IMAGENET_URL,
-                           md5: str | None = TINY_IMAGENET_MD5) -> dict:
+def download_tiny_imagenet(
+    data_dir: str | os.PathLike = DATA_DIR, url: str = TINY_IMAGENET_URL, md5: str | None = TINY_IMAGENET_MD5
+) -> dict:
     destination = _below(data_dir, TINY_IMAGENET_ROOT)
-    return _download_and_unpack(url, destination.with_name("tiny-imagenet-200.zip"), destination,
-                                "tiny-imagenet-200", "val/val_annotations.txt", md5=md5)
+    return _download_and_unpack(
+        url,
+        destination.with_name("tiny-imagenet-200.zip"),
+        destination,
+        "tiny-imagenet-200",
+        "val/val_annotations.txt",
+        md5=md5,
+    )
 
 
-def download_speech_commands(data_dir: str | os.PathLike = DATA_DIR, url: str = SPEECH_COMMANDS_URL,
-                             sha256: str | None = SPEECH_COMMANDS_SHA256) -> dict:
+def download_speech_commands(
+    data_dir: str | os.PathLike = DATA_DIR, url: str = SPEECH_COMMANDS_URL, sha256: str | None = SPEECH_COMMANDS_SHA256
+) -> dict:
     destination = _below(data_dir, SPEECH_COMMANDS_ROOT)
     # The archive has no top-level folder: its words and lists unpack straight into `destination`.
-    return _download_and_unpack(url, destination.parent / "speech_commands_v0.02.tar.gz", destination,
-                                None, "testing_list.txt", sha256=sha256)
+    return _download_and_unpack(
+        url, destination.parent / "speech_commands_v0.02.tar.gz", destination, None, "testing_list.txt", sha256=sha256
+    )
 
 
 def names_zip_to_csv(zip_path: str | os.PathLike, csv_path: str | os.PathLike) -> int:
     """The tutorial's data/names/<Language>.txt files (one name per line) -> CSV `name,label`,
     languages in sorted order, names in file order. Returns the number of rows."""
     with zipfile.ZipFile(zip_path) as zf:
-        members = sorted((m.group(1), info.filename) for info in zf.infolist() if (m := _NAMES_MEMBER.match(info.filename)))
+        members = sorted(
+            (m.group(1), info.filename) for info in zf.infolist() if (m := _NAMES_MEMBER.match(info.filename))
+        )
         if not members:
             raise DatasetError(f"{zip_path} has no data/names/<Language>.txt files")
         rows = []
@@ -183,5 +206,9 @@ def download(name: str, data_dir: str | os.PathLike = DATA_DIR) -> dict:
         info, destination = download_names(data_dir), _below(data_dir, NAMES_CSV_PATH)
     else:
         raise DatasetError(f"nothing to download for {name!r}; valid: {', '.join(DOWNLOADS)}")
-    return {"dataset": name, "destination": str(destination),
-            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"), **info}
+    return {
+        "dataset": name,
+        "destination": str(destination),
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **info,
+    }

@@ -34,7 +34,12 @@ def load_mnist1d(num_samples: int = 5000, split_seed: int = 0) -> ArrayDataset:
     x_train, x_test = standardise(np.asarray(d["x"], np.float32), np.asarray(d["x_test"], np.float32))
     # Shape [n, 1, L]: one channel for 1-D convolutions.
     return ArrayDataset(
-        x_train[:, None, :], np.asarray(d["y"], np.int64), x_test[:, None, :], np.asarray(d["y_test"], np.int64), 10, "signal"
+        x_train[:, None, :],
+        np.asarray(d["y"], np.int64),
+        x_test[:, None, :],
+        np.asarray(d["y_test"], np.int64),
+        10,
+        "signal",
     )
 
 

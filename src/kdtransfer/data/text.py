@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from kdtransfer.data.core import ArrayDataset, DatasetError, loader, missing_data_error, stratified_split
-from kdtransfer.paths import DATA_DIR
 from kdtransfer.options import COUNT, FRACTION, SEED
+from kdtransfer.paths import DATA_DIR
 
 NAMES_CSV_PATH = f"{DATA_DIR}/names.csv"
 PAD, UNKNOWN = 0, 1
@@ -51,17 +51,33 @@ def encode_names(names: list[str], vocabulary: dict[str, int], max_len: int) -> 
     return tokens
 
 
-@loader(sample_shape=lambda max_len, **_: (max_len,), tokens=True, max_len=COUNT, test_fraction=FRACTION, split_seed=SEED)
-def load_names_csv(path: str = NAMES_CSV_PATH, name_column: str = "name", label_column: str = "label", max_len: int = 20,
-                   test_fraction: float = 0.2, split_seed: int = 0, drop_duplicates: bool = True) -> ArrayDataset:
+@loader(
+    sample_shape=lambda max_len, **_: (max_len,), tokens=True, max_len=COUNT, test_fraction=FRACTION, split_seed=SEED
+)
+def load_names_csv(
+    path: str = NAMES_CSV_PATH,
+    name_column: str = "name",
+    label_column: str = "label",
+    max_len: int = 20,
+    test_fraction: float = 0.2,
+    split_seed: int = 0,
+    drop_duplicates: bool = True,
+) -> ArrayDataset:
     """Names and labels from a UTF-8 CSV with a header. Labels: the sorted unique label strings
     -> 0..C-1. Split: stratified by label, `test_fraction` per class, fixed by `split_seed`.
     drop_duplicates: keep one row per (name, label), so an exact duplicate cannot sit in both
     splits (the PyTorch tutorial's files repeat some names within a language)."""
     csv_path = Path(path)
     if not csv_path.is_file():
-        raise missing_data_error("Names CSV", csv_path, csv_path, f"a UTF-8 CSV with columns {name_column},{label_column}",
-                                 "names", NAMES_CSV_PATH, option="path")
+        raise missing_data_error(
+            "Names CSV",
+            csv_path,
+            csv_path,
+            f"a UTF-8 CSV with columns {name_column},{label_column}",
+            "names",
+            NAMES_CSV_PATH,
+            option="path",
+        )
     names, labels = read_labelled_names(csv_path, name_column, label_column)
     if drop_duplicates:
         # dict keeps first occurrences in file order.
@@ -73,5 +89,13 @@ def load_names_csv(path: str = NAMES_CSV_PATH, name_column: str = "name", label_
     train_idx, test_idx = stratified_split(y, test_fraction, split_seed)
     vocabulary = character_vocabulary([names[i] for i in train_idx])
     x = encode_names(names, vocabulary, max_len)
-    return ArrayDataset(x[train_idx], y[train_idx], x[test_idx], y[test_idx], len(class_names), "text",
-                        vocab_size=len(vocabulary) + 2, class_names=class_names)
+    return ArrayDataset(
+        x[train_idx],
+        y[train_idx],
+        x[test_idx],
+        y[test_idx],
+        len(class_names),
+        "text",
+        vocab_size=len(vocabulary) + 2,
+        class_names=class_names,
+    )

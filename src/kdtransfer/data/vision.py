@@ -11,10 +11,16 @@ from pathlib import Path
 
 import numpy as np
 
-from kdtransfer.data.core import (ArrayDataset, DatasetError, channel_mean_std, loader, missing_data_error,
-                                  stratified_head)
-from kdtransfer.paths import DATA_DIR
+from kdtransfer.data.core import (
+    ArrayDataset,
+    DatasetError,
+    channel_mean_std,
+    loader,
+    missing_data_error,
+    stratified_head,
+)
 from kdtransfer.options import COUNT
+from kdtransfer.paths import DATA_DIR
 
 CIFAR_ROOT = f"{DATA_DIR}/cifar"
 TINY_IMAGENET_ROOT = f"{DATA_DIR}/tiny-imagenet-200"
@@ -33,12 +39,16 @@ def torchvision_cifar_class(name: str, verify_md5: bool):
     base = {"cifar10": CIFAR10, "cifar100": CIFAR100}[name]
     if verify_md5:
         return base
-    return type(f"Unverified{base.__name__}", (base,), {
-        # torchvision's check_integrity(path, None) tests existence only.
-        "train_list": [[filename, None] for filename, _ in base.train_list],
-        "test_list": [[filename, None] for filename, _ in base.test_list],
-        "meta": {**base.meta, "md5": None},
-    })
+    return type(
+        f"Unverified{base.__name__}",
+        (base,),
+        {
+            # torchvision's check_integrity(path, None) tests existence only.
+            "train_list": [[filename, None] for filename, _ in base.train_list],
+            "test_list": [[filename, None] for filename, _ in base.test_list],
+            "meta": {**base.meta, "md5": None},
+        },
+    )
 
 
 def _check_cifar_files(name: str, root: Path) -> None:
@@ -48,8 +58,9 @@ def _check_cifar_files(name: str, root: Path) -> None:
         path = root / cls.base_folder / filename
         if not path.is_file():
             listed = ", ".join(files)
-            raise missing_data_error(_CIFAR_TITLES[name], root, path, f"{cls.base_folder}/{{{listed}}} under {root}",
-                                     name, CIFAR_ROOT)
+            raise missing_data_error(
+                _CIFAR_TITLES[name], root, path, f"{cls.base_folder}/{{{listed}}} under {root}", name, CIFAR_ROOT
+            )
 
 
 def _load_cifar(name: str, root: str, max_train: int | None, max_test: int | None) -> ArrayDataset:
@@ -66,7 +77,9 @@ def _load_cifar(name: str, root: str, max_train: int | None, max_test: int | Non
         classes = list(ds.classes)
     (x_train, y_train), (x_test, y_test) = splits
     mean, std = channel_mean_std(x_train)
-    return ArrayDataset(x_train, y_train, x_test, y_test, len(classes), "image", mean=mean, std=std, class_names=classes)
+    return ArrayDataset(
+        x_train, y_train, x_test, y_test, len(classes), "image", mean=mean, std=std, class_names=classes
+    )
 
 
 @loader(sample_shape=lambda **_: (3, 32, 32), max_train=COUNT, max_test=COUNT)
@@ -89,8 +102,10 @@ def _read_rgb(path: Path) -> np.ndarray:
         # About 2% of Tiny-ImageNet's JPEGs are greyscale; every sample gets 3 channels.
         pixels = np.asarray(image.convert("RGB"))
     if pixels.shape != (TINY_IMAGENET_SIZE, TINY_IMAGENET_SIZE, 3):
-        raise DatasetError(f"{path} is {pixels.shape[1]}x{pixels.shape[0]} pixels; Tiny-ImageNet images are "
-                           f"{TINY_IMAGENET_SIZE}x{TINY_IMAGENET_SIZE}")
+        raise DatasetError(
+            f"{path} is {pixels.shape[1]}x{pixels.shape[0]} pixels; Tiny-ImageNet images are "
+            f"{TINY_IMAGENET_SIZE}x{TINY_IMAGENET_SIZE}"
+        )
     return pixels.transpose(2, 0, 1)
 
 
@@ -106,8 +121,9 @@ def tiny_imagenet_files(root: Path) -> tuple[list[str], list[tuple[Path, str]], 
     expected = "wnids.txt, words.txt, train/<wnid>/images/*.JPEG, val/images/*.JPEG and val/val_annotations.txt"
     for relative in ("wnids.txt", "words.txt", "train", "val/val_annotations.txt"):
         if not (root / relative).exists():
-            raise missing_data_error("Tiny-ImageNet", root, root / relative, f"{expected} under {root}",
-                                     "tiny_imagenet", TINY_IMAGENET_ROOT)
+            raise missing_data_error(
+                "Tiny-ImageNet", root, root / relative, f"{expected} under {root}", "tiny_imagenet", TINY_IMAGENET_ROOT
+            )
     wnids = sorted((root / "wnids.txt").read_text().split())
     train = []
     for wnid in wnids:
@@ -123,7 +139,9 @@ def tiny_imagenet_files(root: Path) -> tuple[list[str], list[tuple[Path, str]], 
             continue
         filename, wnid = line.split("\t")[:2]
         if wnid not in known:
-            raise DatasetError(f"{root / 'val' / 'val_annotations.txt'} labels {filename} with {wnid}, not in wnids.txt")
+            raise DatasetError(
+                f"{root / 'val' / 'val_annotations.txt'} labels {filename} with {wnid}, not in wnids.txt"
+            )
         val.append((root / "val" / "images" / filename, wnid))
     return wnids, train, sorted(val)
 
@@ -138,8 +156,9 @@ def _class_words(root: Path, wnids: list[str]) -> list[str]:
 
 
 @loader(sample_shape=lambda **_: (3, TINY_IMAGENET_SIZE, TINY_IMAGENET_SIZE), max_train=COUNT, max_test=COUNT)
-def load_tiny_imagenet(root: str = TINY_IMAGENET_ROOT, max_train: int | None = None,
-                       max_test: int | None = None) -> ArrayDataset:
+def load_tiny_imagenet(
+    root: str = TINY_IMAGENET_ROOT, max_train: int | None = None, max_test: int | None = None
+) -> ArrayDataset:
     """Tiny-ImageNet-200 from its standard folder: train = train/ (100,000 images), test = val/
     (10,000; the official test split has no labels). uint8 [n, 3, 64, 64]; labels index the
     sorted wnids. max_train/max_test: stratified first-N subsample, taken before reading."""
@@ -153,5 +172,14 @@ def load_tiny_imagenet(root: str = TINY_IMAGENET_ROOT, max_train: int | None = N
         splits.append((_read_images([files[i][0] for i in keep]), labels[keep]))
     (x_train, y_train), (x_test, y_test) = splits
     mean, std = channel_mean_std(x_train)
-    return ArrayDataset(x_train, y_train, x_test, y_test, len(wnids), "image", mean=mean, std=std,
-                        class_names=_class_words(root_path, wnids))
+    return ArrayDataset(
+        x_train,
+        y_train,
+        x_test,
+        y_test,
+        len(wnids),
+        "image",
+        mean=mean,
+        std=std,
+        class_names=_class_words(root_path, wnids),
+    )

@@ -10,15 +10,22 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-_NUMPY_TO_ARROW = {np.dtype(np.float32): pa.float32(), np.dtype(np.float64): pa.float64(),
-                   np.dtype(np.int16): pa.int16(), np.dtype(np.int32): pa.int32(), np.dtype(np.int64): pa.int64()}
+_NUMPY_TO_ARROW = {
+    np.dtype(np.float32): pa.float32(),
+    np.dtype(np.float64): pa.float64(),
+    np.dtype(np.int16): pa.int16(),
+    np.dtype(np.int32): pa.int32(),
+    np.dtype(np.int64): pa.int64(),
+}
 
 
 def array_from_numpy(values: np.ndarray) -> pa.Array:
     """A 1-D numeric numpy array as an Arrow array (no nulls), zero-copy."""
     values = np.ascontiguousarray(values)
     if values.ndim != 1 or values.dtype not in _NUMPY_TO_ARROW:
-        raise TypeError(f"expected a 1-D array of {sorted(map(str, _NUMPY_TO_ARROW))}, got {values.dtype} {values.shape}")
+        raise TypeError(
+            f"expected a 1-D array of {sorted(map(str, _NUMPY_TO_ARROW))}, got {values.dtype} {values.shape}"
+        )
     return pa.Array.from_buffers(_NUMPY_TO_ARROW[values.dtype], len(values), [None, pa.py_buffer(values)])
 
 
@@ -27,7 +34,9 @@ def string_array(texts: list[str]) -> pa.Array:
     encoded = [t.encode() for t in texts]
     offsets = np.zeros(len(encoded) + 1, dtype=np.int32)
     np.cumsum([len(e) for e in encoded], out=offsets[1:])
-    return pa.Array.from_buffers(pa.string(), len(encoded), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))])
+    return pa.Array.from_buffers(
+        pa.string(), len(encoded), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))]
+    )
 
 
 def table_from_records(records: list[dict]) -> pa.Table:

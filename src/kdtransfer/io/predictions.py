@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -114,7 +113,9 @@ def read_predictions(path: str | os.PathLike, *, logits: bool = True) -> Predict
     try:
         pf = pq.ParquetFile(path)
     except FileNotFoundError:
-        raise PredictionsError(f"predictions file {path} does not exist; re-run {training_rule_of(path)}, which makes it") from None
+        raise PredictionsError(
+            f"predictions file {path} does not exist; re-run {training_rule_of(path)}, which makes it"
+        ) from None
     except Exception as exc:  # pyarrow raises several types for truncated/corrupt files
         raise PredictionsError(f"predictions file {path} is unreadable ({exc}); {_remake_hint(path)}") from None
     schema = pf.schema_arrow
@@ -123,10 +124,14 @@ def read_predictions(path: str | os.PathLike, *, logits: bool = True) -> Predict
         raise PredictionsError(f"predictions file {path} has columns {schema.names}, expected {expected}")
     logits_type = schema.field("logits").type
     if not pa.types.is_fixed_size_list(logits_type) or logits_type.value_type != pa.float32():
-        raise PredictionsError(f"predictions file {path}: column 'logits' must be fixed_size_list<float32>, got {logits_type}")
+        raise PredictionsError(
+            f"predictions file {path}: column 'logits' must be fixed_size_list<float32>, got {logits_type}"
+        )
     num_classes = logits_type.list_size
     if not schema.equals(prediction_schema(num_classes)):
-        raise PredictionsError(f"predictions file {path} has schema {schema}, expected {prediction_schema(num_classes)}")
+        raise PredictionsError(
+            f"predictions file {path} has schema {schema}, expected {prediction_schema(num_classes)}"
+        )
     if pf.metadata.num_rows == 0:
         raise PredictionsError(f"predictions file {path} has no rows; {_remake_hint(path)}")
     # The identity columns hold one value repeated on every row: when the row-group statistics
@@ -145,7 +150,9 @@ def read_predictions(path: str | os.PathLike, *, logits: bool = True) -> Predict
         for name in IDENTITY_COLUMNS:
             values = table.column(name).unique()
             if len(values) != 1:
-                raise PredictionsError(f"predictions file {path}: column {name!r} must hold one value, found {len(values)}")
+                raise PredictionsError(
+                    f"predictions file {path}: column {name!r} must hold one value, found {len(values)}"
+                )
             identity[name] = values[0].as_py()
     meta = {}
     raw = (schema.metadata or {}).get(b"kdtransfer")
@@ -182,8 +189,14 @@ def _identity_from_statistics(pf: pq.ParquetFile) -> dict | None:
         for rg in range(meta.num_row_groups):
             group = meta.row_group(rg)
             stats = group.column(leaf_index[name]).statistics
-            if (stats is None or not stats.has_min_max or not stats.has_null_count or stats.null_count != 0
-                    or stats.num_values != group.num_rows or stats.min != stats.max):
+            if (
+                stats is None
+                or not stats.has_min_max
+                or not stats.has_null_count
+                or stats.null_count != 0
+                or stats.num_values != group.num_rows
+                or stats.min != stats.max
+            ):
                 return None
             values.add(stats.min)
         if len(values) != 1:

@@ -46,11 +46,15 @@ def _format_error(err: jsonschema.ValidationError) -> str:
         extra = [k for k in err.instance if k not in allowed]
         if allowed:
             key = extra[0] if extra else "?"
-            return (f"unknown config key {_path([*err.absolute_path, key])!r}{_hint(key, allowed)}; "
-                    f"valid keys at {where}: {', '.join(allowed)}")
+            return (
+                f"unknown config key {_path([*err.absolute_path, key])!r}{_hint(key, allowed)}; "
+                f"valid keys at {where}: {', '.join(allowed)}"
+            )
     if err.validator == "enum":
-        return (f"config value {err.instance!r} at {where} is not allowed{_hint(err.instance, err.validator_value)}; "
-                f"valid choices: {', '.join(map(str, err.validator_value))}")
+        return (
+            f"config value {err.instance!r} at {where} is not allowed{_hint(err.instance, err.validator_value)}; "
+            f"valid choices: {', '.join(map(str, err.validator_value))}"
+        )
     if err.validator == "required":
         return f"config at {where} is missing a required key: {err.message}"
     if "propertyNames" in err.schema_path:
@@ -58,8 +62,10 @@ def _format_error(err: jsonschema.ValidationError) -> str:
     if where in NO_RUN_HINTS and _is_empty(err.instance):
         return f"config at {where}: {err.message}; {NO_RUN_HINTS[where]}"
     if err.validator == "type" and isinstance(err.instance, str) and _EXPONENT_NUMBER.fullmatch(err.instance.strip()):
-        return (f"config at {where}: {err.instance!r} is text, not a number: YAML reads {err.instance} as a string; "
-                f"write it with a decimal point and a signed exponent (e.g. 1.0e-3)")
+        return (
+            f"config at {where}: {err.instance!r} is text, not a number: YAML reads {err.instance} as a string; "
+            f"write it with a decimal point and a signed exponent (e.g. 1.0e-3)"
+        )
     return f"config at {where}: {err.message}"
 
 
@@ -69,7 +75,9 @@ _EXPONENT_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 # Keys that, when empty, leave nothing to train: say so, and what to write instead.
 NO_RUN_HINTS = {
-    "seeds": "this config would produce no runs: set `seeds` to a count >= 1 (e.g. seeds: 10) or a list (seeds: [0, 1, 2])",
+    "seeds": (
+        "this config would produce no runs: set `seeds` to a count >= 1 (e.g. seeds: 10) or a list (seeds: [0, 1, 2])"
+    ),
     "setups": "this config would produce no runs: define at least one setup (dataset, teacher, recipe)",
     "datasets": "define at least one dataset (e.g. digits: {loader: digits})",
     "models": "define at least one model (e.g. mlp: {arch: mlp})",
@@ -82,9 +90,11 @@ def _bad_name_message(name: str, where: str, pattern: str) -> str:
     if not re.match(pattern, fixed):
         fixed = f"x{fixed}"
     renamed = "" if where == "setups" else " and every setup that refers to it"
-    return (f"{where}.{name}: {name!r} is not a valid name: names under `{where}` may use letters, digits and _ "
-            f"and start with a letter (they become file names and Snakemake wildcards); rename it (e.g. to "
-            f"{fixed!r}){renamed}")
+    return (
+        f"{where}.{name}: {name!r} is not a valid name: names under `{where}` may use letters, digits and _ "
+        f"and start with a letter (they become file names and Snakemake wildcards); rename it (e.g. to "
+        f"{fixed!r}){renamed}"
+    )
 
 
 def _is_empty(value) -> bool:
@@ -145,7 +155,8 @@ def _no_duplicate_yaml_keys(path: str, node) -> None:
                     raise ConfigError(
                         f"{path}, line {key.start_mark.line + 1}: key {key.value!r} appears twice in one mapping "
                         f"(first at line {seen[key.tag, key.value] + 1}); YAML would silently keep only the last: "
-                        f"rename or merge them")
+                        f"rename or merge them"
+                    )
                 seen[key.tag, key.value] = key.start_mark.line
             _no_duplicate_yaml_keys(path, value)
     elif isinstance(node, yaml.SequenceNode):
@@ -157,8 +168,10 @@ def _no_duplicate_json_keys(path: str, pairs) -> dict:
     keys = [key for key, _ in pairs]
     for key in keys:
         if keys.count(key) > 1:
-            raise ConfigError(f"{path}: key {key!r} appears twice in one object; JSON readers keep only the last: "
-                              f"rename or merge them")
+            raise ConfigError(
+                f"{path}: key {key!r} appears twice in one object; JSON readers keep only the last: "
+                f"rename or merge them"
+            )
     return dict(pairs)
 
 
@@ -230,10 +243,10 @@ def _check_references(config: dict) -> None:
         import timm  # only now: it imports torch
 
         for name, arch in timm_names:
-            if not timm.is_model(arch[len(TIMM_PREFIX):]):
+            if not timm.is_model(arch[len(TIMM_PREFIX) :]):
                 raise ConfigError(
                     f"unknown timm model {arch!r} at models.{name}.arch"
-                    f"{_hint(arch[len(TIMM_PREFIX):], timm.list_models())}; see timm.list_models()"
+                    f"{_hint(arch[len(TIMM_PREFIX) :], timm.list_models())}; see timm.list_models()"
                 )
     for key, section in (("dataset", "datasets"), ("teacher", "models"), ("student", "models"), ("recipe", "recipes")):
         for setup_name, setup in config["setups"].items():
@@ -271,9 +284,11 @@ def _check_inputs(setup_name: str, setup: dict, config: dict) -> None:
         if model["arch"] in BUILTIN_MODELS:
             problem = input_problem(model["arch"], model["options"], shape, tokens)
             if problem:
-                raise ConfigError(f"config at {where}: its {role} models.{setup[role]} cannot read dataset "
-                                  f"{setup['dataset']}: {problem}; change models.{setup[role]}.options, or pick "
-                                  f"another model or dataset for the setup")
+                raise ConfigError(
+                    f"config at {where}: its {role} models.{setup[role]} cannot read dataset "
+                    f"{setup['dataset']}: {problem}; change models.{setup[role]}.options, or pick "
+                    f"another model or dataset for the setup"
+                )
 
 
 def _raise_if(problem: str | None) -> None:

@@ -23,8 +23,8 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from kdtransfer.catalog import DISTILLED_CONDITIONS
 from kdtransfer import paths
+from kdtransfer.catalog import DISTILLED_CONDITIONS
 from kdtransfer.plan.packs import Pack, seed_blocks
 from kdtransfer.plan.sweeps import expand_setups, setup_row
 from kdtransfer.spec import RunSpec
@@ -54,7 +54,7 @@ def canonical(obj):
 def digest(obj) -> str:
     """A short, stable hex digest of a JSON-able value (key order does not matter)."""
     text = json.dumps(canonical(obj), sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:paths.DIGEST_LENGTH]
+    return hashlib.sha256(text.encode()).hexdigest()[: paths.DIGEST_LENGTH]
 
 
 def seeds_of(config: dict) -> list[int]:
@@ -66,12 +66,19 @@ def _kd_settings(setup: dict) -> dict:
     """What a kd/rcd student's loss depends on. Feature settings only for feature variants, so
     a logit setup's spec does not change when unrelated feature defaults do."""
     kd = setup["kd"]
-    out = {"alpha": kd["alpha"], "temperature": kd["temperature"], "variant": kd["variant"],
-           "feature_weight": 0.0, "layers": [], "teacher_layers": []}
+    out = {
+        "alpha": kd["alpha"],
+        "temperature": kd["temperature"],
+        "variant": kd["variant"],
+        "feature_weight": 0.0,
+        "layers": [],
+        "teacher_layers": [],
+    }
     if kd["variant"] != "logit":
         layers = list(kd["layers"])
-        out.update(feature_weight=kd["feature_weight"], layers=layers,
-                   teacher_layers=list(kd.get("teacher_layers") or layers))
+        out.update(
+            feature_weight=kd["feature_weight"], layers=layers, teacher_layers=list(kd.get("teacher_layers") or layers)
+        )
     return out
 
 
@@ -121,13 +128,17 @@ class Plan:
         return body
 
     def _run_key(self, condition: str, setup_name: str, setup: dict) -> str:
-        identity = {**self._spec_body(condition, setup), "data": self.data_keys[setup["dataset"]],
-                    "teacher": self._teacher_identity(condition, setup)}
+        identity = {
+            **self._spec_body(condition, setup),
+            "data": self.data_keys[setup["dataset"]],
+            "teacher": self._teacher_identity(condition, setup),
+        }
         if condition in DISTILLED_CONDITIONS:
             return paths.DISTILLED_KEY.format(condition=condition, setup=setup_name, digest=digest(identity))
         model = setup["teacher"] if condition == "teacher" else setup["student"]
-        return paths.REFERENCE_KEY.format(condition=condition, dataset=setup["dataset"], model=model, recipe=setup["recipe"],
-                                          digest=digest(identity))
+        return paths.REFERENCE_KEY.format(
+            condition=condition, dataset=setup["dataset"], model=model, recipe=setup["recipe"], digest=digest(identity)
+        )
 
     def _teacher_identity(self, condition: str, setup: dict):
         """What a distilled run takes from its teacher: kd the trained teacher (its run key),
@@ -190,10 +201,13 @@ class Plan:
 
     def swept_keys(self) -> set[str]:
         """The sweep keys (temperature, model, ...) that expand at least one setup into variants."""
-        return {key for name, s in self.setups.items() if s["sweep_group"] and s["sweep_group"] != name
-                for key in s["sweep_params"]}
+        return {
+            key
+            for name, s in self.setups.items()
+            if s["sweep_group"] and s["sweep_group"] != name
+            for key in s["sweep_params"]
+        }
 
     def setup_table(self) -> list[dict]:
         """One row per setup for figures and tables (display names, sweep groups)."""
         return canonical([setup_row(name, s) for name, s in self.setups.items()])
-

@@ -42,9 +42,16 @@ def setup_row(name: str, setup: dict) -> dict:
     """One row of the setup table (Plan.setup_table): what figures and tables show of a setup,
     its value on every sweep axis among them (catalog.SWEEP_VALUE_COLUMNS)."""
     return {
-        "setup": name, "label": setup["label"], "dataset": setup["dataset"], "teacher": setup["teacher"],
-        "student": setup["student"], "recipe": setup["recipe"], "variant": setup["kd"]["variant"],
-        "alpha": setup["kd"]["alpha"], "temperature": setup["kd"]["temperature"], "sweep": setup["sweep_group"],
+        "setup": name,
+        "label": setup["label"],
+        "dataset": setup["dataset"],
+        "teacher": setup["teacher"],
+        "student": setup["student"],
+        "recipe": setup["recipe"],
+        "variant": setup["kd"]["variant"],
+        "alpha": setup["kd"]["alpha"],
+        "temperature": setup["kd"]["temperature"],
+        "sweep": setup["sweep_group"],
         "sweep_params": ",".join(setup["sweep_params"]),
     }
 
@@ -72,6 +79,8 @@ def expand_setups(config: dict) -> dict[str, dict]:
                 variant["sweep_params"] = [key]
                 variant_name = f"{name}_{suffix}"
                 if variant_name in out or variant_name in config["setups"]:
-                    raise ValueError(f"sweep of setup {name!r} makes a setup named {variant_name!r}, which exists already")
+                    raise ValueError(
+                        f"sweep of setup {name!r} makes a setup named {variant_name!r}, which exists already"
+                    )
                 out[variant_name] = variant
     return out

@@ -13,7 +13,6 @@ final predictions, so every model sees its inputs prepared one way.
 from __future__ import annotations
 
 import contextlib
-
 import hashlib
 import math
 
@@ -76,9 +75,14 @@ def augment_batch(x: torch.Tensor, augment: str, generator: torch.Generator) -> 
     padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
     dx = to_device_async(torch.randint(0, 2 * pad + 1, (n,), generator=generator), x.device)
     dy = to_device_async(torch.randint(0, 2 * pad + 1, (n,), generator=generator), x.device)
-    rows = (dy[:, None] + torch.arange(h, device=x.device)[None, :])  # [n, h]
-    cols = (dx[:, None] + torch.arange(w, device=x.device)[None, :])  # [n, w]
-    out = padded[torch.arange(n, device=x.device)[:, None, None, None], torch.arange(x.shape[1], device=x.device)[None, :, None, None], rows[:, None, :, None], cols[:, None, None, :]]
+    rows = dy[:, None] + torch.arange(h, device=x.device)[None, :]  # [n, h]
+    cols = dx[:, None] + torch.arange(w, device=x.device)[None, :]  # [n, w]
+    out = padded[
+        torch.arange(n, device=x.device)[:, None, None, None],
+        torch.arange(x.shape[1], device=x.device)[None, :, None, None],
+        rows[:, None, :, None],
+        cols[:, None, None, :],
+    ]
     flip = to_device_async(torch.rand(n, generator=generator) < 0.5, x.device)
     return torch.where(flip[:, None, None, None], out.flip(3), out)
 
@@ -110,7 +114,9 @@ class BatchInputs:
         model = model.to(self.device)
         return model.to(memory_format=torch.channels_last) if self.channels_last else model
 
-    def __call__(self, x: torch.Tensor, augment: str = "none", generator: torch.Generator | None = None) -> torch.Tensor:
+    def __call__(
+        self, x: torch.Tensor, augment: str = "none", generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         if x.dtype == torch.uint8:
             x = x.float() / 255
             if self.mean is not None:
@@ -128,17 +134,19 @@ class ResidentData:
         self.data, self.device = data, torch.device(device)
         self.inputs = BatchInputs(data, self.device)
         self.x_train, self.y_train, self.x_test, self.y_test = (
-            torch.from_numpy(a).to(self.device) for a in (data.x_train, data.y_train, data.x_test, data.y_test))
+            torch.from_numpy(a).to(self.device) for a in (data.x_train, data.y_train, data.x_test, data.y_test)
+        )
 
 
 @torch.no_grad()
-def predict_logits(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 1024, *,
-                   inputs: BatchInputs | None = None, bf16: bool) -> torch.Tensor:
+def predict_logits(
+    model: torch.nn.Module, x: torch.Tensor, batch_size: int = 1024, *, inputs: BatchInputs | None = None, bf16: bool
+) -> torch.Tensor:
     model.eval()
     device = next(model.parameters()).device
     outs = []
     with autocast_context(device, bf16):
         for i in range(0, x.shape[0], batch_size):
-            xb = x[i:i + batch_size]
+            xb = x[i : i + batch_size]
             outs.append(model(inputs(xb) if inputs is not None else xb).float())
     return torch.cat(outs)

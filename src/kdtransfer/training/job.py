@@ -56,20 +56,44 @@ def train_and_save(
     torch.set_num_threads(max(1, threads))
     resident = resident_data(data)
     checkpoint = checkpoint_path(weights_out)
-    model, history, info = train_run(spec, resident, teacher_weights=teacher_weights, teacher_model=teacher_model,
-                                     checkpoint_path=checkpoint, checkpoint_every=checkpoint_every)
+    model, history, info = train_run(
+        spec,
+        resident,
+        teacher_weights=teacher_weights,
+        teacher_model=teacher_model,
+        checkpoint_path=checkpoint,
+        checkpoint_every=checkpoint_every,
+    )
     with timed("outputs"):
-        write_outputs(spec, model, history, info, resident, weights_out=weights_out, predictions_out=predictions_out,
-                      history_out=history_out)
+        write_outputs(
+            spec,
+            model,
+            history,
+            info,
+            resident,
+            weights_out=weights_out,
+            predictions_out=predictions_out,
+            history_out=history_out,
+        )
     if not keep_final_state:
         remove_checkpoints(checkpoint)  # the run is complete; checkpoints would only waste disk
-    log.info("done %s: test accuracy %.4f, %d parameters", spec.name,
-             history[-1]["test_accuracy"], info["num_parameters"])
+    log.info(
+        "done %s: test accuracy %.4f, %d parameters", spec.name, history[-1]["test_accuracy"], info["num_parameters"]
+    )
     return info
 
 
-def write_outputs(spec: RunSpec, model: torch.nn.Module, history: list[dict], info: dict, resident: ResidentData, *,
-                  weights_out: str, predictions_out: dict[str, str], history_out: str) -> None:
+def write_outputs(
+    spec: RunSpec,
+    model: torch.nn.Module,
+    history: list[dict],
+    info: dict,
+    resident: ResidentData,
+    *,
+    weights_out: str,
+    predictions_out: dict[str, str],
+    history_out: str,
+) -> None:
     """A trained run's files: per-sample predictions of each split, per-epoch history, weights."""
     import pyarrow.parquet as pq
 
@@ -80,8 +104,17 @@ def write_outputs(spec: RunSpec, model: torch.nn.Module, history: list[dict], in
     for split, path in predictions_out.items():
         x, y = (resident.x_test, arrays.y_test) if split == "test" else (resident.x_train, arrays.y_train)
         logits = predict_logits(model, x, inputs=resident.inputs, bf16=spec.bf16).cpu().numpy()
-        write_predictions(path, run_key=spec.run_key, condition=spec.condition, seed=spec.seed, split=split,
-                          sample_idx=np.arange(len(y)), label=y, logits=logits, extra_metadata=info)
+        write_predictions(
+            path,
+            run_key=spec.run_key,
+            condition=spec.condition,
+            seed=spec.seed,
+            split=split,
+            sample_idx=np.arange(len(y)),
+            label=y,
+            logits=logits,
+            extra_metadata=info,
+        )
     with atomic_path(history_out) as tmp:
         pq.write_table(table_from_records([{**epoch, **info} for epoch in history]), tmp)
     with atomic_path(weights_out) as tmp:

@@ -23,7 +23,14 @@ import torch
 
 from kdtransfer.data import ArrayDataset
 from kdtransfer.spec import RunSpec
-from kdtransfer.training.batches import BatchInputs, ResidentData, epoch_permutation, order_fingerprint, predict_logits, steps_per_epoch
+from kdtransfer.training.batches import (
+    BatchInputs,
+    ResidentData,
+    epoch_permutation,
+    order_fingerprint,
+    predict_logits,
+    steps_per_epoch,
+)
 from kdtransfer.training.device import configure_device, device_label, pick_device
 from kdtransfer.training.models import count_parameters, create_model_for, state_fingerprint
 from kdtransfer.training.objective import build_objective
@@ -31,7 +38,8 @@ from kdtransfer.training.optim import make_optimizer
 from kdtransfer.training.progress import DivergenceGuard
 from kdtransfer.training.seeding import derive_seed, run_roles
 from kdtransfer.training.state import Checkpoint, TrainingInterrupted, TrainState, sigterm_flag
-from kdtransfer.training.timing import add as add_time, timed
+from kdtransfer.training.timing import add as add_time
+from kdtransfer.training.timing import timed
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +52,16 @@ def build_initial_model(spec: RunSpec, data: ArrayDataset) -> torch.nn.Module:
     return create_model_for(spec.model, data)
 
 
-def train_run(spec: RunSpec, data: ArrayDataset | ResidentData, *, checkpoint_path: str | os.PathLike, checkpoint_every: int,
-              teacher_weights: str | os.PathLike | None = None, teacher_model: dict | None = None,
-              device: torch.device | None = None) -> tuple[torch.nn.Module, list[dict], dict]:
+def train_run(
+    spec: RunSpec,
+    data: ArrayDataset | ResidentData,
+    *,
+    checkpoint_path: str | os.PathLike,
+    checkpoint_every: int,
+    teacher_weights: str | os.PathLike | None = None,
+    teacher_model: dict | None = None,
+    device: torch.device | None = None,
+) -> tuple[torch.nn.Module, list[dict], dict]:
     """Train one run; returns (final model, per-epoch history, run info).
 
     `kd` needs `teacher_weights` and `teacher_model` (its model entry); `rcd` of a feature
@@ -65,11 +80,25 @@ def train_run(spec: RunSpec, data: ArrayDataset | ResidentData, *, checkpoint_pa
     n, steps = x_train.shape[0], steps_per_epoch(x_train.shape[0], recipe)
 
     model = inputs.place(build_initial_model(spec, data))
-    info = {"init_fingerprint": state_fingerprint(model), "order_fingerprint": order_fingerprint(order_seed, n, recipe.epochs),
-            "num_parameters": count_parameters(model), "device": device_label(device)}
-    objective = build_objective(spec.condition, spec.kd, spec.rcd, seed=spec.seed, run=spec.name, bf16=spec.bf16,
-                                augment=recipe.augment, student=model, resident=resident,
-                                teacher_weights=teacher_weights, teacher_model=teacher_model)
+    info = {
+        "init_fingerprint": state_fingerprint(model),
+        "order_fingerprint": order_fingerprint(order_seed, n, recipe.epochs),
+        "num_parameters": count_parameters(model),
+        "device": device_label(device),
+    }
+    objective = build_objective(
+        spec.condition,
+        spec.kd,
+        spec.rcd,
+        seed=spec.seed,
+        run=spec.name,
+        bf16=spec.bf16,
+        augment=recipe.augment,
+        student=model,
+        resident=resident,
+        teacher_weights=teacher_weights,
+        teacher_model=teacher_model,
+    )
     opt, sched = make_optimizer([*model.parameters(), *objective.parameters()], recipe, steps)
     state = TrainState(model, opt, sched, objective, device)
     checkpoint = Checkpoint(checkpoint_path, spec.fingerprint, run=spec.name)
@@ -87,11 +116,13 @@ def train_run(spec: RunSpec, data: ArrayDataset | ResidentData, *, checkpoint_pa
             perm = epoch_permutation(order_seed, epoch, n, device)
             if state.batch == 0:  # fresh per-epoch generators: a resumed run repeats the draws it would have made
                 objective.start_epoch(epoch)
-                state.aug_gen.manual_seed(derive_seed(spec.seed, "augment", order_role, epoch))  # kd, rcd, nokd: same crops
+                state.aug_gen.manual_seed(
+                    derive_seed(spec.seed, "augment", order_role, epoch)
+                )  # kd, rcd, nokd: same crops
             model.train()
             started = time.perf_counter()
             for b in range(state.batch, steps):
-                idx = perm[b * recipe.batch_size:(b + 1) * recipe.batch_size]
+                idx = perm[b * recipe.batch_size : (b + 1) * recipe.batch_size]
                 xb, yb = inputs(x_train[idx], recipe.augment, state.aug_gen), y_train[idx]
                 logits, loss, parts = objective(forward, xb, yb, idx)
                 guard.before_step(loss, epoch, b)
@@ -109,9 +140,19 @@ def train_run(spec: RunSpec, data: ArrayDataset | ResidentData, *, checkpoint_pa
             with timed("evaluation"):
                 test_accuracy = accuracy(model, x_test, y_test, inputs, spec.bf16)
             row = state.end_epoch(test_accuracy, seconds)
-            log.info("epoch %d/%d loss %.4f ce %.4f kd %.4f feature %.4f train_acc %.4f test_acc %.4f lr %.4g time %.2fs",
-                     row["epoch"], recipe.epochs, row["loss"], row["ce"], row["kd"], row["feature"], row["train_accuracy"],
-                     row["test_accuracy"], row["lr"], seconds)
+            log.info(
+                "epoch %d/%d loss %.4f ce %.4f kd %.4f feature %.4f train_acc %.4f test_acc %.4f lr %.4g time %.2fs",
+                row["epoch"],
+                recipe.epochs,
+                row["loss"],
+                row["ce"],
+                row["kd"],
+                row["feature"],
+                row["train_accuracy"],
+                row["test_accuracy"],
+                row["lr"],
+                seconds,
+            )
             if state.epoch % checkpoint_every == 0 or state.epoch == recipe.epochs:
                 checkpoint.save(state)
     return model, state.history, info
@@ -121,13 +162,14 @@ def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, inputs: B
     return float((predict_logits(model, x, inputs=inputs, bf16=bf16).argmax(1) == y).float().mean())
 
 
-def stop(run: str, state: TrainState, checkpoint: Checkpoint, guard: DivergenceGuard, epoch: int, batch: int,
-         started: float) -> None:
+def stop(
+    run: str, state: TrainState, checkpoint: Checkpoint, guard: DivergenceGuard, epoch: int, batch: int, started: float
+) -> None:
     """SIGTERM arrived during step `batch`: save the state after it (never a diverged one) and stop."""
     state.stats.seconds += time.perf_counter() - started
     guard.check(state.stats, epoch, batch)
     state.epoch, state.batch = epoch, batch + 1
     checkpoint.save(state)
-    raise TrainingInterrupted(f"SIGTERM during {run} epoch {epoch + 1}: checkpoint saved to "
-                              f"{checkpoint.path}; rerun to resume")
-
+    raise TrainingInterrupted(
+        f"SIGTERM during {run} epoch {epoch + 1}: checkpoint saved to {checkpoint.path}; rerun to resume"
+    )

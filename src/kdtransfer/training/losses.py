@@ -34,8 +34,10 @@ def match_spatial(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch
     """Two maps with equal positions: where a spatial size differs, the larger map is
     adaptive-average-pooled to the smaller size (per dimension)."""
     if a.dim() != b.dim():
-        raise ValueError(f"cannot compare a {a.dim()}-D feature map {list(a.shape)} with a {b.dim()}-D one {list(b.shape)}; "
-                         "pick student and teacher layers of the same kind (both conv maps, or both token sequences)")
+        raise ValueError(
+            f"cannot compare a {a.dim()}-D feature map {list(a.shape)} with a {b.dim()}-D one {list(b.shape)}; "
+            "pick student and teacher layers of the same kind (both conv maps, or both token sequences)"
+        )
     if a.dim() <= 2 or a.shape[2:] == b.shape[2:]:
         return a, b
     size = tuple(min(sa, sb) for sa, sb in zip(a.shape[2:], b.shape[2:]))
@@ -57,8 +59,10 @@ class HintRegressor(nn.Module):
         maps = []
         for s, t in zip(student_shapes, teacher_shapes, strict=True):
             if len(s) != len(t):
-                raise ValueError(f"student feature map {list(s)} and teacher feature map {list(t)} differ in rank; "
-                                 "pick layers of the same kind")
+                raise ValueError(
+                    f"student feature map {list(s)} and teacher feature map {list(t)} differ in rank; "
+                    "pick layers of the same kind"
+                )
             layer = {1: nn.Linear, 2: nn.Conv1d, 3: nn.Conv2d}[len(s)]
             maps.append(layer(s[0], t[0]) if len(s) == 1 else layer(s[0], t[0], kernel_size=1))
         self.maps = nn.ModuleList(maps)
@@ -67,7 +71,9 @@ class HintRegressor(nn.Module):
         return [m(f) for m, f in zip(self.maps, student_maps, strict=True)]
 
 
-def hint_loss(student_maps: list[torch.Tensor], teacher_maps: list[torch.Tensor], regressor: HintRegressor) -> torch.Tensor:
+def hint_loss(
+    student_maps: list[torch.Tensor], teacher_maps: list[torch.Tensor], regressor: HintRegressor
+) -> torch.Tensor:
     """Σ over layer pairs of MSE(regressor(student map), teacher map), the MSE a mean over all
     elements. Spatial sizes are matched first (a 1x1 map commutes with average pooling, so
     pooling before the regressor gives the same value, cheaper)."""
@@ -80,7 +86,9 @@ def attention_map(feature_map: torch.Tensor) -> torch.Tensor:
     """Zagoruyko & Komodakis (2017): the mean over channels of |F|² at each position,
     flattened and L2-normalised per sample: [n, positions]."""
     if feature_map.dim() < 3:
-        raise ValueError(f"attention transfer needs maps with positions ([n, c, h, w] or [n, c, l]); got {list(feature_map.shape)}")
+        raise ValueError(
+            f"attention transfer needs maps with positions ([n, c, h, w] or [n, c, l]); got {list(feature_map.shape)}"
+        )
     return F.normalize(feature_map.float().pow(2).mean(1).flatten(1), dim=1)
 
 
@@ -96,8 +104,12 @@ def attention_transfer_loss(student_maps: list[torch.Tensor], teacher_maps: list
     return total
 
 
-def feature_loss(variant: str, student_maps: list[torch.Tensor], teacher_maps: list[torch.Tensor],
-                 regressor: HintRegressor | None = None) -> torch.Tensor:
+def feature_loss(
+    variant: str,
+    student_maps: list[torch.Tensor],
+    teacher_maps: list[torch.Tensor],
+    regressor: HintRegressor | None = None,
+) -> torch.Tensor:
     if variant == "hint":
         return hint_loss(student_maps, teacher_maps, regressor)
     if variant == "attention":
@@ -147,8 +159,9 @@ def random_control_noise(
     raise ValueError(f"unknown rcd noise {noise!r}; valid choices: uniform, gaussian")
 
 
-def fixed_example_noise(indices: torch.Tensor, shape: tuple[int, ...], noise: str, seed: int, layer: int,
-                        device: torch.device | str = "cpu") -> torch.Tensor:
+def fixed_example_noise(
+    indices: torch.Tensor, shape: tuple[int, ...], noise: str, seed: int, layer: int, device: torch.device | str = "cpu"
+) -> torch.Tensor:
     """Noise feature maps for `resample: fixed`: one draw per (training example, layer), redrawn
     from a seed derived from (run seed, layer, example index) whenever the example is seen,
     rather than stored: a stored table would hold a teacher-sized map per training example

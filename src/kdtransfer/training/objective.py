@@ -60,15 +60,19 @@ class FeatureMatch(nn.Module):
     """The hint / attention term of a feature variant: the student's maps at kd.layers (a
     forward hook) against the signal's maps; a hint maps the student's through a regressor."""
 
-    def __init__(self, kd: KDSettings, student: nn.Module, example: torch.Tensor, target_shapes, *, seed: int,
-                 run: str):
+    def __init__(
+        self, kd: KDSettings, student: nn.Module, example: torch.Tensor, target_shapes, *, seed: int, run: str
+    ):
         super().__init__()
         layers = list(kd.layers)
         student_shapes = feature_shapes(student, layers, example, "student")
         self.tap = FeatureTap(student, layers, "student")
         self.variant = kd.variant
-        self.regressor = (build_regressor(kd, student_shapes, target_shapes, seed=seed, run=run).to(example.device)
-                          if self.variant == "hint" else None)
+        self.regressor = (
+            build_regressor(kd, student_shapes, target_shapes, seed=seed, run=run).to(example.device)
+            if self.variant == "hint"
+            else None
+        )
 
     def forward(self, target_maps: list[torch.Tensor]) -> torch.Tensor:
         return feature_loss(self.variant, self.tap.take(), target_maps, self.regressor)
@@ -85,8 +89,9 @@ def build_regressor(kd: KDSettings, student_shapes, teacher_shapes, *, seed: int
         try:
             return HintRegressor(student_shapes, teacher_shapes)
         except ValueError as exc:
-            raise ValueError(f"run {run}: kd.layers {list(kd.layers)} vs kd.teacher_layers {list(kd.teacher_layers)}: "
-                             f"{exc}") from None
+            raise ValueError(
+                f"run {run}: kd.layers {list(kd.layers)} vs kd.teacher_layers {list(kd.teacher_layers)}: {exc}"
+            ) from None
 
 
 class Distillation(Objective):
@@ -99,12 +104,18 @@ class Distillation(Objective):
 
     def forward(self, student, xb: torch.Tensor, yb: torch.Tensor, idx: torch.Tensor):
         target_logits, target_maps = self.signal(idx, xb)
-        with self.autocast(), (self.features.tap if self.features else contextlib.nullcontext()):
+        with self.autocast(), self.features.tap if self.features else contextlib.nullcontext():
             logits = student(xb)
         feature_term = self.features(target_maps) if self.features else None
-        loss, parts = distillation_objective(logits.float(), yb, target_logits, alpha=self.kd.alpha,
-                                             temperature=self.kd.temperature, feature_term=feature_term,
-                                             feature_weight=float(self.kd.feature_weight) if self.features else None)
+        loss, parts = distillation_objective(
+            logits.float(),
+            yb,
+            target_logits,
+            alpha=self.kd.alpha,
+            temperature=self.kd.temperature,
+            feature_term=feature_term,
+            feature_weight=float(self.kd.feature_weight) if self.features else None,
+        )
         return logits, loss, parts
 
     def start_epoch(self, epoch: int) -> None:
@@ -134,9 +145,20 @@ def objective_state(checkpoint: dict) -> dict:
     return state
 
 
-def build_objective(condition: str, kd: KDSettings | None, rcd: RCDSettings | None, *, seed: int, run: str, bf16: bool,
-                    augment: str, student: nn.Module, resident: ResidentData, teacher_weights=None,
-                    teacher_model: dict | None = None) -> Objective:
+def build_objective(
+    condition: str,
+    kd: KDSettings | None,
+    rcd: RCDSettings | None,
+    *,
+    seed: int,
+    run: str,
+    bf16: bool,
+    augment: str,
+    student: nn.Module,
+    resident: ResidentData,
+    teacher_weights=None,
+    teacher_model: dict | None = None,
+) -> Objective:
     """The objective of a run of `condition`, named `run` in messages. kd needs the teacher's
     weights and model entry; rcd of a feature variant the entry alone (the shapes of the noise
     maps). `augment`: the recipe's (unaugmented inputs let kd compute the teacher's logits once)."""
@@ -149,12 +171,20 @@ def build_objective(condition: str, kd: KDSettings | None, rcd: RCDSettings | No
         if teacher_weights is None or teacher_model is None:
             raise ValueError(f"run {run}: kd needs the teacher's weights and model entry")
         teacher = load_teacher(data, teacher_weights, teacher_model, run=run)
-        signal = TeacherSignal(teacher, inputs, example, kd.teacher_layers if kd.feature_variant else None, bf16=bf16,
-                               fixed_inputs=x_train if augment == "none" else None)
+        signal = TeacherSignal(
+            teacher,
+            inputs,
+            example,
+            kd.teacher_layers if kd.feature_variant else None,
+            bf16=bf16,
+            fixed_inputs=x_train if augment == "none" else None,
+        )
     else:
-        shapes = (teacher_shapes_without_weights(kd, data, teacher_model, example, run=run)
-                  if kd.feature_variant else None)
+        shapes = (
+            teacher_shapes_without_weights(kd, data, teacher_model, example, run=run) if kd.feature_variant else None
+        )
         signal = NoiseSignal(rcd, seed, data.num_classes, x_train.shape[0], shapes, inputs.device)
-    features = (FeatureMatch(kd, student, example, signal.feature_shapes, seed=seed, run=run)
-                if kd.feature_variant else None)
+    features = (
+        FeatureMatch(kd, student, example, signal.feature_shapes, seed=seed, run=run) if kd.feature_variant else None
+    )
     return Distillation(autocast, kd, signal, features)

@@ -51,15 +51,23 @@ class SGD:
         """Checkpoints are read onto the CPU: each momentum buffer goes back to its parameter's
         device (as torch.optim's optimizers do), else a resumed GPU run would fail at its first step."""
         self.param_groups = [dict(g) for g in state["param_groups"]]
-        self.momentum_buffers = [None if buf is None else buf.to(p.device)
-                                 for buf, p in zip(state["momentum_buffers"], self.params, strict=True)]
+        self.momentum_buffers = [
+            None if buf is None else buf.to(p.device)
+            for buf, p in zip(state["momentum_buffers"], self.params, strict=True)
+        ]
 
 
 class LRSchedule:
     """Linear warm-up, then cosine decay to 0 (or constant), stepped once per batch."""
 
     def __init__(self, optimizer, base_lr: float, total_steps: int, warmup_steps: int, kind: str):
-        self.optimizer, self.base_lr, self.total, self.warmup, self.kind = optimizer, base_lr, total_steps, warmup_steps, kind
+        self.optimizer, self.base_lr, self.total, self.warmup, self.kind = (
+            optimizer,
+            base_lr,
+            total_steps,
+            warmup_steps,
+            kind,
+        )
         self.step_count = 0
         self._apply()
 
@@ -91,11 +99,14 @@ def make_optimizer(params, recipe: Recipe, steps_per_epoch: int):
     """(optimizer, per-step lr schedule) of a recipe, over `params`."""
     params = list(params)
     if recipe.optimizer == "sgd":
-        opt = SGD(params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay, nesterov=recipe.nesterov)
+        opt = SGD(
+            params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay, nesterov=recipe.nesterov
+        )
     elif recipe.optimizer == "adamw":  # torch.optim imports torch._dynamo: only when asked for
         opt = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
     else:
         raise ValueError(f"unknown optimizer {recipe.optimizer!r}; valid: sgd, adamw")
-    schedule = LRSchedule(opt, recipe.lr, recipe.epochs * steps_per_epoch, int(recipe.warmup_epochs * steps_per_epoch),
-                          recipe.schedule)
+    schedule = LRSchedule(
+        opt, recipe.lr, recipe.epochs * steps_per_epoch, int(recipe.warmup_epochs * steps_per_epoch), recipe.schedule
+    )
     return opt, schedule

@@ -54,12 +54,23 @@ class PackRun:
     def from_params(cls, pack_spec: dict, run: dict) -> PackRun:
         """A run of a training rule's params: the pack's spec (Plan.pack_spec) and one entry of
         its `runs` (seed and paths)."""
-        return cls(RunSpec.from_params({**pack_spec, "seed": run["seed"]}), run["weights"], run["history"],
-                   dict(run["predictions"]), run.get("teacher"))
+        return cls(
+            RunSpec.from_params({**pack_spec, "seed": run["seed"]}),
+            run["weights"],
+            run["history"],
+            dict(run["predictions"]),
+            run.get("teacher"),
+        )
 
 
-def train_pack(runs: list[PackRun], data_path: str | os.PathLike, *, checkpoint_every: int,
-               teacher_model: dict | None = None, threads: int = 1) -> None:
+def train_pack(
+    runs: list[PackRun],
+    data_path: str | os.PathLike,
+    *,
+    checkpoint_every: int,
+    teacher_model: dict | None = None,
+    threads: int = 1,
+) -> None:
     """Train (or restore, or resume) every run of a pack on the prepared arrays at `data_path`,
     then remove their final states; raises PackFailed naming the runs that failed."""
     if not runs:
@@ -71,8 +82,9 @@ def train_pack(runs: list[PackRun], data_path: str | os.PathLike, *, checkpoint_
         _train_pack(runs, data_path, checkpoint_every=checkpoint_every, teacher_model=teacher_model, threads=threads)
 
 
-def _train_pack(runs: list[PackRun], data_path, *, checkpoint_every: int, teacher_model: dict | None,
-                threads: int) -> None:
+def _train_pack(
+    runs: list[PackRun], data_path, *, checkpoint_every: int, teacher_model: dict | None, threads: int
+) -> None:
     started = time.perf_counter()
     timing.reset()
     name = pack_name(runs[0].spec.run_key, [r.spec.seed for r in runs])
@@ -86,15 +98,24 @@ def _train_pack(runs: list[PackRun], data_path, *, checkpoint_every: int, teache
     with sigterm_flag() as sigterm:  # between runs; a run in training has its own
         for i, run in enumerate(runs, 1):
             if sigterm.raised:
-                raise TrainingInterrupted(f"SIGTERM in pack {name} before run {i}/{len(runs)}: the runs before "
-                                          "it are done; rerun to continue")
+                raise TrainingInterrupted(
+                    f"SIGTERM in pack {name} before run {i}/{len(runs)}: the runs before it are done; rerun to continue"
+                )
             with about(run.spec.name):
                 log.info("run %d/%d of the pack", i, len(runs))  # the progress line a user tails for
                 try:
-                    train_and_save(run.spec, resident, weights_out=run.weights, predictions_out=run.predictions,
-                                   history_out=run.history, checkpoint_every=checkpoint_every,
-                                   teacher_weights=run.teacher_weights, teacher_model=teacher_model, threads=threads,
-                                   keep_final_state=True)
+                    train_and_save(
+                        run.spec,
+                        resident,
+                        weights_out=run.weights,
+                        predictions_out=run.predictions,
+                        history_out=run.history,
+                        checkpoint_every=checkpoint_every,
+                        teacher_weights=run.teacher_weights,
+                        teacher_model=teacher_model,
+                        threads=threads,
+                        keep_final_state=True,
+                    )
                 except TrainingInterrupted:
                     raise
                 except Exception as exc:  # this run's own failure: its pack-mates still train
@@ -106,7 +127,8 @@ def _train_pack(runs: list[PackRun], data_path, *, checkpoint_every: int, teache
             f"{len(failed)} of {len(runs)} runs of pack {name} failed: "
             + "; ".join(f"{run.spec.name} ({type(exc).__name__}: {exc})" for run, exc in failed)
             + f". The other {done} are done and keep their final state: after fixing the cause, the same command "
-            "trains only the failed runs and restores the others in seconds")
+            "trains only the failed runs and restores the others in seconds"
+        )
     for run in runs:  # every output is written: the final states are no longer needed
         remove_checkpoints(checkpoint_path(run.weights))
     total = time.perf_counter() - started

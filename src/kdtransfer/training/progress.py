@@ -32,8 +32,13 @@ class EpochStats:
 
     def add(self, loss: torch.Tensor, parts: dict, logits: torch.Tensor, labels: torch.Tensor) -> None:
         k = labels.shape[0]
-        terms = [loss.detach(), parts["ce"], parts.get("kd", self.zero), parts.get("feature", self.zero),
-                 (logits.argmax(1) == labels).sum()]
+        terms = [
+            loss.detach(),
+            parts["ce"],
+            parts.get("kd", self.zero),
+            parts.get("feature", self.zero),
+            (logits.argmax(1) == labels).sum(),
+        ]
         if k not in self._weights:
             self._weights[k] = torch.tensor([k, k, k, k, 1], dtype=torch.float64, device=self.device)
         self.sums += torch.stack([t.to(torch.float64) for t in terms]) * self._weights[k]

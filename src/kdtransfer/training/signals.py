@@ -36,25 +36,39 @@ def load_teacher(data: ArrayDataset, weights: str | os.PathLike, entry: dict, *,
         raise TeacherError(f"{where} does not exist: train the teacher first") from None
     except Exception as exc:  # what torch raises for a file cut short, overwritten or not a state dict
         reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        raise TeacherError(f"{where} is unreadable ({type(exc).__name__}: {reason}): it is corrupt or was cut short; "
-                           f"retrain it with `snakemake --forcerun {weights}` (same --configfile)") from None
+        raise TeacherError(
+            f"{where} is unreadable ({type(exc).__name__}: {reason}): it is corrupt or was cut short; "
+            f"retrain it with `snakemake --forcerun {weights}` (same --configfile)"
+        ) from None
     expected = teacher.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
-    wrong = [(k, list(state[k].shape), list(expected[k].shape)) for k in expected if k in state and state[k].shape != expected[k].shape]
+    wrong = [
+        (k, list(state[k].shape), list(expected[k].shape))
+        for k in expected
+        if k in state and state[k].shape != expected[k].shape
+    ]
     if not (missing or unexpected or wrong):
         teacher.load_state_dict(state)
         return teacher
     # Only the head's output dimension differs: the weights fit the architecture, not the dataset.
     head_classes = {got[0] for _, got, want in wrong if got and want and want[0] == data.num_classes}
-    if not (missing or unexpected) and len(head_classes) == 1 and all(want and want[0] == data.num_classes for _, _, want in wrong):
-        raise TeacherError(f"{where} has {head_classes.pop()} output classes but dataset has {data.num_classes}: "
-                           "the teacher was trained on another dataset")
+    if (
+        not (missing or unexpected)
+        and len(head_classes) == 1
+        and all(want and want[0] == data.num_classes for _, _, want in wrong)
+    ):
+        raise TeacherError(
+            f"{where} has {head_classes.pop()} output classes but dataset has {data.num_classes}: "
+            "the teacher was trained on another dataset"
+        )
     problems = [f"size mismatch for {k} (file {got}, model {want})" for k, got, want in wrong[:3]]
     problems += [f"missing keys {missing[:3]}"] if missing else []
     problems += [f"unexpected keys {unexpected[:3]}"] if unexpected else []
-    raise TeacherError(f"{where} does not fit teacher model {entry['arch']!r} {entry.get('options', {})}: "
-                       f"{'; '.join(problems)}; was it trained with another model entry?")
+    raise TeacherError(
+        f"{where} does not fit teacher model {entry['arch']!r} {entry.get('options', {})}: "
+        f"{'; '.join(problems)}; was it trained with another model entry?"
+    )
 
 
 class TeacherSignal:
@@ -62,8 +76,16 @@ class TeacherSignal:
     `layers` (None: logits alone). `fixed_inputs`: the training inputs when the student sees
     them unaugmented, whose logits are then computed once rather than every step."""
 
-    def __init__(self, teacher: torch.nn.Module, inputs: BatchInputs, example: torch.Tensor,
-                 layers: tuple[str, ...] | None, *, bf16: bool, fixed_inputs: torch.Tensor | None):
+    def __init__(
+        self,
+        teacher: torch.nn.Module,
+        inputs: BatchInputs,
+        example: torch.Tensor,
+        layers: tuple[str, ...] | None,
+        *,
+        bf16: bool,
+        fixed_inputs: torch.Tensor | None,
+    ):
         self.teacher = inputs.place(teacher).eval()
         self.autocast = lambda: autocast_context(inputs.device, bf16)
         self.fixed_logits = self.tap = self.feature_shapes = None
@@ -81,7 +103,7 @@ class TeacherSignal:
         if self.fixed_logits is not None:
             return self.fixed_logits[idx], None
         self.teacher.eval()
-        with self.autocast(), (self.tap or contextlib.nullcontext()):
+        with self.autocast(), self.tap or contextlib.nullcontext():
             logits = self.teacher(xb).float()
         return logits, (self.tap.take() if self.tap else None)
 
@@ -107,8 +129,15 @@ class NoiseSignal:
     per layer (redrawn from a per-example seed when seen, not stored; see fixed_example_noise).
     """
 
-    def __init__(self, rcd: RCDSettings, seed: int, num_classes: int, n: int,
-                 feature_shapes: list[tuple[int, ...]] | None, device: torch.device):
+    def __init__(
+        self,
+        rcd: RCDSettings,
+        seed: int,
+        num_classes: int,
+        n: int,
+        feature_shapes: list[tuple[int, ...]] | None,
+        device: torch.device,
+    ):
         self.seed, self.num_classes, self.feature_shapes, self.device = seed, num_classes, feature_shapes, device
         self.noise = rcd.noise
         self.fixed = rcd.resample == "fixed"
@@ -128,15 +157,21 @@ class NoiseSignal:
         if self.fixed:
             logits = self.fixed_logits[idx]
         else:
-            logits = to_device_async(random_control_noise((len(idx), self.num_classes), self.noise, self.logit_gen), self.device)
+            logits = to_device_async(
+                random_control_noise((len(idx), self.num_classes), self.noise, self.logit_gen), self.device
+            )
         if self.feature_shapes is None:
             return logits, None
         if self.fixed:
-            maps = [fixed_example_noise(idx, shape, self.noise, self.seed, layer, self.device)
-                    for layer, shape in enumerate(self.feature_shapes)]
+            maps = [
+                fixed_example_noise(idx, shape, self.noise, self.seed, layer, self.device)
+                for layer, shape in enumerate(self.feature_shapes)
+            ]
         else:
-            maps = [random_control_noise((len(idx), *shape), self.noise, self.feature_gen, self.device)
-                    for shape in self.feature_shapes]
+            maps = [
+                random_control_noise((len(idx), *shape), self.noise, self.feature_gen, self.device)
+                for shape in self.feature_shapes
+            ]
         return logits, maps
 
     def state_dict(self) -> dict:
@@ -150,13 +185,16 @@ class NoiseSignal:
         pass
 
 
-def teacher_shapes_without_weights(kd: KDSettings, data: ArrayDataset, entry: dict | None, example: torch.Tensor, *,
-                                   run: str) -> list[tuple[int, ...]]:
+def teacher_shapes_without_weights(
+    kd: KDSettings, data: ArrayDataset, entry: dict | None, example: torch.Tensor, *, run: str
+) -> list[tuple[int, ...]]:
     """rcd of a feature variant: the shapes of the teacher maps that noise replaces, from the
     teacher architecture built without weights (on the CPU, leaving the global RNG as it was)."""
     if entry is None:
-        raise ValueError(f"run {run}: rcd with kd.variant {kd.variant!r} needs the teacher's model "
-                         "entry (teacher_model) for the shapes of the noise feature maps")
+        raise ValueError(
+            f"run {run}: rcd with kd.variant {kd.variant!r} needs the teacher's model "
+            "entry (teacher_model) for the shapes of the noise feature maps"
+        )
     with torch.random.fork_rng(devices=[]):
         teacher = create_model_for(entry, data)
     return feature_shapes(teacher, list(kd.teacher_layers), example.cpu(), "teacher")

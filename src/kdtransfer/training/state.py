@@ -37,7 +37,13 @@ class TrainState:
     """What a run has done so far, with state_dict / load_state_dict (the checkpoint's content)."""
 
     def __init__(self, model: torch.nn.Module, optimizer, schedule, objective, device: torch.device):
-        self.model, self.optimizer, self.schedule, self.objective, self.device = model, optimizer, schedule, objective, device
+        self.model, self.optimizer, self.schedule, self.objective, self.device = (
+            model,
+            optimizer,
+            schedule,
+            objective,
+            device,
+        )
         self.aug_gen = torch.Generator()  # augmentation draws, reseeded every epoch
         self.stats = EpochStats(device)
         self.history: list[dict] = []
@@ -45,8 +51,13 @@ class TrainState:
 
     def end_epoch(self, test_accuracy: float, seconds: float) -> dict:
         """The epoch's history row; the next epoch starts with fresh sums."""
-        row = {"epoch": self.epoch + 1, **self.stats.means(), "test_accuracy": test_accuracy,
-               "lr": self.optimizer.param_groups[0]["lr"], "seconds": seconds}
+        row = {
+            "epoch": self.epoch + 1,
+            **self.stats.means(),
+            "test_accuracy": test_accuracy,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "seconds": seconds,
+        }
         self.history.append(row)
         self.stats = EpochStats(self.device)
         self.epoch, self.batch = self.epoch + 1, 0
@@ -54,11 +65,17 @@ class TrainState:
 
     def state_dict(self) -> dict:
         return {
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "scheduler": self.schedule.state_dict(),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.schedule.state_dict(),
             "objective": self.objective.state_dict(),
-            "torch_rng": torch.get_rng_state(), "aug_rng": self.aug_gen.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "aug_rng": self.aug_gen.get_state(),
             "cuda_rng": torch.cuda.get_rng_state() if self.device.type == "cuda" else None,  # dropout draws on the GPU
-            "history": self.history, "stats": self.stats.state_dict(), "epoch": self.epoch, "batch": self.batch,
+            "history": self.history,
+            "stats": self.stats.state_dict(),
+            "epoch": self.epoch,
+            "batch": self.batch,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -91,15 +108,18 @@ class Checkpoint:
             return False
         state.load_state_dict(saved)
         if state.epoch >= epochs:
-            log.info("restored %s from %s: finished earlier (all %d epochs), not trained again", self.run, self.path, epochs)
+            log.info(
+                "restored %s from %s: finished earlier (all %d epochs), not trained again", self.run, self.path, epochs
+            )
         else:
             log.info("resumed %s from %s at epoch %d batch %d", self.run, self.path, state.epoch + 1, state.batch)
         return True
 
     def save(self, state: TrainState) -> None:
         with timed("checkpoints"):
-            save_checkpoint_file({**state.state_dict(), "spec": self.fingerprint, "training_revision": TRAINING_REVISION},
-                                 self.path)
+            save_checkpoint_file(
+                {**state.state_dict(), "spec": self.fingerprint, "training_revision": TRAINING_REVISION}, self.path
+            )
 
 
 @contextlib.contextmanager
@@ -183,8 +203,12 @@ def load_checkpoint(path: Path, fingerprint: str | None = None) -> dict | None:
             continue
         revision = state.get("training_revision", 3)
         if fingerprint is not None and revision != TRAINING_REVISION:
-            log.warning("checkpoint %s was written by training revision %s, not %s; discarding it", candidate, revision,
-                        TRAINING_REVISION)
+            log.warning(
+                "checkpoint %s was written by training revision %s, not %s; discarding it",
+                candidate,
+                revision,
+                TRAINING_REVISION,
+            )
             candidate.unlink(missing_ok=True)
             continue
         if candidate != path:

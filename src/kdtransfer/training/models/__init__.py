@@ -25,8 +25,15 @@ from kdtransfer.catalog import ARCHITECTURES, TIMM_PREFIX, input_problem, model_
 from kdtransfer.training.models.errors import ModelError
 from kdtransfer.training.models.features import FeatureTap, feature_shapes
 
-__all__ = ["ModelError", "FeatureTap", "feature_shapes", "create_model", "create_model_for", "count_parameters",
-           "state_fingerprint"]
+__all__ = [
+    "ModelError",
+    "FeatureTap",
+    "feature_shapes",
+    "create_model",
+    "create_model_for",
+    "count_parameters",
+    "state_fingerprint",
+]
 
 
 def builder(arch: str) -> type[nn.Module]:
@@ -36,19 +43,26 @@ def builder(arch: str) -> type[nn.Module]:
 
 
 def _leading_arguments(arch: str, input_shape: tuple[int, ...], vocab_size: int) -> list:
-    from_data = {"features": math.prod(input_shape), "channels": input_shape[0], "shape": input_shape,
-                 "vocab": vocab_size, "length": input_shape[0]}
+    from_data = {
+        "features": math.prod(input_shape),
+        "channels": input_shape[0],
+        "shape": input_shape,
+        "vocab": vocab_size,
+        "length": input_shape[0],
+    }
     return [from_data[name] for name in ARCHITECTURES[arch].inputs]
 
 
 def _create_timm(arch: str, input_shape: tuple[int, ...], num_classes: int, options: dict) -> nn.Module:
     import timm  # only here: importing timm costs about a second
 
-    name = arch[len(TIMM_PREFIX):]
+    name = arch[len(TIMM_PREFIX) :]
     if not timm.is_model(name):
         raise ModelError(f"unknown timm model {name!r} (from arch {arch!r}); see timm.list_models()")
     if len(input_shape) != 3:
-        raise ModelError(f"timm models need images [channels, height, width]; this dataset's samples are {list(input_shape)}")
+        raise ModelError(
+            f"timm models need images [channels, height, width]; this dataset's samples are {list(input_shape)}"
+        )
     try:
         model = timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=input_shape[0], **options)
     except (TypeError, ValueError, AssertionError) as exc:
@@ -57,25 +71,31 @@ def _create_timm(arch: str, input_shape: tuple[int, ...], num_classes: int, opti
     return model
 
 
-def create_model(arch: str, input_shape: tuple[int, ...], num_classes: int, vocab_size: int = 0, **options) -> nn.Module:
+def create_model(
+    arch: str, input_shape: tuple[int, ...], num_classes: int, vocab_size: int = 0, **options
+) -> nn.Module:
     """Build a freshly initialised model. Seed the global torch RNG first for a fixed init."""
     input_shape = tuple(input_shape)
     if arch.startswith(TIMM_PREFIX):
         return _create_timm(arch, input_shape, num_classes, options)
     if arch not in ARCHITECTURES:
         raise ModelError(f"unknown model {arch!r}; built-ins: {', '.join(sorted(ARCHITECTURES))}, or timm:<name>")
-    problem = model_problem(arch, options, f"options of model {arch!r}") or \
-        input_problem(arch, options, input_shape, tokens=vocab_size > 0)
+    problem = model_problem(arch, options, f"options of model {arch!r}") or input_problem(
+        arch, options, input_shape, tokens=vocab_size > 0
+    )
     if problem:
         raise ModelError(problem)
-    return builder(arch)(*_leading_arguments(arch, input_shape, vocab_size), num_classes, **model_options(arch, options))
+    return builder(arch)(
+        *_leading_arguments(arch, input_shape, vocab_size), num_classes, **model_options(arch, options)
+    )
 
 
 def create_model_for(entry: dict, data) -> nn.Module:
     """A config `models` entry ({arch, options}) built for a dataset: input shape, number of
     classes and vocabulary size come from the data, so teacher and student always agree."""
-    return create_model(entry["arch"], data.input_shape, data.num_classes, vocab_size=data.vocab_size,
-                        **entry.get("options", {}))
+    return create_model(
+        entry["arch"], data.input_shape, data.num_classes, vocab_size=data.vocab_size, **entry.get("options", {})
+    )
 
 
 def count_parameters(model: nn.Module) -> int:

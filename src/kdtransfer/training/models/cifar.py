@@ -25,7 +25,9 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(channels)
         self.shortcut = nn.Identity()
         if stride != 1 or in_channels != channels:
-            self.shortcut = nn.Sequential(nn.Conv2d(in_channels, channels, 1, stride=stride, bias=False), nn.BatchNorm2d(channels))
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_channels, channels, 1, stride=stride, bias=False), nn.BatchNorm2d(channels)
+            )
 
     def forward(self, x):
         # Out-of-place ReLUs: a feature hook may hold a block's output while the next block runs.
@@ -76,7 +78,11 @@ class VGGCIFAR(nn.Module):
         for k, (n_convs, multiple) in enumerate(zip(VGG_CONVS_PER_STAGE[depth], VGG_STAGE_WIDTHS), start=1):
             layers: list[nn.Module] = [] if k == 1 else [nn.MaxPool2d(2)]
             for _ in range(n_convs):
-                layers += [nn.Conv2d(channels, width * multiple, 3, padding=1, bias=False), nn.BatchNorm2d(width * multiple), nn.ReLU()]
+                layers += [
+                    nn.Conv2d(channels, width * multiple, 3, padding=1, bias=False),
+                    nn.BatchNorm2d(width * multiple),
+                    nn.ReLU(),
+                ]
                 channels = width * multiple
             self.add_module(f"stage{k}", nn.Sequential(*layers))
         self.pool = nn.AdaptiveMaxPool2d(1)

@@ -47,9 +47,12 @@ class FeatureTap:
             if not self._capturing:
                 return
             if not isinstance(output, torch.Tensor):
-                raise ModelError(f"{self.owner} module {name!r} outputs {type(output).__name__}, not a tensor; "
-                                 "pick a module whose output is a feature map")
+                raise ModelError(
+                    f"{self.owner} module {name!r} outputs {type(output).__name__}, not a tensor; "
+                    "pick a module whose output is a feature map"
+                )
             self._outputs[name] = output
+
         return store
 
     def __enter__(self) -> "FeatureTap":
@@ -65,7 +68,10 @@ class FeatureTap:
         """The maps of the last forward, in `names` order, channels first; forgets them."""
         missing = [name for name in self.names if name not in self._outputs]
         if missing:
-            raise ModelError(f"{self.owner} module {missing[0]!r} did not run in the forward pass; pick a module on the path to the output")
+            raise ModelError(
+                f"{self.owner} module {missing[0]!r} did not run in the forward pass; pick a module on the path to "
+                "the output"
+            )
         maps = [self._outputs[name] for name in self.names]
         self._outputs.clear()
         return [m.transpose(1, 2) if self.tokens_last and m.dim() == 3 else m for m in maps]
@@ -76,7 +82,9 @@ class FeatureTap:
 
 
 @torch.no_grad()
-def feature_shapes(model: nn.Module, names: list[str], example: torch.Tensor, owner: str = "model") -> list[tuple[int, ...]]:
+def feature_shapes(
+    model: nn.Module, names: list[str], example: torch.Tensor, owner: str = "model"
+) -> list[tuple[int, ...]]:
     """Per-sample shapes (channels first, no batch dimension) of the named maps, from one
     eval-mode forward of `example` (no dropout draws, no batch-norm statistics updated)."""
     tap = FeatureTap(model, names, owner)

@@ -56,7 +56,9 @@ class CNN2d(nn.Module):
     def __init__(self, in_channels: int, num_classes: int, *, channels: list[int], pooled: int):
         super().__init__()
         self.features, width = _conv_stack(nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d, in_channels, list(channels))
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(pooled), nn.Flatten(), nn.Linear(width * pooled * pooled, num_classes))
+        self.head = nn.Sequential(
+            nn.AdaptiveAvgPool2d(pooled), nn.Flatten(), nn.Linear(width * pooled * pooled, num_classes)
+        )
 
     def forward(self, x):
         return self.head(self.features(x))

@@ -27,8 +27,14 @@ class GRUEncoder(nn.Module):
 
     def __init__(self, embed_dim: int, hidden: int, layers: int, bidirectional: bool, dropout: float):
         super().__init__()
-        self.gru = nn.GRU(embed_dim, hidden, layers, batch_first=True, bidirectional=bidirectional,
-                          dropout=dropout if layers > 1 else 0.0)
+        self.gru = nn.GRU(
+            embed_dim,
+            hidden,
+            layers,
+            batch_first=True,
+            bidirectional=bidirectional,
+            dropout=dropout if layers > 1 else 0.0,
+        )
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         # Packing needs the lengths on the CPU (one small copy per batch on CUDA).
@@ -44,8 +50,17 @@ class CharGRU(nn.Module):
 
     feature_layout = "tokens"
 
-    def __init__(self, vocab_size: int, num_classes: int, *, embed_dim: int, hidden: int, layers: int,
-                 bidirectional: bool, dropout: float):
+    def __init__(
+        self,
+        vocab_size: int,
+        num_classes: int,
+        *,
+        embed_dim: int,
+        hidden: int,
+        layers: int,
+        bidirectional: bool,
+        dropout: float,
+    ):
         super().__init__()
         self.hidden = hidden
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
@@ -59,7 +74,7 @@ class CharGRU(nn.Module):
         last = states[rows, lengths - 1, : self.hidden]
         if states.shape[2] == self.hidden:
             return self.head(last)
-        return self.head(torch.cat([last, states[:, 0, self.hidden:]], dim=1))
+        return self.head(torch.cat([last, states[:, 0, self.hidden :]], dim=1))
 
 
 class CharTransformer(nn.Module):
@@ -68,14 +83,25 @@ class CharTransformer(nn.Module):
 
     feature_layout = "tokens"
 
-    def __init__(self, vocab_size: int, max_length: int, num_classes: int, *, dim: int, depth: int, heads: int,
-                 mlp_ratio: float, dropout: float):
+    def __init__(
+        self,
+        vocab_size: int,
+        max_length: int,
+        num_classes: int,
+        *,
+        dim: int,
+        depth: int,
+        heads: int,
+        mlp_ratio: float,
+        dropout: float,
+    ):
         super().__init__()
         self.embed = nn.Embedding(vocab_size, dim, padding_idx=0)
         self.pos_embed = nn.Parameter(torch.zeros(1, max_length, dim))
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
-        add_transformer_trunk(self, dim=dim, depth=depth, heads=heads, mlp_ratio=mlp_ratio, dropout=dropout,
-                              num_classes=num_classes)
+        add_transformer_trunk(
+            self, dim=dim, depth=depth, heads=heads, mlp_ratio=mlp_ratio, dropout=dropout, num_classes=num_classes
+        )
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         tokens, lengths = left_align(tokens)

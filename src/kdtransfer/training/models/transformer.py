@@ -33,15 +33,18 @@ class TransformerBlock(nn.Module):
         self.attn = SelfAttention(dim, heads, dropout)
         self.norm2 = nn.LayerNorm(dim)
         hidden = int(dim * mlp_ratio)
-        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, dim), nn.Dropout(dropout))
+        self.mlp = nn.Sequential(
+            nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, dim), nn.Dropout(dropout)
+        )
 
     def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
         x = x + self.attn(self.norm1(x), keep)
         return x + self.mlp(self.norm2(x))
 
 
-def add_transformer_trunk(model: nn.Module, *, dim: int, depth: int, heads: int, mlp_ratio: float, dropout: float,
-                          num_classes: int) -> None:
+def add_transformer_trunk(
+    model: nn.Module, *, dim: int, depth: int, heads: int, mlp_ratio: float, dropout: float, num_classes: int
+) -> None:
     """The part after the embedding that the ViT and the character transformer share, created in
     one fixed order (the global RNG draws, hence the initial weights, depend on it): dropout,
     `depth` blocks, the final LayerNorm and the linear head."""

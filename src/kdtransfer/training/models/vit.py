@@ -24,8 +24,19 @@ class ViT(nn.Module):
 
     feature_layout = "tokens"
 
-    def __init__(self, input_shape: tuple[int, ...], num_classes: int, *, patch_size: int | list[int], dim: int,
-                 depth: int, heads: int, mlp_ratio: float, dropout: float, pool: str):
+    def __init__(
+        self,
+        input_shape: tuple[int, ...],
+        num_classes: int,
+        *,
+        patch_size: int | list[int],
+        dim: int,
+        depth: int,
+        heads: int,
+        mlp_ratio: float,
+        dropout: float,
+        pool: str,
+    ):
         super().__init__()
         ph, pw = (patch_size, patch_size) if isinstance(patch_size, int) else tuple(patch_size)
         channels, height, width = input_shape
@@ -37,8 +48,9 @@ class ViT(nn.Module):
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         if self.cls_token is not None:
             nn.init.trunc_normal_(self.cls_token, std=0.02)
-        add_transformer_trunk(self, dim=dim, depth=depth, heads=heads, mlp_ratio=mlp_ratio, dropout=dropout,
-                              num_classes=num_classes)
+        add_transformer_trunk(
+            self, dim=dim, depth=depth, heads=heads, mlp_ratio=mlp_ratio, dropout=dropout, num_classes=num_classes
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if any(self.padding):
