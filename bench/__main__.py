@@ -10,6 +10,7 @@ Parts (default: all but e2e and regen, which train the whole default experiment)
     gpu-training    CUDA: the project's loop vs a DataLoader and the bare loop; per-epoch cost of the paper's runs
     gpu-projection  GPU-hours of experiments/paper.yaml from gpu-training's CSV (runs anywhere)
     gpu-compile     CUDA: torch.compile of ResNet-18, compile time and throughput
+    gpu-concurrency CUDA: a pack's aggregate throughput at training.pack_concurrency K = 1, 2, 4, 8
     (bench/gpu_check.sh runs the gpu-* parts with the GPU tests; bench/gpu.py says what they measure)
 
 Examples:
@@ -42,6 +43,7 @@ PARTS = {
     ),
     "gpu-projection": ("Projected GPU-hours of experiments/paper.yaml", "bench.gpu", "run_projection"),
     "gpu-compile": ("GPU training with torch.compile (ResNet-18)", "bench.gpu", "run_compile"),
+    "gpu-concurrency": ("GPU training: a pack K runs at a time", "bench.concurrency", "run_concurrency"),
 }
 DEFAULT_PARTS = ("training", "planning", "analysis")
 
@@ -98,6 +100,20 @@ def parse_args(argv=None):
         "--gpu-classes", default="", help="comma-separated substrings of gpu-training's cost classes (default: all)"
     )
     parser.add_argument(
+        "--concurrency-cases", default="", help="comma-separated substrings of gpu-concurrency's cases (default: all)"
+    )
+    parser.add_argument("--pack-runs", type=int, default=8, help="gpu-concurrency: runs per timed pack (default 8)")
+    parser.add_argument(
+        "--concurrency-values",
+        type=lambda text: [int(k) for k in text.split(",")],
+        default=None,
+        help="gpu-concurrency: the K to time, comma-separated (default 1,2,4,8; 1,2 with --gpu-smoke)",
+    )
+    parser.add_argument(
+        "--concurrency-steps", type=int, default=40, help="gpu-concurrency: steps per epoch (default 40)"
+    )
+    parser.add_argument("--concurrency-epochs", type=int, default=2, help="gpu-concurrency: epochs per run (default 2)")
+    parser.add_argument(
         "--gpu-csv", default="", help="gpu-projection's input (default: <results-dir>/gpu-training.csv)"
     )
     args = parser.parse_args(argv)
@@ -112,6 +128,10 @@ def parse_args(argv=None):
     if unknown:
         parser.error(f"unknown part(s) {', '.join(sorted(unknown))}; valid: {', '.join(PARTS)}")
     args.parts = [p for p in parts if p not in skip]
+    if args.concurrency_values is None:
+        args.concurrency_values = [1, 2] if args.gpu_smoke else [1, 2, 4, 8]
+    if args.gpu_smoke:
+        args.pack_runs = min(args.pack_runs, 2)
     return args
 
 

@@ -10,19 +10,21 @@
 # It needs python3 with torch, numpy, pandas, pyarrow and pyyaml (timm for timm: models only),
 # and nothing installed: PYTHONPATH=src. Every part writes as it goes and has its own time limit,
 # so a part that fails or hangs leaves the others' results; the exit code is non-zero if any part
-# failed. Written under $OUT (at most 8 files):
+# failed. Written under $OUT (at most 10 files):
 #
 #     gpu_check.log                    everything printed, the machine first, a summary last
 #     gpu_tests.xml                    the GPU tests (JUnit XML: each test's time and failure)
 #     gpu-training.md|csv              loop comparison and cost classes (bench/results/ format)
 #     gpu-projection.md|csv            projected GPU-hours of experiments/paper.yaml
 #     gpu-compile.md|csv               torch.compile of ResNet-18 (when asked for)
+#     gpu-concurrency.md|csv           a pack's throughput at pack_concurrency K = 1, 2, 4, 8 (when asked for)
 #
 # GPU_CHECK_BUDGET_S (default 420): seconds for all parts; a part's limit is its own cap or what
 # is left, whichever is less (the benchmarks leave 20 s for the projection).
-# GPU_CHECK_PARTS (default "tests training projection", and compile in a smoke run; add
-# "compile" for gpu-compile, about two minutes more): the parts to run, e.g. "compile" alone on a second call, or "training
-# projection" to rerun the benchmarks; GPU_CHECK_PYTEST_ARGS: extra pytest arguments
+# GPU_CHECK_PARTS (default "tests training projection", and compile and concurrency in a smoke
+# run; add "compile" for gpu-compile, about two minutes more, or "concurrency" for
+# gpu-concurrency, up to five): the parts to run, e.g. "concurrency" alone on a second call, or
+# "training projection" to rerun the benchmarks; GPU_CHECK_PYTEST_ARGS: extra pytest arguments
 # (e.g. -k vit), GPU_CHECK_BENCH_ARGS: extra `python -m bench` arguments (e.g. --gpu-classes vit).
 # GPU_CHECK_SMOKE=1: the same steps on the CPU with tiny sizes, a few of the tests and ten times
 # the time limits, and with
@@ -42,7 +44,7 @@ SLOWER=1  # the CPU of a smoke run is far slower than a GPU: its limits are ten 
 [ "$SMOKE" = 1 ] && SLOWER=10
 BUDGET=${GPU_CHECK_BUDGET_S:-$((420 * SLOWER))}
 DEFAULT_PARTS="tests training projection"
-[ "$SMOKE" = 1 ] && DEFAULT_PARTS="$DEFAULT_PARTS compile"  # the smoke run checks every part
+[ "$SMOKE" = 1 ] && DEFAULT_PARTS="$DEFAULT_PARTS compile concurrency"  # the smoke run checks every part
 PARTS=" ${GPU_CHECK_PARTS:-$DEFAULT_PARTS} "
 export PYTHONUNBUFFERED=1
 export PYTHONPATH="$REPO/src${PYTHONPATH:+:$PYTHONPATH}"
@@ -51,10 +53,12 @@ if [ "$SMOKE" = 1 ]; then
     export KDTRANSFER_TEST_DEVICE=cpu
     TEST_ARGS=(-k "speech_cnn or names_gru")
     BENCH_ARGS=(--gpu-smoke --repeats 1 --gpu-classes "names / char_gru,speech_commands / audio_cnn,resnet18_w8,rcd hint")
+    CONCURRENCY_ARGS=(--concurrency-cases "width 8,gru")
 else
     export KDTRANSFER_TEST_DEVICE=cuda  # a machine whose CUDA is broken fails the tests instead of skipping them
     TEST_ARGS=()
     BENCH_ARGS=(--repeats 3)
+    CONCURRENCY_ARGS=()
 fi
 # Test processes share the GPU (pytest-xdist, where installed: the GPU machine has it): the
 # tests' time is mostly Python and the CPU (model set-up, checkpoints), which then overlaps.
@@ -128,8 +132,10 @@ EOF
     part gpu-training 260 20 "$PY" -m bench --only gpu-training --results-dir "$OUT" "${BENCH_ARGS[@]}"
     part gpu-projection 20 0 "$PY" -m bench --only gpu-projection --results-dir "$OUT" "${BENCH_ARGS[@]}"
     part gpu-compile 150 0 "$PY" -m bench --only gpu-compile --results-dir "$OUT" "${BENCH_ARGS[@]}"
+    part gpu-concurrency 300 0 "$PY" -m bench --only gpu-concurrency --results-dir "$OUT" "${BENCH_ARGS[@]}" \
+        "${CONCURRENCY_ARGS[@]}"
     echo
-    for table in gpu-training gpu-projection gpu-compile; do
+    for table in gpu-training gpu-projection gpu-compile gpu-concurrency; do
         if [ -f "$OUT/$table.md" ]; then
             echo "=== $OUT/$table.md"
             grep -v '^$' "$OUT/$table.md" | grep -v 'per cost class' || true

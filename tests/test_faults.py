@@ -79,11 +79,11 @@ import json, sys
 from kdtransfer.spec import RunSpec
 from kdtransfer.training.pack import PackRun, train_pack
 from kdtransfer.training.state import TrainingInterrupted
-specs, data, out = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
+specs, data, out, concurrency = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
 runs = [PackRun(RunSpec.from_params(s), f"{out}/seed{s['seed']}/model.pt", f"{out}/seed{s['seed']}/history.parquet",
                 {"test": f"{out}/seed{s['seed']}/predictions_test.parquet"}) for s in specs]
 try:
-    train_pack(runs, data, checkpoint_every=1)
+    train_pack(runs, data, checkpoint_every=1, concurrency=concurrency)
 except TrainingInterrupted:
     sys.exit(143)
 """
@@ -157,8 +157,31 @@ def test_killed_run_resumes_bit_identical(tmp_path, data, uninterrupted, sig, at
     assert resumed.logits.tobytes() == uninterrupted.logits.tobytes()
 
 
-def start_pack(data, out):
-    return subprocess.Popen([sys.executable, "-c", PACK_RUNNER, json.dumps(PACK_SPECS), data, str(out)])
+def start_pack(data, out, concurrency=1):
+    return subprocess.Popen(
+        [sys.executable, "-c", PACK_RUNNER, json.dumps(PACK_SPECS), data, str(out), str(concurrency)]
+    )
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
 
 
 def pack_predictions(out: Path) -> list[bytes]:
@@ -199,6 +222,39 @@ def test_killed_pack_resumes_each_run_bit_identical(tmp_path, data, uninterrupte
     assert start_pack(data, tmp_path).wait(timeout=300) == 0
     assert pack_predictions(tmp_path) == uninterrupted_pack
     assert not list(tmp_path.rglob("*checkpoint*"))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; workers die with their job on Linux")
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_killed_concurrent_pack_stops_its_workers_and_resumes_each_run_bit_identical(
+    tmp_path, data, uninterrupted_pack, sig
+):
+    """Kill a pack training two runs at a time (seeds 2 and 4 in one worker, 3 in the other) while
+    both workers train: SIGTERM reaches each worker, which checkpoints its run mid-epoch; SIGKILL
+    takes the workers down with the job (they checkpoint too). No worker trains on. The rerun,
+    one run at a time, gives every run as if never killed."""
+    proc = start_pack(data, tmp_path, concurrency=2)
+    in_training = [tmp_path / f"seed{seed}" / "checkpoint.pt" for seed in PACK_SEEDS[:2]]
+    deadline = time.time() + 120
+    while min(checkpoint_epoch(c) for c in in_training) < 3:
+        assert proc.poll() is None, "the pack finished before the fault could be injected"
+        assert time.time() < deadline
+        time.sleep(0.01)
+    workers = children(proc.pid)
+    assert len(workers) == 2
+    proc.send_signal(sig)
+    assert proc.wait(timeout=60) == (143 if sig == signal.SIGTERM else -signal.SIGKILL)
+    deadline = time.time() + 60
+    while any(alive(w) for w in workers):
+        assert time.time() < deadline, "a worker trains on after its job was killed"
+        time.sleep(0.05)
+    for ckpt in in_training:  # each worker's run in training saved mid-epoch on SIGTERM
+        assert 3 <= checkpoint_epoch(ckpt) < 10 and torch.load(ckpt, weights_only=True)["batch"] > 0
+    for path in [*tmp_path.rglob("*.parquet"), *tmp_path.rglob("model.pt")]:  # Snakemake deletes a failed job's outputs
+        path.unlink()
+    assert start_pack(data, tmp_path).wait(timeout=300) == 0
+    assert pack_predictions(tmp_path) == uninterrupted_pack
+    assert not list(tmp_path.rglob("*checkpoint*")) and not list(tmp_path.rglob(".pack-workers"))
 
 
 @pytest.fixture(scope="module")

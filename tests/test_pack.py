@@ -11,6 +11,7 @@ Kills inside a pack (SIGKILL, SIGTERM) are in tests/test_faults.py.
 
 import logging
 import re
+import signal
 from pathlib import Path
 
 import pytest
@@ -151,6 +152,83 @@ def test_a_failed_run_fails_the_pack_and_the_rerun_trains_only_it(tmp_path, data
         assert f"restored {run.spec.name} from" in caplog.text and "not trained again" in caplog.text
     assert all(same_outputs(a, b) for a, b in zip(fixed, clean))
     assert not list((tmp_path / "pack").rglob("checkpoint*"))
+
+
+@pytest.mark.parametrize(
+    "case,condition,concurrency",
+    [("logit-dropout", "kd", 2), ("hint-flip_crop", "rcd", 3), ("attention-flip_crop-adamw", "kd", 2)],
+)
+def test_runs_trained_side_by_side_are_bit_identical_to_them_trained_in_turn(
+    tmp_path, data_files, teachers, case, condition, concurrency
+):
+    """training.pack_concurrency: K worker processes, each training every K-th run; every run's
+    weights and predictions as in a sequential pack (dropout, augmentation, feature KD, AdamW)."""
+    data = data_files[CASES[case][0]]
+    in_turn, teacher_model = case_runs(tmp_path / "in_turn", case, condition, SEEDS, teachers)
+    train_pack(in_turn, data, checkpoint_every=1, teacher_model=teacher_model)
+    side, _ = case_runs(tmp_path / "side", case, condition, SEEDS, teachers)
+    log = tmp_path / "pack.log"
+    train_pack(side, data, checkpoint_every=1, teacher_model=teacher_model, concurrency=concurrency, log_path=str(log))
+    assert all(same_outputs(a, b) for a, b in zip(side, in_turn)), f"{case} {condition}: a run depends on K"
+    text = log.read_text()
+    # K workers, each naming its runs in the job's log, as a sequential pack does.
+    assert text.count(f"share (1 of {concurrency} at a time) of") == concurrency
+    for run in side:
+        assert f"[{run.spec.name}] kdtransfer.training.pack: run " in text
+    assert not list((tmp_path / "side").rglob("checkpoint*"))
+
+
+def test_a_failed_run_of_a_concurrent_pack_fails_only_itself(tmp_path, data_files, teachers):
+    """A worker's run that fails is named by the job; its pack-mates, in its worker and in the
+    other, train to the end and keep their final state for the rerun."""
+    case, data = "logit-sgd", data_files["digits"]
+    runs, teacher_model = case_runs(tmp_path, case, "kd", SEEDS, teachers)
+    broken = Path(tmp_path / "broken_teacher.pt")
+    broken.write_bytes(b"not a checkpoint")
+    runs[0] = PackRun(runs[0].spec, runs[0].weights, runs[0].history, runs[0].predictions, str(broken))
+    with pytest.raises(PackFailed) as failure:
+        train_pack(runs, data, checkpoint_every=1, teacher_model=teacher_model, concurrency=2)
+    message = str(failure.value)
+    assert f"1 of 3 runs of pack {runs[0].spec.run_key} seeds 2-4 failed" in message
+    assert f"{runs[0].spec.name} (" in message and "broken_teacher.pt" in message
+    for run in runs[1:]:  # seed 4 shared the failed run's worker, seed 3 had the other one
+        assert Path(run.weights).exists() and (Path(run.weights).parent / "checkpoint.pt").exists()
+
+
+def test_a_worker_that_dies_fails_the_runs_it_had_not_reported(tmp_path, data_files, teachers, monkeypatch):
+    from kdtransfer.training import side_by_side
+
+    (tmp_path / "dying_worker.py").write_text("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    monkeypatch.setattr(side_by_side, "WORKER_MODULE", "dying_worker")
+    runs, _ = case_runs(tmp_path, "logit-sgd", "rcd", SEEDS, teachers)
+    with pytest.raises(PackFailed) as failure:
+        train_pack(runs, data_files["digits"], checkpoint_every=1, concurrency=2)
+    assert "3 of 3 runs" in str(failure.value)
+    assert str(failure.value).count(f"its worker process ended with exit code {-signal.SIGKILL} before reporting") == 3
+
+
+def test_out_of_memory_names_the_setting_that_uses_the_memory(tmp_path, data_files, teachers, monkeypatch):
+    from kdtransfer.training import pack
+
+    runs, _ = case_runs(tmp_path, "logit-sgd", "rcd", SEEDS[:2], teachers)
+
+    def out_of_memory(spec, *args, **kwargs):
+        if spec.seed == SEEDS[0]:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(spec, *args, **kwargs)
+
+    real = pack.train_and_save
+    monkeypatch.setattr(pack, "train_and_save", out_of_memory)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    with pytest.raises(PackFailed) as failure:
+        train_pack(runs, data_files["digits"], checkpoint_every=1)
+    message = str(failure.value)
+    assert "1 of 2 runs" in message and f"{runs[0].spec.name} (OutOfMemory: CUDA out of memory with one run" in message
+    assert "recipe.batch_size (now 64)" in message
+    assert Path(runs[1].weights).exists()
+    side = pack.out_of_memory_message(runs[0].spec, 4)
+    assert "4 runs of the pack training at once" in side and "lower training.pack_concurrency (now 4)" in side
 
 
 def test_a_pack_holds_one_run_key(tmp_path, data_files, teachers):

@@ -191,3 +191,29 @@ def paths_log(key: str) -> str:
     from kdtransfer import paths
 
     return paths.TRAIN_LOG.format(key=key, pack="seeds0to9")
+
+
+def test_pack_concurrency_retrains_nothing_and_a_concurrent_pack_trains_each_run_as_in_turn(wf):
+    """training.pack_concurrency never changes a result: changing it leaves nothing to do, and the
+    distilled packs retrained (forced) two runs at a time, one worker process per run, write the
+    same predictions and weights; each worker names its runs in the job's one log."""
+    plan = planned(wf / "small.yaml")
+    outputs = [
+        wf / run_dir(plan, condition, "digits_mlp", seed) / name
+        for condition in ("kd", "rcd")
+        for seed in (0, 1)
+        for name in ("predictions_test.parquet", "model.pt")
+    ]
+    before = {path: path.read_bytes() for path in outputs}
+    args = write_config(wf, "small.yaml", dict(SMALL, training={"pack_concurrency": 2}))
+    assert dry_run(wf, *args) == Counter()
+    proc = snakemake(wf, "--cores", "2", "--forcerun", DISTILLED, *args)
+    assert "threads: 2" in proc.stdout + proc.stderr  # a core per worker
+    assert all(path.read_bytes() == content for path, content in before.items())
+    for condition in ("kd", "rcd"):
+        key = plan.run_key(condition, "digits_mlp")
+        log = (wf / "logs" / "train" / key / "seeds0to9.log").read_text()
+        assert log.count("share (1 of 2 at a time) of 1") == 2, log[-3000:]
+        assert all(f"[{key} seed {seed}] kdtransfer.training.job: done" in log for seed in (0, 1))
+        assert "pack done: 2 runs in" in log
+    assert dry_run(wf, *args) == Counter()

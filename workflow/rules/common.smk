@@ -88,6 +88,12 @@ def pack_runs(block):
     return runs
 
 
+def pack_workers(block):
+    """How many runs of the pack train at once (training.pack_concurrency, at most its runs): the
+    job's threads, one core per worker process."""
+    return min(config["training"]["pack_concurrency"], len(block.seeds))
+
+
 def _site_value(resource):
     """A --set-resources value as a rule's resource: the value, or a function evaluating it."""
     if not resource.is_evaluable():
@@ -112,7 +118,7 @@ def pack_resources(kind, block):
                             "(the partition's limit): a pack asks for the sum over its runs")
     per_run, most = (_minutes(kind, name, site.pop(name, None)) for name in ("runtime_per_run", "runtime_max"))
     runs, per_run = len(block.seeds), per_run or RUNTIME_PER_RUN
-    return {"mem_mb": PACK_MEM_MB, **{name: _site_value(r) for name, r in site.items()},
+    return {"mem_mb": PACK_MEM_MB * pack_workers(block), **{name: _site_value(r) for name, r in site.items()},
             "runtime": lambda wildcards, attempt: min(int(attempt * runs * per_run), most or float("inf"))}
 
 

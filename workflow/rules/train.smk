@@ -34,7 +34,7 @@ for block in PLAN.seed_blocks:
             pack_file(paths.TRAIN_LOG, paths.REFERENCE_KEY, block),
         benchmark:
             pack_file(paths.TRAIN_BENCHMARK, paths.REFERENCE_KEY, block)
-        threads: 1
+        threads: pack_workers(block)
         resources:
             **pack_resources(paths.TRAIN_REFERENCE_RULE, block),
         script:
@@ -63,7 +63,7 @@ for block in PLAN.seed_blocks:
             pack_file(paths.TRAIN_LOG, paths.DISTILLED_KEY, block),
         benchmark:
             pack_file(paths.TRAIN_BENCHMARK, paths.DISTILLED_KEY, block)
-        threads: 1
+        threads: pack_workers(block)
         resources:
             **pack_resources(paths.TRAIN_DISTILLED_RULE, block),
         script:

@@ -17,7 +17,10 @@ try:
         # bit-identical), so changing it must not re-run finished jobs.
         checkpoint_every=snakemake.config["training"]["checkpoint_every"],
         teacher_model=snakemake.params.get("teacher_model"),
+        # From the config too: a run trains alike in a worker of a concurrent pack and in turn.
+        concurrency=snakemake.config["training"]["pack_concurrency"],
         threads=snakemake.threads,
+        log_path=snakemake.log[0],
     )
 except TrainingInterrupted as exc:
     log.warning("%s", exc)

@@ -38,3 +38,8 @@ def summary(total: float) -> str:
     """`data 0.40 s, set-up 1.20 s, training 30.10 s, ..., other 0.05 s` of `total` seconds."""
     other = max(0.0, total - sum(_seconds.get(phase, 0.0) for phase in PHASES))
     return ", ".join(f"{phase} {_seconds.get(phase, 0.0):.2f} s" for phase in PHASES) + f", other {other:.2f} s"
+
+
+def seconds() -> dict[str, float]:
+    """The sums so far, per phase (a pack worker reports them to its job)."""
+    return dict(_seconds)
