@@ -92,7 +92,7 @@ def measure_case(runs: PaperRuns, label: str, prefix: str, args, workdir: Path) 
     images = len(seeds) * spec.recipe.epochs * len(data.y_train)
     time_pack(spec, data_path, seeds[:1], 1, workdir)  # warm-up: caches, lazy imports
     rows, reference = [], None
-    for k in args.concurrency_values:
+    for k in sorted({1, *args.concurrency_values}):  # K = 1 first: the reference
         seconds, predictions = time_pack(spec, data_path, seeds, k, workdir)
         reference = reference or (seconds, predictions)
         same = predictions == reference[1]

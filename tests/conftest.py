@@ -129,6 +129,23 @@ def run_spec(condition: str, **settings):
     return RunSpec.from_params(run_params(condition, **settings))
 
 
+def train_into(out: Path, spec, data, **extra) -> dict:
+    """Train `spec` in this process (training.job.train_and_save) with its files in `out`:
+    model.pt, p.parquet (test predictions), h.parquet and its checkpoints, saved every epoch.
+    `extra`: train_and_save's other keywords (teacher_weights, teacher_model, ...)."""
+    from kdtransfer.training.job import train_and_save
+
+    return train_and_save(
+        spec,
+        data,
+        weights_out=str(out / "model.pt"),
+        predictions_out={"test": str(out / "p.parquet")},
+        history_out=str(out / "h.parquet"),
+        checkpoint_every=1,
+        **extra,
+    )
+
+
 def run_dir(plan, condition: str, setup: str, seed: int) -> str:
     """results/runs/<run key>/seed<seed> of `condition` in `setup` (run keys end in a digest)."""
     return f"results/runs/{plan.run_key(condition, setup)}/seed{seed}"

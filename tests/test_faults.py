@@ -9,12 +9,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_params
+from conftest import run_params, train_into
 
 from kdtransfer.data import load_dataset, save_arrays
 from kdtransfer.io.predictions import PredictionsError, read_predictions
 from kdtransfer.spec import RunSpec
-from kdtransfer.training.job import train_and_save
 
 MODEL = {"arch": "mlp", "options": {"hidden": [32], "dropout": 0.1}}
 RECIPE = {"optimizer": "sgd", "lr": 0.02, "momentum": 0.9, "weight_decay": 5e-4, "epochs": 30, "batch_size": 8}
@@ -113,18 +112,6 @@ def uninterrupted(tmp_path_factory, data):
     out = tmp_path_factory.mktemp("clean")
     assert start(data, out).wait(timeout=300) == 0
     return read_predictions(out / "predictions_test.parquet")
-
-
-def train_here(out: Path, data, spec: RunSpec) -> None:
-    """Train `spec` in this process, its outputs and checkpoints in `out` (p.parquet, model.pt)."""
-    train_and_save(
-        spec,
-        data,
-        weights_out=str(out / "model.pt"),
-        predictions_out={"test": str(out / "p.parquet")},
-        history_out=str(out / "h.parquet"),
-        checkpoint_every=1,
-    )
 
 
 def kill_and_resume(tmp_path, data, sig, at_epoch, **run):
@@ -234,9 +221,11 @@ def test_killed_concurrent_pack_stops_its_workers_and_resumes_each_run_bit_ident
     takes the workers down with the job (they checkpoint too). No worker trains on. The rerun,
     one run at a time, gives every run as if never killed."""
     proc = start_pack(data, tmp_path, concurrency=2)
-    in_training = [tmp_path / f"seed{seed}" / "checkpoint.pt" for seed in PACK_SEEDS[:2]]
+    checkpoints = {seed: tmp_path / f"seed{seed}" / "checkpoint.pt" for seed in PACK_SEEDS}
+    # Seed 3 is the second worker's first run, which starts last: at epoch 3 both workers train
+    # (the first on seed 2, or already on seed 4).
     deadline = time.time() + 120
-    while min(checkpoint_epoch(c) for c in in_training) < 3:
+    while checkpoint_epoch(checkpoints[3]) < 3:
         assert proc.poll() is None, "the pack finished before the fault could be injected"
         assert time.time() < deadline
         time.sleep(0.01)
@@ -248,8 +237,12 @@ def test_killed_concurrent_pack_stops_its_workers_and_resumes_each_run_bit_ident
     while any(alive(w) for w in workers):
         assert time.time() < deadline, "a worker trains on after its job was killed"
         time.sleep(0.05)
-    for ckpt in in_training:  # each worker's run in training saved mid-epoch on SIGTERM
-        assert 3 <= checkpoint_epoch(ckpt) < 10 and torch.load(ckpt, weights_only=True)["batch"] > 0
+    # Seed 3 was in training: saved mid-epoch on SIGTERM. Every other run is finished (its final
+    # state kept) or was the first worker's run in training, saved mid-epoch too.
+    assert 3 <= checkpoint_epoch(checkpoints[3]) < 10 and torch.load(checkpoints[3], weights_only=True)["batch"] > 0
+    for seed in (2, 4):
+        epoch = checkpoint_epoch(checkpoints[seed])
+        assert epoch in (-1, 10) or torch.load(checkpoints[seed], weights_only=True)["batch"] > 0, seed
     for path in [*tmp_path.rglob("*.parquet"), *tmp_path.rglob("model.pt")]:  # Snakemake deletes a failed job's outputs
         path.unlink()
     assert start_pack(data, tmp_path).wait(timeout=300) == 0
@@ -272,7 +265,7 @@ def test_killed_feature_kd_run_resumes_bit_identical(tmp_path, data, uninterrupt
 
 def test_corrupt_checkpoint_is_discarded_and_training_restarts(tmp_path, data, uninterrupted, caplog):
     (tmp_path / "checkpoint.pt").write_bytes(b"not a checkpoint")
-    train_here(tmp_path, data, RunSpec.from_params(SPEC))
+    train_into(tmp_path, RunSpec.from_params(SPEC), data)
     assert "unreadable" in caplog.text and "checkpoint.pt" in caplog.text
     assert read_predictions(tmp_path / "p.parquet").logits.tobytes() == uninterrupted.logits.tobytes()
 
@@ -293,7 +286,7 @@ def test_corrupt_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, data
     assert previous_epoch >= 5
     raw = ckpt.read_bytes()
     ckpt.write_bytes(raw[: len(raw) // 2])  # a checkpoint cut short
-    train_here(tmp_path, data, RunSpec.from_params(SPEC))
+    train_into(tmp_path, RunSpec.from_params(SPEC), data)
     assert "checkpoint.pt is unreadable" in caplog.text and "resuming from the previous checkpoint" in caplog.text
     # The form docs/cluster.md documents for a resumed job's log: run, seed, checkpoint, position.
     spec = RunSpec.from_params(SPEC)
@@ -369,7 +362,7 @@ def test_nan_loss_stops_with_run_epoch_and_hint(tmp_path, data):
 
     spec = run_params("nokd", model=MODEL, recipe=dict(RECIPE, lr=1e6, schedule="constant", epochs=3), seed=3)
     with pytest.raises(TrainingDiverged) as info:
-        train_here(tmp_path, data, RunSpec.from_params(spec))
+        train_into(tmp_path, RunSpec.from_params(spec), data)
     msg = str(info.value)
     assert spec["run_key"] in msg and "seed 3" in msg and "epoch" in msg and "lower recipe.lr" in msg
     assert not (tmp_path / "p.parquet").exists() and not (tmp_path / "model.pt").exists()
@@ -383,7 +376,7 @@ def test_stale_checkpoint_from_other_hyperparameters_is_not_resumed(tmp_path, da
     other = RunSpec.from_params(dict(SPEC, recipe=dict(SPEC["recipe"], epochs=4, lr=0.05)))
     train_run(other, load_arrays(data), checkpoint_path=tmp_path / "checkpoint.pt", checkpoint_every=1)
     assert (tmp_path / "checkpoint.pt").exists()
-    train_here(tmp_path, data, RunSpec.from_params(SPEC))
+    train_into(tmp_path, RunSpec.from_params(SPEC), data)
     assert "different run specification" in caplog.text
     assert read_predictions(tmp_path / "p.parquet").logits.tobytes() == uninterrupted.logits.tobytes()
 
@@ -402,7 +395,7 @@ def test_checkpoint_of_another_training_revision_is_not_resumed(tmp_path, data, 
         torch.save(state, tmp_path / name)
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["epoch"] == spec.recipe.epochs
     caplog.set_level("INFO", logger="kdtransfer")
-    train_here(tmp_path, data, spec)
+    train_into(tmp_path, spec, data)
     assert caplog.text.count("written by training revision") == 2 and "restored" not in caplog.text
     assert "resumed" not in caplog.text  # trained from scratch
     assert read_predictions(tmp_path / "p.parquet").logits.tobytes() == uninterrupted.logits.tobytes()

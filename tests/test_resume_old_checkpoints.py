@@ -11,11 +11,10 @@ import shutil
 
 import pytest
 import torch
-from conftest import run_spec
+from conftest import run_spec, train_into
 
 from kdtransfer.data import load_dataset, save_arrays
 from kdtransfer.io.predictions import read_predictions
-from kdtransfer.training.job import train_and_save
 
 MODEL = {"arch": "mlp", "options": {"hidden": [32], "dropout": 0.1}}
 TEACHER = {"arch": "mlp", "options": {"hidden": [48]}}
@@ -58,13 +57,10 @@ def teacher(tmp_path_factory, data):
 
 
 def train(spec, data, out, teacher_weights=None):
-    train_and_save(
+    train_into(
+        out,
         spec,
         data,
-        weights_out=str(out / "model.pt"),
-        predictions_out={"test": str(out / "p.parquet")},
-        history_out=str(out / "h.parquet"),
-        checkpoint_every=1,
         teacher_weights=teacher_weights,
         teacher_model=TEACHER if spec.condition in ("kd", "rcd") else None,
         keep_final_state=True,

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import run_params, run_spec
+from conftest import run_params, run_spec, train_into
 from scipy import stats
 
 from kdtransfer.data import ArrayDataset, load_dataset, save_arrays
@@ -48,13 +48,10 @@ def spec(condition, seed=0, **training):
 
 def run(tmp, name, s, data, teacher=None):
     d = tmp / name
-    info = train_and_save(
+    info = train_into(
+        d,
         s,
         data,
-        weights_out=str(d / "model.pt"),
-        predictions_out={"test": str(d / "p.parquet")},
-        history_out=str(d / "h.parquet"),
-        checkpoint_every=1,
         teacher_weights=teacher,
         teacher_model=MODEL if teacher else None,
     )
@@ -218,13 +215,10 @@ def image_teacher(tmp_path_factory, image_npz):
 @pytest.mark.parametrize("variant,layers", [("hint", ["layer2"]), ("attention", ["layer1", "layer3"])])
 def test_kd_feature_variant_trains_and_saves_only_the_student(tmp_path, image_npz, image_teacher, variant, layers):
     s = feature_spec("kd", variant, layers)
-    info = train_and_save(
+    info = train_into(
+        tmp_path,
         s,
         image_npz,
-        weights_out=str(tmp_path / "model.pt"),
-        predictions_out={"test": str(tmp_path / "p.parquet")},
-        history_out=str(tmp_path / "h.parquet"),
-        checkpoint_every=1,
         teacher_weights=image_teacher,
         teacher_model=TEACHER_NET,
     )

@@ -377,8 +377,7 @@ def setup_tests(
             setups = ", ".join(str(s) for s in pd.unique(fam["setup"]))
             log.warning(
                 "FDR family %s (setup %s): with n = %s paired seeds the smallest reachable BY-adjusted p is %.3g > "
-                "alpha = %s; "
-                "no test can be significant. Seeds needed: %s",
+                "alpha = %s; no test can be significant. Seeds needed: %s",
                 family,
                 setups,
                 sorted(set(int(n) for n in members["n"])),

@@ -26,6 +26,7 @@ import os
 import shutil
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -72,6 +73,9 @@ class PackRun:
             dict(run["predictions"]),
             run.get("teacher"),
         )
+
+    def outputs_written(self) -> bool:
+        return all(Path(p).exists() for p in (self.weights, self.history, *self.predictions.values()))
 
     def params(self) -> tuple[dict, dict]:
         """(pack spec, run) as from_params takes them: how a pack worker receives its runs."""
@@ -193,7 +197,7 @@ def _train_side_by_side(
     runs: list[PackRun], data_path, *, name: str, workers: int, log_path: str | None, **settings
 ) -> list[tuple[PackRun, str]]:
     """`workers` processes, the i-th training runs i, i + workers, ... in turn; returns the runs
-    that failed, with why (a worker that died fails every run it had not finished)."""
+    that failed, with why (a worker that died fails the runs it had not finished)."""
     shares = [runs[i::workers] for i in range(workers)]
     log.info("pack of %d %s runs, %d at a time on one device", len(runs), runs[0].spec.condition, workers)
     requests = [
@@ -212,8 +216,9 @@ def _train_side_by_side(
         outcomes = run_workers(requests, folder=folder, sigterm=sigterm)
     failed, interrupted = [], []
     for share, (code, result) in zip(shares, outcomes):
-        if result is None:
-            failed += [(run, f"its worker process ended with exit code {code} before reporting") for run in share]
+        if result is None:  # its runs with every output written finished before it died
+            why = f"its worker process ended with exit code {code} before reporting"
+            failed += [(run, why) for run in share if not run.outputs_written()]
             continue
         by_name = {run.spec.name: run for run in share}
         failed += [(by_name[f["run"]], f["why"]) for f in result["failed"]]

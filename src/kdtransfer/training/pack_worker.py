@@ -5,15 +5,17 @@ to the job's log, named by run as in a sequential pack."""
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
+from pathlib import Path
 
 from kdtransfer.io.runlog import log_to
-from kdtransfer.training.side_by_side import die_with_parent, read_request, report
+from kdtransfer.training.side_by_side import die_with_parent, report
 
 
 def main(argv: list[str]) -> int:
-    request = read_request(argv[1])
+    request = json.loads(Path(argv[1]).read_text())
     die_with_parent(request["parent"])
     if request["log"]:
         log_to(request["log"], job=request["name"])

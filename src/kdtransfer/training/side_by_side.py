@@ -75,10 +75,6 @@ def _read(path: Path) -> dict | None:
         return None
 
 
-def read_request(path: str) -> dict:
-    return json.loads(Path(path).read_text())
-
-
 def report(request: dict, result: dict) -> None:
     """Write a worker's result, whole or not at all (the job reads a missing one as a crash)."""
     with atomic_path(request["result"]) as staged:
